@@ -1,0 +1,212 @@
+/*
+ * admin_main.c - herald-admin: the operator's tool for the user database
+ * and for minting demo tokens (PROTOCOL.md §8).
+ *
+ *   herald-admin [--db F] init
+ *   herald-admin user add NAME [--avatar URL]     prints the new id
+ *   herald-admin user del NAME
+ *   herald-admin friend add NAME NAME
+ *   herald-admin stats set NAME WINS LOSSES
+ *   herald-admin token NAME [--ttl S]             prints a signed token
+ *   herald-admin demo                             demo users and friendships
+ */
+#include "bk_store.h"
+
+#include "config.h"
+#include "jwt_auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct admin_config {
+    const char *db_path;
+    const char *jwt_secret;
+    const char *jwt_secret_file;
+};
+
+#define OPT(name, type, field, def, min, max, flags, help)                                         \
+    {name, type, offsetof(struct admin_config, field), def, min, max, flags, help}
+
+static const struct cfg_opt admin_opts[] = {
+    OPT("db", CFG_STR, db_path, "herald.db", 0, 0, 0, "SQLite user database"),
+    OPT("jwt-secret", CFG_STR, jwt_secret, NULL, 0, 0, CFG_SECRET, "HS256 secret (for token)"),
+    OPT("jwt-secret-file", CFG_STR, jwt_secret_file, NULL, 0, 0, 0,
+        "file holding the HS256 secret"),
+};
+
+static const char admin_usage[] =
+    "usage: herald-admin [options] COMMAND\n"
+    "Commands:\n"
+    "  init                          create or migrate the database schema\n"
+    "  user add NAME [--avatar URL]  add a user, print its id\n"
+    "  user del NAME                 delete a user (friendships and stats go too)\n"
+    "  friend add NAME NAME          make two users friends\n"
+    "  stats set NAME WINS LOSSES    set a user's game stats\n"
+    "  token NAME [--ttl SECONDS]    print an access token (default ttl 3600)\n"
+    "  demo                          add demo users (alice, bob, carol, dave, erin)";
+
+static int die(const char *what, const char *detail)
+{
+    fprintf(stderr, "herald-admin: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    return 1;
+}
+
+static char *load_secret(const struct admin_config *cfg, size_t *len)
+{
+    if (cfg->jwt_secret && *cfg->jwt_secret) {
+        *len = strlen(cfg->jwt_secret);
+        return strdup(cfg->jwt_secret);
+    }
+    if (!cfg->jwt_secret_file)
+        return NULL;
+    FILE *f = fopen(cfg->jwt_secret_file, "rb");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int cmd_token(struct bk_store *s, const struct admin_config *cfg, int argc, char **argv)
+{
+    if (argc < 1)
+        return die("usage", "token NAME [--ttl SECONDS]");
+    long ttl = 3600;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc) {
+            char *end;
+            ttl = strtol(argv[++i], &end, 10);
+            if (*end || ttl < 1 || ttl > 365L * 86400)
+                return die("bad --ttl", argv[i]);
+        } else {
+            return die("unexpected argument", argv[i]);
+        }
+    }
+    struct bk_user_row row;
+    int f = bk_store_user_by_name(s, argv[0], &row);
+    if (f <= 0)
+        return die(f == 0 ? "no such user" : s->err, argv[0]);
+    size_t kl = 0;
+    char *key = load_secret(cfg, &kl);
+    if (!key || !kl) {
+        free(key);
+        return die("no JWT secret", "set HERALD_JWT_SECRET or --jwt-secret-file");
+    }
+    char *tok = jwt_auth_sign("HS256", (const unsigned char *)key, kl, row.id,
+                              (int64_t)time(NULL) + ttl, 0, NULL, NULL);
+    free(key);
+    if (!tok)
+        return die("signing failed", NULL);
+    printf("%s\n", tok);
+    free(tok);
+    return 0;
+}
+
+static int cmd_demo(struct bk_store *s)
+{
+    static const struct {
+        const char *name;
+        long wins, losses;
+    } users[] = {{"alice", 12, 3}, {"bob", 7, 7}, {"carol", 2, 9}, {"dave", 20, 1}, {"erin", 0, 0}};
+    static const char *const friends[][2] = {{"alice", "bob"}, {"bob", "carol"}, {"alice", "dave"}};
+    for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
+        struct bk_user_row row;
+        if (bk_store_user_by_name(s, users[i].name, &row) == 1)
+            continue; /* demo is idempotent */
+        char avatar[64];
+        snprintf(avatar, sizeof(avatar), "/avatars/%s.svg", users[i].name);
+        int64_t id = bk_store_user_add(s, users[i].name, avatar);
+        if (id < 0 || bk_store_stats_set(s, users[i].name, users[i].wins, users[i].losses) != 0)
+            return die(s->err, users[i].name);
+        printf("user %s id %lld\n", users[i].name, (long long)id);
+    }
+    for (size_t i = 0; i < sizeof(friends) / sizeof(friends[0]); i++)
+        if (bk_store_friend_add(s, friends[i][0], friends[i][1]) != 0)
+            return die(s->err, NULL);
+    printf("demo users ready\n");
+    return 0;
+}
+
+static int run(struct bk_store *s, const struct admin_config *cfg, int argc, char **argv)
+{
+    const char *c1 = argv[0], *c2 = argc > 1 ? argv[1] : "";
+    if (strcmp(c1, "init") == 0) {
+        printf("schema at version %d\n", bk_store_schema_version());
+        return 0;
+    }
+    if (strcmp(c1, "user") == 0 && strcmp(c2, "add") == 0 && argc >= 3) {
+        const char *avatar = NULL;
+        if (argc == 5 && strcmp(argv[3], "--avatar") == 0)
+            avatar = argv[4];
+        else if (argc != 3)
+            return die("usage", "user add NAME [--avatar URL]");
+        int64_t id = bk_store_user_add(s, argv[2], avatar);
+        if (id < 0)
+            return die(s->err, NULL);
+        printf("%lld\n", (long long)id);
+        return 0;
+    }
+    if (strcmp(c1, "user") == 0 && strcmp(c2, "del") == 0 && argc == 3) {
+        int r = bk_store_user_del(s, argv[2]);
+        if (r < 0)
+            return die(s->err, NULL);
+        if (r == 0)
+            return die("no such user", argv[2]);
+        printf("deleted %s\n", argv[2]);
+        return 0;
+    }
+    if (strcmp(c1, "friend") == 0 && strcmp(c2, "add") == 0 && argc == 4) {
+        if (bk_store_friend_add(s, argv[2], argv[3]) != 0)
+            return die(s->err, NULL);
+        printf("%s and %s are friends\n", argv[2], argv[3]);
+        return 0;
+    }
+    if (strcmp(c1, "stats") == 0 && strcmp(c2, "set") == 0 && argc == 5) {
+        char *e1, *e2;
+        long w = strtol(argv[3], &e1, 10), l = strtol(argv[4], &e2, 10);
+        if (*e1 || *e2)
+            return die("usage", "stats set NAME WINS LOSSES");
+        if (bk_store_stats_set(s, argv[2], w, l) != 0)
+            return die(s->err, NULL);
+        printf("stats of %s: %ld wins, %ld losses\n", argv[2], w, l);
+        return 0;
+    }
+    if (strcmp(c1, "token") == 0)
+        return cmd_token(s, cfg, argc - 1, argv + 1);
+    if (strcmp(c1, "demo") == 0)
+        return cmd_demo(s);
+    fprintf(stderr, "herald-admin: unknown command (see --help)\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    struct admin_config cfg;
+    int argi = cfg_load(admin_opts, sizeof(admin_opts) / sizeof(admin_opts[0]), &cfg, argc, argv,
+                        admin_usage);
+    if (argi == CFG_LOAD_HELP)
+        return 0;
+    if (argi < 0)
+        return 2;
+    if (argi >= argc) {
+        cfg_usage(stderr, admin_opts, sizeof(admin_opts) / sizeof(admin_opts[0]), admin_usage);
+        return 2;
+    }
+    struct bk_store s;
+    bool create = strcmp(argv[argi], "init") == 0 || strcmp(argv[argi], "demo") == 0;
+    if (bk_store_open(&s, cfg.db_path, create) != 0) {
+        fprintf(stderr, "herald-admin: %s: %s%s\n", cfg.db_path, s.err,
+                create ? "" : " (run herald-admin init first)");
+        bk_store_close(&s);
+        return 1;
+    }
+    int rc = run(&s, &cfg, argc - argi, argv + argi);
+    bk_store_close(&s);
+    return rc;
+}

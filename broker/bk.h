@@ -1,0 +1,114 @@
+/*
+ * bk.h - the Herald broker: owns presence, answers lookups, routes events.
+ *
+ * Input: the consumer group "brokers" on herald:events (gateways and
+ * application backends write there). Output: one stream per gateway,
+ * herald:gw:<id>. Every state change is written to Redis in the same
+ * pipeline as its deliveries and before the entry is acknowledged, so a
+ * restarted broker (or a standby taking over) reloads exactly what the
+ * previous one had done, and a replayed entry changes nothing twice.
+ *
+ * Redis keys (PROTOCOL.md §7):
+ *   online_users            set of online user ids
+ *   herald:gateways         set of gateway ids we hold connections for
+ *   herald:conns:<gw>       hash conn id -> "<user id>:<kind>" of that gateway
+ *   herald:gw:<gw>:lease    the gateway's liveness lease (the gateway sets it)
+ *   herald:broker:alive     our heartbeat, for the gateways' /healthz
+ */
+#ifndef HERALD_BK_H
+#define HERALD_BK_H
+
+#include "bk_store.h"
+#include "event.h"
+#include "rds.h"
+
+#include <bsd/sys/cdefs.h>
+#include <bsd/sys/queue.h>
+#include <bsd/sys/tree.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BK_GATEWAYS_KEY "herald:gateways"
+#define BK_CONNS_PREFIX "herald:conns:"
+#define BK_ALIVE_KEY "herald:broker:alive"
+
+struct bk_config {
+    const char *redis_url;
+    const char *db_path;
+    const char *consumer;
+    const char *log_level;
+    long presence_grace_ms;
+    long gateway_lease_ms;
+    long stream_maxlen;
+    long gw_stream_maxlen;
+    long batch;
+};
+
+struct bk_conn;
+
+struct bk_gw {
+    RB_ENTRY(bk_gw) node;
+    char *id;                       /* owned */
+    LIST_HEAD(, bk_conn) conns;
+    size_t nconns;
+    int64_t seen_ms;                /* last sign of life (event or lease) */
+};
+
+struct bk_user {
+    RB_ENTRY(bk_user) node;
+    int64_t id;
+    int nconns;                     /* authenticated connections, all gateways */
+    bool online;                    /* in online_users, announced */
+    bool in_grace;                  /* on the grace list, offline pending */
+    int64_t grace_until_ms;
+    TAILQ_ENTRY(bk_user) grace;
+    LIST_HEAD(, bk_conn) conns;
+    char username[BK_USERNAME_MAX + 1];
+};
+
+struct bk_conn {
+    RB_ENTRY(bk_conn) node;
+    struct bk_gw *gw;               /* borrowed */
+    uint64_t id;
+    struct bk_user *user;           /* borrowed; NULL for a guest */
+    LIST_ENTRY(bk_conn) gw_link;
+    LIST_ENTRY(bk_conn) user_link;
+    char kind;                      /* 'w' raw, 's' Socket.IO */
+};
+
+RB_HEAD(bk_gw_tree, bk_gw);
+RB_HEAD(bk_user_tree, bk_user);
+RB_HEAD(bk_conn_tree, bk_conn);
+TAILQ_HEAD(bk_grace_list, bk_user);
+
+struct bk {
+    struct bk_config cfg;
+    struct event_base *base;        /* owned */
+    struct bk_store store;
+    struct rds cmd;                 /* writes, acks */
+    struct rds rd;                  /* XREADGROUP BLOCK */
+    struct bk_gw_tree gws;
+    struct bk_user_tree users;
+    struct bk_conn_tree conns;
+    struct bk_grace_list grace;
+    size_t nonline;
+    bool reading;
+    bool pending_done;              /* our own pending entries were replayed */
+    char pending_cursor[64];
+    bool stopping;
+    bool reconciled;                /* start-up reconciliation done */
+    struct event *tick_ev;          /* owned: grace expiry, heartbeat, leases */
+    int64_t last_heartbeat_ms, last_lease_check_ms;
+    /* Counters. */
+    uint64_t n_entries, n_transitions, n_reaped;
+};
+
+/* Loads state from Redis (blocking, at start-up) and starts consuming.
+ * Returns 0 or -1 with a log line. */
+int bk_start(struct bk *b);
+void bk_stop(struct bk *b);
+
+/* Applies one entry of herald:events. Exposed for tests. */
+void bk_apply(struct bk *b, const struct ev_entry *e);
+
+#endif

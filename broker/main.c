@@ -1,0 +1,110 @@
+/*
+ * main.c - herald-broker: configuration, start-up, signals.
+ *
+ * SIGTERM/SIGINT: stop reading new entries, let the writes already queued
+ * reach Redis, exit. Entries read but not acknowledged are replayed by the
+ * next broker with the same consumer name.
+ */
+#include "bk.h"
+
+#include "config.h"
+#include "log.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OPT(name, type, field, def, min, max, flags, help)                                         \
+    {name, type, offsetof(struct bk_config, field), def, min, max, flags, help}
+
+static const struct cfg_opt bk_opts[] = {
+    OPT("redis-url", CFG_STR, redis_url, "redis://127.0.0.1:6379", 0, 0, 0,
+        "Redis, redis://host:port[/db]"),
+    OPT("db", CFG_STR, db_path, "herald.db", 0, 0, 0, "SQLite user database"),
+    OPT("consumer", CFG_STR, consumer, "broker-1", 0, 0, 0,
+        "consumer name in the group (a restarted broker reuses it to replay its pending entries)"),
+    OPT("log-level", CFG_STR, log_level, "info", 0, 0, 0, "debug, info, warn or error"),
+    OPT("presence-grace-ms", CFG_INT, presence_grace_ms, "1500", 0, 600000, 0,
+        "offline debounce: a reconnect within this announces nothing"),
+    OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
+        "a gateway whose lease lapsed this long is dead: its users go offline"),
+    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 1000, 1000000000, 0,
+        "approximate cap on herald:events"),
+    /* A gateway reads its stream continuously; 100k entries is minutes of
+     * backlog at full load, enough for a Redis hiccup. */
+    OPT("gw-stream-maxlen", CFG_INT, gw_stream_maxlen, "100000", 100, 1000000000, 0,
+        "approximate cap on each herald:gw:<id> stream"),
+    OPT("batch", CFG_INT, batch, "512", 1, 100000, 0, "entries per XREADGROUP"),
+};
+
+static const char bk_usage[] =
+    "usage: herald-broker [options]\n"
+    "Owns presence, rooms and lookups; consumes herald:events and writes to each\n"
+    "gateway's stream.";
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct bk *b = arg;
+    (void)what;
+    log_info("signal %d: stopping", (int)sig);
+    event_base_loopexit(b->base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static struct bk b;
+    int rc = 1;
+    int argi = cfg_load(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv,
+                        bk_usage);
+    if (argi == CFG_LOAD_HELP)
+        return 0;
+    if (argi < 0)
+        return 2;
+    if (argi < argc) {
+        fprintf(stderr, "unexpected argument \"%s\" (see --help)\n", argv[argi]);
+        return 2;
+    }
+    int lvl = log_parse_level(b.cfg.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "bad --log-level \"%s\"\n", b.cfg.log_level);
+        return 2;
+    }
+    log_min_level = lvl;
+    char ident[160];
+    snprintf(ident, sizeof(ident), "broker %s", b.cfg.consumer);
+    log_set_ident(ident);
+    cfg_log(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (bk_store_open(&b.store, b.cfg.db_path, false) != 0) {
+        log_error("database %s: %s (create it with: herald-admin --db %s init)", b.cfg.db_path,
+                  b.store.err, b.cfg.db_path);
+        bk_store_close(&b.store);
+        return 1;
+    }
+    b.base = event_base_new();
+    struct event *sigterm = evsignal_new(b.base, SIGTERM, on_signal, &b);
+    struct event *sigint = evsignal_new(b.base, SIGINT, on_signal, &b);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    if (bk_start(&b) != 0)
+        goto cleanup;
+    log_info("running");
+    event_base_dispatch(b.base);
+    log_info("stopped: %llu entries applied, %llu presence transitions, %llu gateways reaped",
+             (unsigned long long)b.n_entries, (unsigned long long)b.n_transitions,
+             (unsigned long long)b.n_reaped);
+    rc = 0;
+cleanup:
+    bk_stop(&b);
+    bk_store_close(&b.store);
+    event_free(sigterm);
+    event_free(sigint);
+    event_base_free(b.base);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/*
+ * config.c - see config.h. Parsing happens once at start-up; nothing here is
+ * on a hot path, so clarity wins over speed.
+ */
+#include "config.h"
+
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void env_name(const char *name, char *out, size_t size)
+{
+    size_t i = 0;
+    const char *prefix = "HERALD_";
+    while (*prefix && i + 1 < size)
+        out[i++] = *prefix++;
+    for (; *name && i + 1 < size; name++)
+        out[i++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
+    out[i] = '\0';
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Stores text value v into the field of opt. Returns 0 or -1 (message printed). */
+static int set_value(const struct cfg_opt *opt, void *dst, const char *v, const char *source)
+{
+    char *field = (char *)dst + opt->offset;
+    switch (opt->type) {
+    case CFG_STR:
+        memcpy(field, &v, sizeof(v));
+        return 0;
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < opt->min || x > opt->max) {
+            fprintf(stderr, "%s: %s=\"%s\" is not a whole number in [%ld, %ld]\n", source,
+                    opt->name, v, opt->min, opt->max);
+            return -1;
+        }
+        memcpy(field, &x, sizeof(x));
+        return 0;
+    }
+    case CFG_BOOL: {
+        int b;
+        if (parse_bool(v, &b) != 0) {
+            fprintf(stderr, "%s: %s=\"%s\" is not a boolean (true/false)\n", source, opt->name, v);
+            return -1;
+        }
+        memcpy(field, &b, sizeof(b));
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static const struct cfg_opt *find_opt(const struct cfg_opt *opts, size_t n, const char *name,
+                                      size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+int cfg_load(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **argv,
+             const char *usage)
+{
+    char env[128];
+    for (size_t i = 0; i < n; i++) {
+        if (opts[i].def && set_value(&opts[i], dst, opts[i].def, "default") != 0)
+            return -1;
+        env_name(opts[i].name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v && set_value(&opts[i], dst, v, env) != 0)
+            return -1;
+    }
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            return i + 1;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cfg_usage(stdout, opts, n, usage);
+            return CFG_LOAD_HELP;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            break;
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct cfg_opt *opt = find_opt(opts, n, name, len);
+        if (!opt) {
+            fprintf(stderr, "unknown option --%.*s (see --help)\n", (int)len, name);
+            return -1;
+        }
+        const char *v;
+        if (eq) {
+            v = eq + 1;
+        } else if (opt->type == CFG_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "-", 1) == 0 ||
+                                             parse_bool(argv[i + 1], &(int){0}) != 0)) {
+            v = "true";
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            fprintf(stderr, "option --%s needs a value\n", opt->name);
+            return -1;
+        }
+        if (set_value(opt, dst, v, "flag") != 0)
+            return -1;
+    }
+    return i;
+}
+
+void cfg_usage(FILE *out, const struct cfg_opt *opts, size_t n, const char *usage)
+{
+    char env[128];
+    fprintf(out, "%s\nOptions (each also read from the environment variable shown; "
+                 "a flag wins):\n",
+            usage);
+    for (size_t i = 0; i < n; i++) {
+        env_name(opts[i].name, env, sizeof(env));
+        fprintf(out, "  --%-24s %s\n  %-26s   [%s; default: %s]\n", opts[i].name, opts[i].help,
+                "", env, opts[i].def ? opts[i].def : "none");
+    }
+    fprintf(out, "  --%-24s this text\n", "help");
+}
+
+void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
+{
+    char line[2048];
+    size_t pos = 0;
+    for (size_t i = 0; i < n && pos < sizeof(line) - 64; i++) {
+        const char *field = (const char *)src + opts[i].offset;
+        int w = 0;
+        size_t room = sizeof(line) - pos;
+        switch (opts[i].type) {
+        case CFG_STR: {
+            const char *v;
+            memcpy(&v, field, sizeof(v));
+            if (opts[i].flags & CFG_SECRET)
+                w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? "(set)" : "(unset)");
+            else
+                w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? v : "(unset)");
+            break;
+        }
+        case CFG_INT: {
+            long v;
+            memcpy(&v, field, sizeof(v));
+            w = snprintf(line + pos, room, " %s=%ld", opts[i].name, v);
+            break;
+        }
+        case CFG_BOOL: {
+            int v;
+            memcpy(&v, field, sizeof(v));
+            w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? "true" : "false");
+            break;
+        }
+        }
+        if (w < 0 || (size_t)w >= room)
+            break;
+        pos += (size_t)w;
+    }
+    line[pos] = '\0';
+    log_info("config:%s", line);
+}
+
+int cfg_parse_hostport(const char *s, char *host, size_t host_size, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        hl = (size_t)(rb - s - 1);
+        s++;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl + 1 > host_size)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}

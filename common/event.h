@@ -1,0 +1,122 @@
+/*
+ * event.h - how Herald's processes talk over Redis Streams (PROTOCOL.md §7),
+ * and how client JSON events are read.
+ *
+ * An entry is a flat list of short fields, so an application backend can
+ * XADD one by hand (redis-cli XADD herald:events '*' t notify ...):
+ *
+ *   field  meaning
+ *   t      entry type (below)
+ *   gw     gateway id                      (gateway -> broker)
+ *   c      connection id, decimal          (per-connection entries)
+ *   u      user id, decimal, 0 for a guest
+ *   k      connection kind: "ws" (raw /ws) or "sio" (Socket.IO)
+ *   e      event name (client event type, or the logical name of an
+ *          outgoing event, see ev_names)
+ *   d      JSON payload (an object)
+ *   r      request id (HTTP requests relayed to the broker, Socket.IO acks)
+ *   s      HTTP status of a reply, or the close code of a kick
+ *
+ * herald:events (gateways and backends -> broker), t is one of:
+ *   hello  a gateway (re)started: forget its old connections      gw
+ *   open   an authenticated or guest connection is ready          gw c u k
+ *   close  that connection is gone                                gw c
+ *   msg    a client event                                         gw c e d [r]
+ *   req    an HTTP request the broker answers                     gw c r e d
+ *
+ * herald:gw:<id> (broker -> one gateway), t is one of:
+ *   all    event e with data d to every connection                e d
+ *   auth   the same, authenticated connections only               e d
+ *   conn   event e with data d to the connections in c (comma list) c e d [r]
+ *   reply  HTTP answer to request r of connection c               c r s d
+ *   kick   close connections c with code s                        c s
+ */
+#ifndef HERALD_EVENT_H
+#define HERALD_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EV_STREAM_IN "herald:events"
+#define EV_GROUP "brokers"
+#define EV_GW_STREAM_PREFIX "herald:gw:"
+#define EV_ONLINE_SET "online_users"
+
+/* Most fields an entry may carry; entries with more are malformed. */
+#define EV_MAX_FIELDS 16
+
+/* A parsed stream entry. Every pointer is borrowed from the reply it was
+ * parsed from (valid until that reply is freed); absent fields are NULL/0. */
+struct ev_entry {
+    const char *type; size_t type_len;
+    const char *gw; size_t gw_len;
+    const char *conns; size_t conns_len; /* "c" as sent (one id or a comma list) */
+    uint64_t conn;                       /* "c" when it is a single id, else 0 */
+    int64_t user;                        /* "u", 0 when absent or guest */
+    const char *kind; size_t kind_len;
+    const char *event; size_t event_len;
+    const char *data; size_t data_len;
+    uint64_t req;                        /* "r", 0 when absent */
+    int status;                          /* "s", 0 when absent */
+};
+
+/*
+ * Parses nfields (name, value) pairs: names[i]/lens. Unknown field names are
+ * ignored (newer writers may add fields). Returns 0, or -1 when a known
+ * numeric field is not a number, a required-by-shape field is too long, or
+ * there is no "t".
+ */
+int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *lens,
+                   size_t nfields);
+
+/* True when the pointer/length pair equals the C string s. */
+bool ev_is(const char *p, size_t len, const char *s);
+
+/*
+ * Builder for the argv of one Redis command (XADD key MAXLEN ~ n * f v ...).
+ * Values are borrowed: they must stay valid until the command is issued.
+ * Numbers are formatted into the builder's own storage.
+ */
+#define EV_ARGS_MAX 40
+struct ev_args {
+    int argc;
+    const char *argv[EV_ARGS_MAX];
+    size_t argvlen[EV_ARGS_MAX];
+    char nums[12][24];
+    int nnums;
+};
+void ev_args_init(struct ev_args *a);
+void ev_args_add(struct ev_args *a, const char *s, size_t len);
+void ev_args_adds(struct ev_args *a, const char *s);
+void ev_args_add_u64(struct ev_args *a, uint64_t v);
+void ev_args_add_i64(struct ev_args *a, int64_t v);
+/* Starts "XADD <key> MAXLEN ~ <maxlen> *". */
+void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxlen);
+
+/*
+ * Names of outgoing events per endpoint: the broker speaks the logical name,
+ * each gateway renders it for its connection kind. Returns NULL when unknown.
+ */
+struct ev_name {
+    const char *logical; /* on the stream */
+    const char *raw;     /* "type" on /ws */
+    const char *sio;     /* event name on Socket.IO */
+};
+const struct ev_name *ev_name_find(const char *logical, size_t len);
+
+/* Limits for client JSON: a real event is a few hundred bytes and 2-3 levels
+ * deep; anything deeper is an attack on the parser's stack. */
+#define EV_JSON_MAX_DEPTH 8
+
+/*
+ * Reads a client's raw-endpoint JSON event: an object with a string "type".
+ * Returns the parsed object (caller frees with json_object_put()) and points
+ * *type at its type (borrowed from the object), or NULL with *err set to a
+ * stable word ("bad-json", "bad-type").
+ */
+struct json_object;
+struct json_object *ev_client_parse(const char *json, size_t len, const char **type,
+                                    const char **err);
+
+#endif

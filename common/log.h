@@ -1,0 +1,53 @@
+/*
+ * log.h - readable, leveled logging to stderr.
+ *
+ * One line per event: "2026-11-21T20:01:02.123Z INFO  gateway gw-1: text".
+ * The level is checked before the arguments are evaluated, so a debug line
+ * on a hot path costs one comparison when debug is off. Control characters
+ * in the formatted text are escaped, so a peer cannot forge log lines with
+ * newlines. Per-connection lines carry the connection id by convention
+ * ("conn 42: ...").
+ */
+#ifndef HERALD_LOG_H
+#define HERALD_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+extern int log_min_level;
+
+/* Sets the process name shown on every line (borrowed; keep it alive). */
+void log_set_ident(const char *ident);
+/* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */
+int log_parse_level(const char *name);
+void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define LOG_AT(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((lvl) >= log_min_level)                                                                \
+            log_write((lvl), __VA_ARGS__);                                                         \
+    } while (0)
+#define log_debug(...) LOG_AT(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) LOG_AT(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) LOG_AT(LOG_WARN, __VA_ARGS__)
+#define log_error(...) LOG_AT(LOG_ERROR, __VA_ARGS__)
+
+/*
+ * Rate-limited warning for things peers can trigger at will (protocol
+ * errors): at most `per_sec` lines per second per call site, then one line
+ * saying how many were suppressed.
+ */
+#define log_warn_rl(per_sec, ...)                                                                  \
+    do {                                                                                           \
+        static long log_rl_sec_;                                                                   \
+        static int log_rl_n_, log_rl_dropped_;                                                     \
+        if (LOG_WARN >= log_min_level &&                                                           \
+            log_ratelimit(&log_rl_sec_, &log_rl_n_, &log_rl_dropped_, (per_sec)))                  \
+            log_write(LOG_WARN, __VA_ARGS__);                                                      \
+    } while (0)
+
+/* Helper for log_warn_rl: returns 1 when this line may be written. */
+int log_ratelimit(long *sec, int *n, int *dropped, int per_sec);
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * gw.h - the Herald gateway process: terminates client connections, checks
+ * tokens, keeps heartbeats, publishes what clients do to the broker over
+ * Redis Streams and fans out what the broker sends back.
+ *
+ * Modules: gw_net (connections, HTTP, WebSocket framing), gw_app (Herald's
+ * routes and events on top of it), gw_bus (the Redis side). One gateway is
+ * one event loop; run several processes, each with its own id.
+ */
+#ifndef HERALD_GW_H
+#define HERALD_GW_H
+
+#include "event.h"
+#include "gw_net.h"
+#include "jwt_auth.h"
+#include "rds.h"
+
+#include <stdbool.h>
+
+struct gw_config {
+    const char *listen;
+    const char *redis_url;
+    const char *gateway_id;
+    const char *jwt_secret;
+    const char *jwt_secret_file;
+    const char *jwt_alg;
+    const char *jwt_public_key_file;
+    const char *jwt_issuer;
+    const char *jwt_audience;
+    const char *cookie_name;
+    const char *allowed_origins;
+    const char *web_root;
+    const char *api_key;
+    const char *log_level;
+    long ping_interval_ms;
+    long ping_timeout_ms;
+    long token_recheck_ms;
+    long gateway_lease_ms;
+    long max_header_bytes;
+    long max_headers;
+    long max_body;
+    long max_message;
+    long output_cap;
+    long header_timeout_ms;
+    long request_timeout_ms;
+    long stream_maxlen;
+    int dev_login;
+};
+
+struct gw {
+    struct gw_config cfg;
+    struct event_base *base;  /* owned */
+    struct gw_net net;
+    struct jwt_auth jwt;
+    struct rds pub;           /* commands: XADD, lease, health */
+    struct rds sub;           /* XREAD BLOCK on our own stream */
+    char id[128];
+    char stream[192];         /* herald:gw:<id> */
+    char lease_key[192];      /* herald:gw:<id>:lease */
+    char last_id[64];         /* last entry read from our stream */
+    bool reading;             /* an XREAD is outstanding */
+    bool broker_alive;        /* from the broker's heartbeat key */
+    bool hello_sent;
+    struct event *lease_ev;   /* owned */
+    int port;
+    uint64_t next_req;
+    int64_t started_ms;
+    /* Counters. */
+    uint64_t n_published, n_entries_in, n_deliveries;
+};
+
+/* gw_app.c: Herald's behaviour on top of gw_net. */
+extern const struct gw_net_handlers gw_app_handlers;
+/* Applies one entry read from our stream (broker -> gateway). */
+void gw_app_on_entry(struct gw *g, const struct ev_entry *e);
+
+/* gw_bus.c: the Redis side. */
+int gw_bus_start(struct gw *g);
+void gw_bus_stop(struct gw *g);
+/* Tell the broker a connection opened / closed. */
+void gw_bus_open(struct gw *g, struct gw_conn *c);
+void gw_bus_close(struct gw *g, struct gw_conn *c);
+/* A client event: type and its JSON (the whole client object). */
+void gw_bus_msg(struct gw *g, struct gw_conn *c, const char *type, const char *json, size_t len);
+/* An HTTP request the broker answers: op and JSON arguments. Returns the
+ * request id, 0 when Redis is down. */
+uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, const char *json,
+                        size_t len);
+/* True when Redis is connected and the broker's heartbeat is fresh. */
+bool gw_bus_healthy(const struct gw *g);
+
+#endif

@@ -1,0 +1,533 @@
+/*
+ * gw_app.c - Herald's routes and client events on top of gw_net.
+ *
+ * What the gateway decides by itself: who a connection is (token sources,
+ * origin rule, JWT), liveness (ping/pong, token expiry), static files.
+ * Everything about other users (presence, lookups) is the broker's: client
+ * events and some HTTP requests are relayed to it, and its answers come
+ * back through gw_app_on_entry().
+ */
+#include "gw.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Static files above this are not served from memory (the web client is a
+ * few tens of KB). */
+#define GW_STATIC_MAX (4 * 1024 * 1024)
+/* Usernames are short; this bounds what we relay for a lookup. */
+#define GW_USERNAME_MAX 64
+
+static struct gw *app_gw(struct gw_net *n)
+{
+    return n->h.arg;
+}
+
+/* ---- identity -------------------------------------------------------------- */
+
+enum token_source { TOKEN_NONE, TOKEN_BEARER, TOKEN_COOKIE, TOKEN_QUERY };
+
+/*
+ * Finds the access token (PROTOCOL.md §1: Authorization Bearer, then the
+ * cookie, then ?token=). Query values are percent-decoded into buf.
+ */
+static enum token_source find_token(struct gw *g, const struct http_request *req, char *buf,
+                                    size_t size, const char **tok, size_t *len)
+{
+    const struct http_header *h = http_header_find(req, "authorization");
+    if (h && h->value_len > 7 && strncasecmp(h->value, "Bearer ", 7) == 0) {
+        *tok = h->value + 7;
+        *len = h->value_len - 7;
+        while (*len && **tok == ' ') {
+            (*tok)++;
+            (*len)--;
+        }
+        return TOKEN_BEARER;
+    }
+    h = http_header_find(req, "cookie");
+    if (h && http_cookie_find(h->value, h->value_len, g->cfg.cookie_name, tok, len) && *len)
+        return TOKEN_COOKIE;
+    const char *q;
+    size_t ql;
+    if (req->query && http_query_param(req->query, req->query_len, "token", &q, &ql) && ql) {
+        long dl = http_percent_decode(q, ql, buf, size);
+        if (dl > 0) {
+            *tok = buf;
+            *len = (size_t)dl;
+            return TOKEN_QUERY;
+        }
+    }
+    return TOKEN_NONE;
+}
+
+/* Cross-site WebSocket hijacking defence: a browser attaches cookies to a
+ * WebSocket upgrade from any page, so a cookie-authenticated upgrade must
+ * come from our own origin or one on the allowed list. */
+static bool origin_allowed(struct gw *g, const struct http_request *req)
+{
+    const struct http_header *o = http_header_find(req, "origin");
+    if (!o)
+        return true; /* not a browser: it cannot have borrowed a cookie */
+    const char *v = o->value;
+    size_t vl = o->value_len;
+    const char *list = g->cfg.allowed_origins;
+    while (list && *list) {
+        const char *end = strchr(list, ',');
+        size_t l = end ? (size_t)(end - list) : strlen(list);
+        while (l && *list == ' ') {
+            list++;
+            l--;
+        }
+        while (l && list[l - 1] == ' ')
+            l--;
+        if ((l == 1 && *list == '*') || (l == vl && strncasecmp(list, v, l) == 0))
+            return true;
+        list = end ? end + 1 : NULL;
+    }
+    /* Same origin: scheme://host[:port] with host[:port] equal to Host. */
+    const char *sep = memmem(v, vl, "://", 3);
+    const struct http_header *host = http_header_find(req, "host");
+    if (!sep || !host)
+        return false;
+    const char *oh = sep + 3;
+    size_t ohl = vl - (size_t)(oh - v);
+    return ohl == host->value_len && strncasecmp(oh, host->value, ohl) == 0;
+}
+
+static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    char qbuf[JWT_AUTH_MAX_TOKEN + 1];
+    const char *tok = NULL;
+    size_t tl = 0;
+    enum token_source src = find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
+    if (src == TOKEN_NONE) {
+        log_info("conn %llu: /ws without a token: 401", (unsigned long long)c->id);
+        gw_http_error(c, 401, "auth-required", "an access token is required");
+        return;
+    }
+    if (src == TOKEN_COOKIE && !origin_allowed(g, req)) {
+        const struct http_header *o = http_header_find(req, "origin");
+        log_warn_rl(5, "conn %llu: cookie upgrade from foreign origin %.*s: 403",
+                    (unsigned long long)c->id, (int)(o->value_len > 100 ? 100 : o->value_len),
+                    o->value);
+        gw_http_error(c, 403, "origin-forbidden", "this origin may not use the session cookie");
+        return;
+    }
+    int64_t uid = 0, exp = 0;
+    enum jwt_auth_status st = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &uid, &exp);
+    if (st != JWT_AUTH_OK) {
+        log_info("conn %llu: token refused: %s: 401", (unsigned long long)c->id,
+                 jwt_auth_status_str(st));
+        gw_http_error(c, 401, jwt_auth_status_str(st), "the access token was refused");
+        return;
+    }
+    const char *key, *why;
+    size_t kl;
+    int hs = ws_handshake_check(req, &key, &kl, &why);
+    if (hs != 0) {
+        log_info("conn %llu: bad WebSocket handshake: %s: %d", (unsigned long long)c->id, why, hs);
+        if (hs == 426) {
+            gw_http_respond(c, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
+                            "{\"error\":\"upgrade-required\",\"message\":\"WebSocket version "
+                            "13 only\"}",
+                            61, false);
+            return;
+        }
+        gw_http_error(c, hs, "bad-handshake", why);
+        return;
+    }
+    gw_ws_accept(c, key, kl, NULL);
+    c->kind = GW_KIND_RAW;
+    c->user_id = uid;
+    c->token_exp = exp;
+    c->flags |= GW_CONN_AUTH;
+    c->next_check_ms = gw_now_ms() + g->cfg.token_recheck_ms;
+    log_debug("conn %llu: user %lld connected on /ws", (unsigned long long)c->id, (long long)uid);
+    gw_bus_open(g, c);
+}
+
+/* ---- HTTP routes -------------------------------------------------------- */
+
+static const char *content_type_for(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcasecmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/*
+ * Serves a file under the web root. The decoded path may not contain a ".."
+ * or hidden segment, and the resolved file must still lie under the root
+ * (symlinks cannot lead out).
+ */
+static void serve_static(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    char rel[1024], full[PATH_MAX + 1100], real[PATH_MAX], root[PATH_MAX];
+    long rl = http_percent_decode(req->path, req->path_len, rel, sizeof(rel) - 16);
+    if (rl < 1 || rel[0] != '/') {
+        gw_http_error(c, 400, "bad-path", "bad path");
+        return;
+    }
+    for (const char *s = rel; *s; s++)
+        if (*s == '\\') {
+            gw_http_error(c, 400, "bad-path", "bad path");
+            return;
+        }
+    for (const char *s = rel; (s = strchr(s, '/')) != NULL; s++)
+        if (s[1] == '.') {
+            gw_http_error(c, 404, "not-found", "no such file");
+            return;
+        }
+    if (rel[rl - 1] == '/')
+        strcat(rel, "index.html");
+    if (!g->cfg.web_root || !realpath(g->cfg.web_root, root)) {
+        gw_http_error(c, 404, "not-found", "no web root");
+        return;
+    }
+    snprintf(full, sizeof(full), "%s%s", root, rel);
+    size_t rootl = strlen(root);
+    if (!realpath(full, real) || strncmp(real, root, rootl) != 0 || real[rootl] != '/') {
+        gw_http_error(c, 404, "not-found", "no such file");
+        return;
+    }
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > GW_STATIC_MAX) {
+        if (fd >= 0)
+            close(fd);
+        gw_http_error(c, 404, "not-found", "no such file");
+        return;
+    }
+    char *body = malloc((size_t)st.st_size + 1);
+    ssize_t got = body ? read(fd, body, (size_t)st.st_size) : -1;
+    close(fd);
+    if (got != st.st_size) {
+        free(body);
+        gw_http_error(c, 500, "internal", "read failed");
+        return;
+    }
+    gw_http_respond(c, 200, content_type_for(real), "Cache-Control: no-cache\r\n", body,
+                    (size_t)got, true);
+    free(body);
+}
+
+/* Relays a request to the broker and parks the connection until the answer
+ * (or the request timeout). */
+static void relay_request(struct gw *g, struct gw_conn *c, const char *op,
+                          struct json_object *args)
+{
+    size_t jl;
+    const char *js = json_object_to_json_string_length(args, JSON_C_TO_STRING_PLAIN, &jl);
+    uint64_t rid = gw_bus_request(g, c, op, js, jl);
+    if (!rid) {
+        gw_http_error(c, 503, "unavailable", "the broker cannot be reached");
+        return;
+    }
+    c->req_id = rid;
+    c->flags |= GW_CONN_BUSY;
+    c->deadline_ms = gw_now_ms() + g->cfg.request_timeout_ms;
+}
+
+static void route_online_status(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    static const char prefix[] = "/online-status/";
+    char name[GW_USERNAME_MAX + 1];
+    const char *raw = req->path + sizeof(prefix) - 1;
+    size_t raw_len = req->path_len - (sizeof(prefix) - 1);
+    long nl = http_percent_decode(raw, raw_len, name, sizeof(name));
+    if (nl < 1 || memchr(name, '/', (size_t)nl)) {
+        gw_http_error(c, 404, "unknown-user", "no such user");
+        return;
+    }
+    struct json_object *args = json_object_new_object();
+    json_object_object_add(args, "username", json_object_new_string_len(name, (int)nl));
+    relay_request(g, c, "online-status", args);
+    json_object_put(args);
+}
+
+static bool path_is(const struct http_request *req, const char *p)
+{
+    return ev_is(req->path, req->path_len, p);
+}
+
+static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct http_request *req,
+                           const uint8_t *body, size_t body_len)
+{
+    struct gw *g = app_gw(n);
+    bool get = ev_is(req->method, req->method_len, "GET");
+    (void)body;
+    (void)body_len;
+    if (path_is(req, "/ws")) {
+        if (!get) {
+            gw_http_error(c, 405, "method-not-allowed", "use GET");
+            return;
+        }
+        upgrade_ws(g, c, req);
+        return;
+    }
+    if (path_is(req, "/healthz")) {
+        bool ok = gw_bus_healthy(g);
+        char b[128];
+        int bl = snprintf(b, sizeof(b), "{\"status\":\"%s\",\"redis\":%s,\"broker\":%s}",
+                          ok ? "ok" : "unavailable", g->pub.up ? "true" : "false",
+                          g->broker_alive ? "true" : "false");
+        gw_http_respond(c, ok ? 200 : 503, "application/json", NULL, b, (size_t)bl, true);
+        return;
+    }
+    if (req->path_len > 15 && memcmp(req->path, "/online-status/", 15) == 0) {
+        if (!get) {
+            gw_http_error(c, 405, "method-not-allowed", "use GET");
+            return;
+        }
+        route_online_status(g, c, req);
+        return;
+    }
+    if (!get) {
+        gw_http_error(c, 405, "method-not-allowed", "method not allowed here");
+        return;
+    }
+    serve_static(g, c, req);
+}
+
+/* ---- client events on /ws ------------------------------------------------ */
+
+static void send_raw_error(struct gw_conn *c, const char *code, const char *message)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("error"));
+    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "message", json_object_new_string(message));
+    size_t len;
+    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    gw_ws_send_text(c, js, len);
+    json_object_put(o);
+}
+
+static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *obj)
+{
+    struct json_object *t;
+    int64_t uid = 0, exp = 0;
+    if (!json_object_object_get_ex(obj, "token", &t) || !json_object_is_type(t, json_type_string)) {
+        send_raw_error(c, "bad-field", "refresh-token needs a string token");
+        return;
+    }
+    const char *tok = json_object_get_string(t);
+    enum jwt_auth_status st =
+        jwt_auth_verify(&g->jwt, tok, (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
+    if (st != JWT_AUTH_OK) {
+        log_info("conn %llu: refresh-token refused: %s", (unsigned long long)c->id,
+                 jwt_auth_status_str(st));
+        gw_conn_close(c, 4001, "token refused");
+        return;
+    }
+    if (uid != c->user_id) {
+        /* A refresh may extend a session, never switch who it belongs to. */
+        log_warn_rl(5, "conn %llu: refresh-token for another user (%lld, not %lld)",
+                    (unsigned long long)c->id, (long long)uid, (long long)c->user_id);
+        gw_conn_close(c, 4003, "token belongs to another user");
+        return;
+    }
+    c->token_exp = exp;
+    static const char ok[] = "{\"type\":\"token-refreshed\"}";
+    gw_ws_send_text(c, ok, sizeof(ok) - 1);
+}
+
+/* Client event types the broker handles; anything else is refused here
+ * without a round trip. */
+static const char *const relayed_types[] = {"get_online_users"};
+
+static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
+                              size_t len)
+{
+    struct gw *g = app_gw(n);
+    if (opcode != WS_OP_TEXT) {
+        send_raw_error(c, "bad-message", "messages are JSON text frames");
+        return;
+    }
+    const char *type = NULL, *err = NULL;
+    struct json_object *obj = ev_client_parse((const char *)data, len, &type, &err);
+    if (!obj) {
+        log_warn_rl(5, "conn %llu: unreadable event: %s", (unsigned long long)c->id, err);
+        send_raw_error(c, err, "expected a JSON object with a string type field");
+        return;
+    }
+    if (strcmp(type, "ping") == 0) {
+        static const char pong[] = "{\"type\":\"pong\"}";
+        gw_ws_send_text(c, pong, sizeof(pong) - 1);
+    } else if (strcmp(type, "refresh-token") == 0) {
+        refresh_token(g, c, obj);
+    } else {
+        size_t i, nt = sizeof(relayed_types) / sizeof(relayed_types[0]);
+        for (i = 0; i < nt; i++)
+            if (strcmp(type, relayed_types[i]) == 0)
+                break;
+        if (i < nt)
+            gw_bus_msg(g, c, type, (const char *)data, len);
+        else
+            send_raw_error(c, "unknown-type", "unknown event type");
+    }
+    json_object_put(obj);
+}
+
+static void app_on_closed(struct gw_net *n, struct gw_conn *c)
+{
+    struct gw *g = app_gw(n);
+    if (c->flags & GW_CONN_OPEN_SENT)
+        gw_bus_close(g, c);
+}
+
+static void app_on_tick(struct gw_net *n, struct gw_conn *c, int64_t now)
+{
+    struct gw *g = app_gw(n);
+    if ((c->flags & GW_CONN_BUSY) && now >= c->deadline_ms) {
+        log_warn_rl(5, "conn %llu: the broker did not answer in %ld ms", (unsigned long long)c->id,
+                    g->cfg.request_timeout_ms);
+        c->req_id = 0;
+        gw_http_error(c, 503, "unavailable", "the broker did not answer in time");
+        return;
+    }
+    if ((c->flags & GW_CONN_AUTH) && now >= c->next_check_ms &&
+        !(c->flags & GW_CONN_CLOSE_SENT)) {
+        c->next_check_ms = now + g->cfg.token_recheck_ms;
+        if ((int64_t)time(NULL) >= c->token_exp) {
+            log_info("conn %llu: token of user %lld expired, closing with 4001",
+                     (unsigned long long)c->id, (long long)c->user_id);
+            gw_conn_close(c, 4001, "token expired");
+        }
+    }
+}
+
+const struct gw_net_handlers gw_app_handlers = {
+    .on_request = app_on_request,
+    .on_ws_message = app_on_ws_message,
+    .on_closed = app_on_closed,
+    .on_tick = app_on_tick,
+};
+
+/* ---- entries from the broker --------------------------------------------- */
+
+/*
+ * Renders a broker event for /ws connections: {"type":"<raw name>", ...d}.
+ * d must be a JSON object; its members are inlined after "type". Returns a
+ * complete text frame with one reference, or NULL.
+ */
+static struct gw_shared *render_raw(const struct ev_entry *e)
+{
+    const struct ev_name *nm = ev_name_find(e->event, e->event_len);
+    const char *d = e->data ? e->data : "{}";
+    size_t dl = e->data ? e->data_len : 2;
+    if (!nm || dl < 2 || d[0] != '{' || d[dl - 1] != '}')
+        return NULL;
+    size_t tl = strlen(nm->raw);
+    bool empty = dl == 2;
+    /* {"type":" + name + " + (, + inner... } | }) */
+    size_t plen = 9 + tl + 1 + (empty ? 1 : dl);
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hl = ws_frame_header(hdr, WS_OP_TEXT, true, plen, NULL);
+    struct gw_shared *s = gw_shared_new(hl + plen);
+    if (!s)
+        return NULL;
+    uint8_t *p = s->data;
+    memcpy(p, hdr, hl);
+    p += hl;
+    memcpy(p, "{\"type\":\"", 9);
+    p += 9;
+    memcpy(p, nm->raw, tl);
+    p += tl;
+    *p++ = '"';
+    if (empty) {
+        *p++ = '}';
+    } else {
+        *p++ = ',';
+        memcpy(p, d + 1, dl - 1);
+    }
+    return s;
+}
+
+static void deliver_to(struct gw *g, struct gw_conn *c, struct gw_shared *raw)
+{
+    if (c->kind == GW_KIND_RAW && raw) {
+        gw_conn_send_shared(c, raw);
+        g->n_deliveries++;
+    }
+}
+
+void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
+{
+    if (ev_is(e->type, e->type_len, "all") || ev_is(e->type, e->type_len, "auth")) {
+        bool auth_only = e->type[0] == 'a' && e->type[1] == 'u';
+        struct gw_shared *raw = render_raw(e);
+        if (!raw) {
+            log_warn_rl(5, "cannot render event %.*s", (int)e->event_len, e->event);
+            return;
+        }
+        struct gw_conn *c;
+        /* Encoded once above; every recipient queues a reference. */
+        TAILQ_FOREACH(c, &g->net.conns, link)
+        {
+            if (!(c->flags & GW_CONN_WS) || (c->flags & GW_CONN_DEAD))
+                continue;
+            if (auth_only && !(c->flags & GW_CONN_AUTH))
+                continue;
+            deliver_to(g, c, raw);
+        }
+        gw_shared_unref(raw);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "kick")) {
+        bool kick = e->type[0] == 'k';
+        struct gw_shared *raw = kick ? NULL : render_raw(e);
+        const char *p = e->conns, *end = e->conns + e->conns_len;
+        while (p && p < end) {
+            char *stop;
+            unsigned long long id = strtoull(p, &stop, 10);
+            struct gw_conn *c = gw_conn_find(&g->net, (uint64_t)id);
+            if (c && kick)
+                gw_conn_close(c, e->status ? (uint16_t)e->status : 1000, "closed by the server");
+            else if (c && (c->flags & GW_CONN_WS))
+                deliver_to(g, c, raw);
+            if (stop == p || stop >= end || *stop != ',')
+                break;
+            p = stop + 1;
+        }
+        gw_shared_unref(raw);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "reply")) {
+        struct gw_conn *c = gw_conn_find(&g->net, e->conn);
+        if (!c || !(c->flags & GW_CONN_BUSY) || c->req_id != e->req)
+            return; /* gone, or already answered by the timeout */
+        c->req_id = 0;
+        int status = e->status >= 100 && e->status <= 599 ? e->status : 500;
+        gw_http_respond(c, status, "application/json", NULL, e->data ? e->data : "{}",
+                        e->data ? e->data_len : 2, true);
+        return;
+    }
+    log_warn_rl(5, "unknown entry type %.*s on %s", (int)e->type_len, e->type, g->stream);
+}

@@ -1,0 +1,204 @@
+/*
+ * gw_net.h - the gateway's connection layer: one libevent loop, its
+ * listener, and every client connection from the first HTTP byte to the
+ * WebSocket close handshake.
+ *
+ * Design: no bufferevents. A connection owns a struct event, a read buffer
+ * only while it holds a partial request or frame (idle connections hold
+ * none), and a queue of references to output buffers. Reads go into one
+ * per-loop scratch buffer and are parsed in place; broadcast frames are
+ * encoded once into a reference-counted struct gw_shared that every
+ * recipient's queue points at. Writes are coalesced: sending only queues and
+ * marks the connection dirty; one flush per loop iteration writes each dirty
+ * connection's queue with a single writev().
+ *
+ * Lifetime: closing from anywhere (including inside a handler) only marks
+ * the connection dead and queues it for the one reap point, which calls the
+ * on_closed handler and frees it after the current callbacks have returned.
+ *
+ * Timers: one sweep timer walks all connections (ping, ping timeout, header
+ * and close-handshake deadlines, the application's own per-connection
+ * checks), so an idle connection carries no timer of its own.
+ */
+#ifndef HERALD_GW_NET_H
+#define HERALD_GW_NET_H
+
+#include "http.h"
+#include "ws.h"
+
+#include <bsd/sys/cdefs.h>
+#include <bsd/sys/queue.h>
+#include <bsd/sys/tree.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An immutable, reference-counted output buffer (e.g. one encoded frame
+ * shared by every recipient of a broadcast). */
+struct gw_shared {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* Returns a buffer of len bytes with one reference, or NULL. */
+struct gw_shared *gw_shared_new(size_t len);
+void gw_shared_unref(struct gw_shared *s);
+/* A complete server frame (never masked) with one reference, or NULL. */
+struct gw_shared *gw_ws_frame_new(uint8_t opcode, const void *payload, size_t len);
+
+struct gw_out {
+    struct gw_out *next;
+    struct gw_shared *buf; /* one reference owned by this item */
+    uint32_t off;          /* bytes of buf already written */
+};
+
+/* Connection flags (c->flags). */
+#define GW_CONN_WS 0x0001u          /* upgraded: frames from here on */
+#define GW_CONN_DEAD 0x0002u        /* waiting for the reap point */
+#define GW_CONN_DIRTY 0x0004u       /* on the flush list */
+#define GW_CONN_BUSY 0x0008u        /* an HTTP request awaits an asynchronous answer */
+#define GW_CONN_CLOSE_SENT 0x0010u  /* our close frame is queued */
+#define GW_CONN_CLOSE_RECV 0x0020u  /* the peer's close frame arrived */
+#define GW_CONN_FINISH 0x0040u      /* after the queue drains: half-close and linger */
+#define GW_CONN_LINGER 0x0080u      /* write side shut: discard input until EOF/deadline */
+#define GW_CONN_AUTH 0x0100u        /* application: authenticated user */
+#define GW_CONN_OPEN_SENT 0x0200u   /* application: the broker was told about it */
+#define GW_CONN_KEEPALIVE 0x0400u   /* the request being answered allows keep-alive */
+
+/* Connection kinds (c->kind), set by the application on upgrade. */
+#define GW_KIND_NONE 0
+#define GW_KIND_RAW 1 /* /ws: JSON text frames */
+#define GW_KIND_SIO 2 /* Socket.IO */
+
+struct gw_net;
+
+struct gw_conn {
+    TAILQ_ENTRY(gw_conn) link;   /* in net->conns */
+    RB_ENTRY(gw_conn) node;      /* in net->by_id */
+    struct gw_net *net;          /* borrowed */
+    struct gw_conn *next_dirty;  /* flush list */
+    struct gw_conn *next_dead;   /* reap list */
+    struct event ev;
+    int fd;
+    uint32_t flags;
+    short ev_flags;              /* EV_READ/EV_WRITE currently registered */
+    uint8_t kind;
+    uint64_t id;                 /* unique in this gateway's lifetime and across restarts */
+    uint8_t *rbuf;               /* owned; NULL when no partial input is held */
+    uint32_t rlen, rcap;
+    uint8_t *msg;                /* owned; fragments of an open WebSocket message */
+    uint32_t msg_len, msg_cap;
+    struct ws_parser wsp;
+    struct gw_out *out_head;     /* owned queue */
+    struct gw_out **out_tail;
+    uint32_t out_bytes;
+    int64_t last_seen_ms;        /* last byte received */
+    int64_t last_ping_ms;        /* last ping frame sent */
+    int64_t deadline_ms;         /* HTTP/linger: killed when passed (0: none) */
+    /* Application fields (gw_app). */
+    int64_t user_id;             /* 0: guest */
+    int64_t token_exp;           /* exp claim of the token in use */
+    int64_t next_check_ms;       /* next token re-check */
+    uint64_t req_id;             /* pending asynchronous HTTP request */
+};
+
+struct gw_limits {
+    struct http_limits http;
+    long header_timeout_ms;  /* a request head must complete within this (slowloris) */
+    long keepalive_ms;       /* idle HTTP keep-alive connections are closed after this */
+    size_t max_msg;          /* WebSocket message cap (1009 above) */
+    size_t out_cap;          /* per-connection output queue cap (slow consumers are cut) */
+    long ping_interval_ms;
+    long ping_timeout_ms;
+    long close_timeout_ms;   /* how long to wait for the peer after our close/response */
+};
+
+struct gw_net_handlers {
+    /* A complete request (head and Content-Length body) on an HTTP
+     * connection. The handler must answer (gw_http_respond), upgrade
+     * (gw_ws_accept), or set GW_CONN_BUSY and answer later. req and body are
+     * borrowed for the duration of the call. */
+    void (*on_request)(struct gw_net *n, struct gw_conn *c, const struct http_request *req,
+                       const uint8_t *body, size_t body_len);
+    /* A complete WebSocket message (text already UTF-8 checked). data is
+     * borrowed for the call, and writable. */
+    void (*on_ws_message)(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
+                          size_t len);
+    /* The connection is being freed (reap point). May be NULL. */
+    void (*on_closed)(struct gw_net *n, struct gw_conn *c);
+    /* Called by the sweep for every live connection. May be NULL. */
+    void (*on_tick)(struct gw_net *n, struct gw_conn *c, int64_t now_ms);
+    void *arg;
+};
+
+TAILQ_HEAD(gw_conn_list, gw_conn);
+RB_HEAD(gw_conn_tree, gw_conn);
+
+struct gw_net {
+    struct event_base *base;  /* borrowed */
+    struct gw_limits lim;
+    struct gw_net_handlers h;
+    int listen_fd;
+    struct event *listen_ev;  /* owned */
+    struct event *flush_ev;   /* owned */
+    struct event *reap_ev;    /* owned */
+    struct event *sweep_ev;   /* owned */
+    long tick_ms;
+    struct gw_conn_list conns;
+    struct gw_conn_tree by_id;
+    struct gw_conn *dirty;
+    struct gw_conn *dead;
+    uint64_t next_id;
+    size_t nconns;
+    bool draining;            /* shutting down: no new connections */
+    uint8_t *scratch;         /* owned: the shared read buffer */
+    /* Counters for /metrics and logs. */
+    uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut;
+};
+
+/*
+ * Sets up the layer on base; listens on host:port with SO_REUSEPORT (so
+ * several gateway processes may share a port) when port >= 0.
+ * Returns 0, or -1 with a log line. *bound_port gets the actual port.
+ */
+int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limits *lim,
+                const struct gw_net_handlers *h, const char *host, int port, int *bound_port);
+/* Closes every connection at once (no handshake) and frees everything. */
+void gw_net_free(struct gw_net *n);
+
+/* Stops accepting and starts closing every connection with code 1001. */
+void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason);
+
+int64_t gw_now_ms(void);
+
+struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id);
+
+/* Queues bytes (copied) / a shared buffer (a reference is taken). */
+void gw_conn_send(struct gw_conn *c, const void *data, size_t len);
+void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s);
+/* Queues one WebSocket text frame. */
+void gw_ws_send_text(struct gw_conn *c, const char *text, size_t len);
+
+/*
+ * Answers an HTTP request. extra_headers: NULL or complete "Name: value\r\n"
+ * lines. keep: keep the connection for the next request (ignored when the
+ * request asked to close). Clears GW_CONN_BUSY and resumes reading.
+ */
+void gw_http_respond(struct gw_conn *c, int status, const char *content_type,
+                     const char *extra_headers, const void *body, size_t body_len, bool keep);
+/* JSON error body {"error": word, "message": text}. */
+void gw_http_error(struct gw_conn *c, int status, const char *word, const char *message);
+
+/* Sends the 101 answer for a checked handshake key and switches to frames. */
+void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char *extra_headers);
+
+/* Starts the close handshake with code and reason (WebSocket), or just ends
+ * the connection after its queue drains (HTTP). */
+void gw_conn_close(struct gw_conn *c, uint16_t code, const char *reason);
+/* Drops the connection now, no handshake (dead peer, overflow). */
+void gw_conn_abort(struct gw_conn *c, const char *why);
+
+#endif

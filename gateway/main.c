@@ -1,0 +1,261 @@
+/*
+ * main.c - herald-gateway: configuration, start-up, signals, shutdown.
+ *
+ * SIGTERM/SIGINT: stop accepting, close every WebSocket with 1001 (clients
+ * reconnect elsewhere), tell the broker, exit when the connections are gone
+ * or after the drain deadline. SIGHUP is ignored (logs go to stderr).
+ */
+#include "gw.h"
+
+#include "config.h"
+#include "log.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a draining gateway waits for its clients to finish the close
+ * handshake before it exits anyway. */
+#define GW_DRAIN_MS 3000
+
+#define OPT(name, type, field, def, min, max, flags, help)                                         \
+    {name, type, offsetof(struct gw_config, field), def, min, max, flags, help}
+
+static const struct cfg_opt gw_opts[] = {
+    OPT("listen", CFG_STR, listen, "0.0.0.0:8080", 0, 0, 0, "address to listen on, host:port"),
+    OPT("redis-url", CFG_STR, redis_url, "redis://127.0.0.1:6379", 0, 0, 0,
+        "Redis, redis://host:port[/db]"),
+    OPT("gateway-id", CFG_STR, gateway_id, NULL, 0, 0, 0,
+        "unique id of this gateway (default: hostname-pid)"),
+    OPT("jwt-secret", CFG_STR, jwt_secret, NULL, 0, 0, CFG_SECRET, "HS256 secret"),
+    OPT("jwt-secret-file", CFG_STR, jwt_secret_file, NULL, 0, 0, 0, "file holding the HS256 secret"),
+    OPT("jwt-alg", CFG_STR, jwt_alg, "HS256", 0, 0, 0, "token algorithm: HS256, RS256 or ES256"),
+    OPT("jwt-public-key-file", CFG_STR, jwt_public_key_file, NULL, 0, 0, 0,
+        "PEM public key for RS256/ES256"),
+    OPT("jwt-issuer", CFG_STR, jwt_issuer, NULL, 0, 0, 0, "required iss claim (optional)"),
+    OPT("jwt-audience", CFG_STR, jwt_audience, NULL, 0, 0, 0, "required aud claim (optional)"),
+    OPT("cookie-name", CFG_STR, cookie_name, "accessToken", 0, 0, 0, "cookie holding the token"),
+    OPT("allowed-origins", CFG_STR, allowed_origins, NULL, 0, 0, 0,
+        "comma list of origins allowed for cookie-authenticated upgrades (same origin always)"),
+    OPT("web-root", CFG_STR, web_root, "web", 0, 0, 0, "directory of the web client"),
+    OPT("api-key", CFG_STR, api_key, NULL, 0, 0, CFG_SECRET, "key for /api/notify/*"),
+    OPT("log-level", CFG_STR, log_level, "info", 0, 0, 0, "debug, info, warn or error"),
+    OPT("ping-interval-ms", CFG_INT, ping_interval_ms, "25000", 50, 3600000, 0,
+        "server ping period"),
+    OPT("ping-timeout-ms", CFG_INT, ping_timeout_ms, "35000", 100, 3600000, 0,
+        "drop a connection silent for this long"),
+    OPT("token-recheck-ms", CFG_INT, token_recheck_ms, "30000", 10, 3600000, 0,
+        "how often a connection's token expiry is checked"),
+    OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
+        "liveness lease; the broker reaps us when it lapses"),
+    /* 8 KB of head is what most servers allow; browsers send ~1-2 KB. */
+    OPT("max-header-bytes", CFG_INT, max_header_bytes, "8192", 512, 1048576, 0,
+        "request line + headers cap (431 above)"),
+    OPT("max-headers", CFG_INT, max_headers, "48", 4, HTTP_MAX_HEADERS, 0,
+        "header count cap (431 above)"),
+    OPT("max-body", CFG_INT, max_body, "65536", 0, 16777216, 0, "request body cap (413 above)"),
+    /* Chat messages and events are small; 64 KB leaves room for profiles. */
+    OPT("max-message", CFG_INT, max_message, "65536", 125, 268435456, 0,
+        "WebSocket message cap (close 1009 above)"),
+    OPT("output-cap", CFG_INT, output_cap, "1048576", 4096, 1073741824, 0,
+        "per-connection output queue cap; slow consumers over it are closed"),
+    OPT("header-timeout-ms", CFG_INT, header_timeout_ms, "10000", 100, 600000, 0,
+        "a request head must arrive within this (slowloris)"),
+    OPT("request-timeout-ms", CFG_INT, request_timeout_ms, "5000", 100, 600000, 0,
+        "how long an HTTP request waits for the broker (503 after)"),
+    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 1000, 1000000000, 0,
+        "approximate cap on herald:events length"),
+    OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
+        "enable POST /auth/dev-login (demo only)"),
+};
+
+static const char gw_usage[] =
+    "usage: herald-gateway [options]\n"
+    "Terminates client connections (/ws, HTTP routes, static files) and relays\n"
+    "them to the broker over Redis Streams.";
+
+static struct gw g_gw;
+static int64_t drain_deadline;
+static struct event *drain_ev;
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw *g = arg;
+    (void)fd;
+    (void)what;
+    if (g->net.nconns == 0 || gw_now_ms() >= drain_deadline)
+        event_base_loopexit(g->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct gw *g = arg;
+    (void)what;
+    if (g->net.draining) {
+        log_warn("second signal: exiting now");
+        event_base_loopbreak(g->base);
+        return;
+    }
+    log_info("signal %d: draining %zu connections (close 1001)", (int)sig, g->net.nconns);
+    gw_net_drain(&g->net, 1001, "server going away");
+    drain_deadline = gw_now_ms() + GW_DRAIN_MS;
+    drain_ev = event_new(g->base, -1, EV_PERSIST, on_drain_check, g);
+    struct timeval tv = {0, 20000};
+    event_add(drain_ev, &tv);
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = malloc(65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    fclose(f);
+    if (!buf)
+        return NULL;
+    /* A trailing newline in a secret file is an editor's, not the secret's. */
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int setup_jwt(struct gw *g)
+{
+    char err[256];
+    unsigned char *key = NULL;
+    size_t kl = 0;
+    bool hs = strcasecmp(g->cfg.jwt_alg, "HS256") == 0;
+    if (hs) {
+        if (g->cfg.jwt_secret && *g->cfg.jwt_secret) {
+            kl = strlen(g->cfg.jwt_secret);
+            key = (unsigned char *)strdup(g->cfg.jwt_secret);
+        } else if (g->cfg.jwt_secret_file) {
+            key = read_file(g->cfg.jwt_secret_file, &kl);
+            if (!key) {
+                log_error("cannot read --jwt-secret-file %s", g->cfg.jwt_secret_file);
+                return -1;
+            }
+        }
+        if (!key || kl == 0) {
+            free(key);
+            log_error("no JWT secret: set HERALD_JWT_SECRET or HERALD_JWT_SECRET_FILE");
+            return -1;
+        }
+    } else {
+        if (!g->cfg.jwt_public_key_file || !(key = read_file(g->cfg.jwt_public_key_file, &kl))) {
+            log_error("%s needs a readable --jwt-public-key-file", g->cfg.jwt_alg);
+            return -1;
+        }
+    }
+    int rc = jwt_auth_init(&g->jwt, g->cfg.jwt_alg, key, kl, g->cfg.jwt_issuer,
+                           g->cfg.jwt_audience, err, sizeof(err));
+    free(key);
+    if (rc != 0)
+        log_error("JWT setup: %s", err);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct gw *g = &g_gw;
+    int rc = 1;
+    int argi = cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv,
+                        gw_usage);
+    if (argi == CFG_LOAD_HELP)
+        return 0;
+    if (argi < 0)
+        return 2;
+    if (argi < argc) {
+        fprintf(stderr, "unexpected argument \"%s\" (see --help)\n", argv[argi]);
+        return 2;
+    }
+    int lvl = log_parse_level(g->cfg.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "bad --log-level \"%s\"\n", g->cfg.log_level);
+        return 2;
+    }
+    log_min_level = lvl;
+    if (g->cfg.gateway_id && *g->cfg.gateway_id) {
+        snprintf(g->id, sizeof(g->id), "%s", g->cfg.gateway_id);
+    } else {
+        char host[64] = "gw";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(g->id, sizeof(g->id), "%s-%d", host, (int)getpid());
+    }
+    static char ident[160];
+    snprintf(ident, sizeof(ident), "gateway %.120s", g->id);
+    log_set_ident(ident);
+    if (g->cfg.ping_timeout_ms <= g->cfg.ping_interval_ms)
+        log_warn("ping-timeout-ms (%ld) <= ping-interval-ms (%ld): healthy clients may be dropped",
+                 g->cfg.ping_timeout_ms, g->cfg.ping_interval_ms);
+    cfg_log(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg);
+    char host[256];
+    int port;
+    if (cfg_parse_hostport(g->cfg.listen, host, sizeof(host), &port) != 0) {
+        log_error("bad --listen \"%s\" (want host:port)", g->cfg.listen);
+        return 2;
+    }
+    if (setup_jwt(g) != 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    g->base = event_base_new();
+    struct event *sigterm = evsignal_new(g->base, SIGTERM, on_signal, g);
+    struct event *sigint = evsignal_new(g->base, SIGINT, on_signal, g);
+    struct event *sighup = evsignal_new(g->base, SIGHUP, on_signal, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    (void)sighup;
+    signal(SIGHUP, SIG_IGN);
+
+    struct gw_limits lim = {
+        .http = {.max_request_line = (size_t)g->cfg.max_header_bytes,
+                 .max_head = (size_t)g->cfg.max_header_bytes,
+                 .max_headers = (size_t)g->cfg.max_headers,
+                 .max_body = (size_t)g->cfg.max_body},
+        .header_timeout_ms = g->cfg.header_timeout_ms,
+        .keepalive_ms = 60000,
+        .max_msg = (size_t)g->cfg.max_message,
+        .out_cap = (size_t)g->cfg.output_cap,
+        .ping_interval_ms = g->cfg.ping_interval_ms,
+        .ping_timeout_ms = g->cfg.ping_timeout_ms,
+        .close_timeout_ms = 2000,
+    };
+    struct gw_net_handlers h = gw_app_handlers;
+    h.arg = g;
+    if (gw_net_init(&g->net, g->base, &lim, &h, host, port, &g->port) != 0)
+        goto cleanup;
+    if (gw_bus_start(g) != 0)
+        goto cleanup;
+    g->started_ms = gw_now_ms();
+    log_info("listening on %s:%d", host, g->port);
+    event_base_dispatch(g->base);
+    log_info("stopped: %llu connections accepted, %llu messages in, %llu deliveries",
+             (unsigned long long)g->net.n_accepted, (unsigned long long)g->net.n_msgs_in,
+             (unsigned long long)g->n_deliveries);
+    rc = 0;
+cleanup:
+    /* Connections still open are closed now; the broker hears of each. */
+    gw_net_free(&g->net);
+    if (g->pub.up)
+        rds_cmd(&g->pub, NULL, NULL, "DEL %s", g->lease_key);
+    rds_free(&g->sub);
+    /* Let hiredis write what is queued (the close events) before exiting. */
+    rds_drain(&g->pub, 1000);
+    gw_bus_stop(g);
+    if (drain_ev)
+        event_free(drain_ev);
+    jwt_auth_free(&g->jwt);
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    event_base_free(g->base);
+    return rc;
+}
