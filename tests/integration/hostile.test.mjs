@@ -1,0 +1,94 @@
+// Bad input of every kind gets its HTTP status or close code, and the
+// gateway keeps serving everyone else.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Stack, rawExchange, clientFrame, upgradeRequest, parseServerFrames, closeCodeOf } from './harness.mjs';
+
+let s, port, tok;
+before(async () => {
+  s = await new Stack('hostile', { env: { HERALD_HEADER_TIMEOUT_MS: '600', HERALD_MAX_MESSAGE: '4096' } }).start();
+  port = s.gateways[0].port;
+  tok = s.token('alice');
+});
+after(async () => {
+  const h = await fetch(`${s.gateways[0].url}/healthz`);
+  assert.equal(h.status, 200, 'the gateway survived');
+  await s.stop();
+});
+
+const statusOf = (buf) => Number((buf.toString('latin1').match(/^HTTP\/1\.1 (\d{3})/) || [])[1]);
+
+async function frameClose(...frames) {
+  const buf = await rawExchange(port, Buffer.concat([Buffer.from(upgradeRequest(port, tok)), ...frames]));
+  assert.equal(statusOf(buf), 101);
+  return closeCodeOf(parseServerFrames(buf));
+}
+
+test('frame-level violations close with the RFC 6455 code', async () => {
+  assert.equal(await frameClose(clientFrame(1, '{"type":"ping"}', { mask: false })), 1002, 'unmasked');
+  assert.equal(await frameClose(clientFrame(1, 'x', { rsv: 4 })), 1002, 'RSV1 without extension');
+  assert.equal(await frameClose(clientFrame(3, 'x')), 1002, 'reserved opcode');
+  assert.equal(await frameClose(clientFrame(9, 'x', { fin: false })), 1002, 'fragmented ping');
+  assert.equal(await frameClose(clientFrame(0, 'x')), 1002, 'continuation without a message');
+  assert.equal(await frameClose(clientFrame(1, Buffer.from([0x22, 0xc0, 0xaf, 0x22]))), 1007, 'overlong UTF-8');
+  assert.equal(await frameClose(clientFrame(1, Buffer.from([0xed, 0xa0, 0x80]))), 1007, 'surrogate');
+  assert.equal(await frameClose(clientFrame(1, 'a'.repeat(5000))), 1009, 'over max-message');
+  assert.equal(await frameClose(clientFrame(1, 'a'.repeat(3000), { fin: false }), clientFrame(0, 'a'.repeat(3000))), 1009,
+    'fragments over max-message');
+  assert.equal(await frameClose(clientFrame(8, Buffer.from([0x03, 0xed]))), 1002, 'close code 1005 on the wire');
+  assert.equal(await frameClose(clientFrame(8, Buffer.from([0x0b, 0xb8]))), 3000, 'valid close code is echoed');
+});
+
+test('pings are answered with the same payload; fragments interleaved with a ping work', async () => {
+  const buf = await rawExchange(port, Buffer.concat([
+    Buffer.from(upgradeRequest(port, tok)),
+    clientFrame(9, 'hello'),
+    clientFrame(1, '{"type":', { fin: false }),
+    clientFrame(9, 'mid'),
+    clientFrame(0, '"ping"}'),
+  ]));
+  const frames = parseServerFrames(buf);
+  const pongs = frames.filter((f) => f.opcode === 10).map((f) => f.payload.toString());
+  assert.deepEqual(pongs, ['hello', 'mid']);
+  const texts = frames.filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload));
+  assert.deepEqual(texts.filter((m) => m.type !== 'status_update'), [{ type: 'pong' }]);
+});
+
+test('hostile HTTP gets the right status', async () => {
+  const cases = [
+    ['GET / HTTP/1.1\r\nHost: x\r\nX-Big: ' + 'a'.repeat(9000) + '\r\n\r\n', 431],
+    ['GET /' + 'a'.repeat(9000) + ' HTTP/1.1\r\n\r\n', 414],
+    ['POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 411],
+    ['GARBAGE\r\n\r\n', 400],
+    ['GET / HTTP/2.0\r\nHost: x\r\n\r\n', 505],
+    ['GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n', 413],
+    ['GET / HTTP/1.1\r\nBad Header: x\r\n\r\n', 400],
+    ['POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n', 405],
+    ['GET /../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+    ['GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+    ['GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+    ['GET /nope.html HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+    [upgradeRequest(port, tok).replace('Sec-WebSocket-Version: 13', 'Sec-WebSocket-Version: 8'), 426],
+    [upgradeRequest(port, tok).replace('dGhlIHNhbXBsZSBub25jZQ==', 'short'), 400],
+  ];
+  for (const [req, want] of cases) {
+    const buf = await rawExchange(port, Buffer.from(req, 'latin1'));
+    assert.equal(statusOf(buf), want, `${req.slice(0, 40)}... -> ${buf.toString('latin1').slice(0, 60)}`);
+    if (want !== 426) assert.match(buf.toString(), /"error":"[a-z-]+"/);
+  }
+});
+
+test('a request head that never completes is cut off (slowloris)', async () => {
+  const t0 = Date.now();
+  const buf = await rawExchange(port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n'), { wait: 5000 });
+  const took = Date.now() - t0;
+  assert.equal(buf.length, 0);
+  assert.ok(took >= 500 && took < 4000, `closed after ${took} ms`);
+});
+
+test('keep-alive: two pipelined requests on one connection both answered', async () => {
+  const buf = await rawExchange(port, Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /online-status/bob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), { wait: 3000 });
+  const text = buf.toString();
+  assert.equal((text.match(/HTTP\/1\.1 200/g) || []).length, 2, text);
+  assert.match(text, /\{"online":false\}/);
+});

@@ -1,0 +1,110 @@
+// Presence end to end: real redis-server, broker and two gateways, raw /ws
+// clients from the npm `ws` package.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Stack, Client, makeToken, waitFor } from './harness.mjs';
+
+let s;
+before(async () => { s = await new Stack('presence').start(); });
+after(async () => { await s.stop(); });
+
+// Round trip through the broker: everything the broker did before it read
+// this request has reached this client once the answer is here.
+async function sync(c) {
+  const n = c.messages.length;
+  c.send({ type: 'get_online_users' });
+  return c.next((m, i) => m.type === 'online_users' && c.messages.indexOf(m) >= n, 5000, 'online_users');
+}
+
+test('a user connecting through the other gateway is announced online, once', async () => {
+  const alice = await s.connect('alice', 0);
+  await sync(alice);
+  const bob = await s.connect('bob', 1);
+  const ev = await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
+  assert.deepEqual(ev, { type: 'status_update', userId: s.users.bob, username: 'bob', status: 'online' });
+  assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.bob].sort((a, b) => a - b));
+  const list = await sync(bob);
+  assert.deepEqual([...list.users].sort((a, b) => a - b), [s.users.alice, s.users.bob].sort((a, b) => a - b));
+  await bob.close();
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
+  assert.deepEqual(await s.onlineUsers(), [s.users.alice]);
+  await alice.close();
+  await waitFor(async () => (await s.onlineUsers()).length === 0, { what: 'online_users empty' });
+});
+
+test('two tabs on two gateways: one online event, one offline event', async () => {
+  const carol = await s.connect('carol', 0);
+  await sync(carol);
+  const tab1 = await s.connect('dave', 0);
+  const tab2 = await s.connect('dave', 1);
+  await carol.next((m) => m.type === 'status_update' && m.userId === s.users.dave);
+  await sync(carol);
+  assert.deepEqual(carol.statuses(s.users.dave), ['online']);
+  await tab1.close();
+  await sync(carol);
+  assert.deepEqual(carol.statuses(s.users.dave), ['online'], 'closing one of two tabs announces nothing');
+  assert.ok((await s.onlineUsers()).includes(s.users.dave));
+  await tab2.close();
+  await carol.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'offline');
+  await sync(carol);
+  assert.deepEqual(carol.statuses(s.users.dave), ['online', 'offline']);
+  assert.ok(!(await s.onlineUsers()).includes(s.users.dave));
+  await carol.close();
+});
+
+test('GET /online-status/:username answers true, false and 404', async () => {
+  const erin = await s.connect('erin', 1);
+  await sync(erin);
+  for (const g of s.gateways) {
+    let r = await fetch(`${g.url}/online-status/erin`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { online: true });
+    r = await fetch(`${g.url}/online-status/ERIN`);
+    assert.deepEqual(await r.json(), { online: true }, 'usernames are case-insensitive');
+    r = await fetch(`${g.url}/online-status/bob`);
+    assert.deepEqual(await r.json(), { online: false });
+    r = await fetch(`${g.url}/online-status/nobody`);
+    assert.equal(r.status, 404);
+    assert.equal((await r.json()).error, 'unknown-user');
+    r = await fetch(`${g.url}/online-status/x%27%20OR%201%3D1`);
+    assert.equal(r.status, 404);
+  }
+  await erin.close();
+});
+
+test('application ping, bad JSON and unknown types get answers; the connection stays', async () => {
+  const c = await s.connect('alice', 1);
+  c.send({ type: 'ping' });
+  assert.deepEqual(await c.next((m) => m.type === 'pong'), { type: 'pong' });
+  c.send('{not json');
+  assert.equal((await c.next((m) => m.type === 'error')).code, 'bad-json');
+  c.send({ type: 'no-such-event' });
+  assert.equal((await c.next((m) => m.type === 'error' && m.code === 'unknown-type')).code, 'unknown-type');
+  c.ws.send(Buffer.from([1, 2, 3]));
+  assert.equal((await c.next((m) => m.type === 'error' && m.code === 'bad-message')).code, 'bad-message');
+  await sync(c);
+  await c.close();
+});
+
+test('a valid token for a user that does not exist is closed with 4003, never online', async () => {
+  const watcher = await s.connect('bob', 0);
+  await sync(watcher);
+  const ghost = new Client(s.gateways[1].ws, { headers: { Authorization: `Bearer ${makeToken(999999)}` } });
+  await ghost.opened();
+  const { code } = await ghost.closed;
+  assert.equal(code, 4003);
+  await sync(watcher);
+  assert.deepEqual(watcher.statuses(999999), []);
+  assert.ok(!(await s.onlineUsers()).includes(999999));
+  await watcher.close();
+});
+
+test('web client and health are served', async () => {
+  const r = await fetch(`${s.gateways[0].url}/`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /text\/html/);
+  assert.match(await r.text(), /Herald/);
+  const h = await fetch(`${s.gateways[1].url}/healthz`);
+  assert.equal(h.status, 200);
+  assert.equal((await h.json()).status, 'ok');
+});
