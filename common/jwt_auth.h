@@ -46,15 +46,16 @@ struct jwt_auth {
     size_t key_len;
     char *iss;            /* owned, NULL: not checked */
     char *aud;            /* owned, NULL: not checked */
-    long leeway_s;        /* clock skew allowed on exp/nbf, seconds */
+    long leeway_s;        /* clock skew allowed on exp/nbf, seconds; 0 after init */
 };
 
 /*
  * Sets up a verifier. alg_name: "HS256", "RS256" or "ES256" (case-insensitive).
  * key: the secret (HS256) or PEM public key (RS256/ES256); copied.
  * iss/aud may be NULL or "" (not checked); copied.
- * Returns 0, or -1 with a message in err (unknown alg, empty key).
- * Free with jwt_auth_free().
+ * Returns 0, or -1 with a message in err (unknown alg, empty key, or for
+ * RS256/ES256 a key that is not a PEM public key of the right kind: RSA of
+ * 2048+ bits, EC P-256). err may be NULL. Free with jwt_auth_free().
  */
 int jwt_auth_init(struct jwt_auth *a, const char *alg_name, const unsigned char *key,
                   size_t key_len, const char *iss, const char *aud, char *err, size_t err_len);
@@ -63,8 +64,10 @@ int jwt_auth_init(struct jwt_auth *a, const char *alg_name, const unsigned char 
 void jwt_auth_free(struct jwt_auth *a);
 
 /*
- * Verifies token[0..len) at time now. On JWT_AUTH_OK sets *user_id (> 0) and
- * *exp (the exp claim, seconds since the epoch). Never logs the token.
+ * Verifies token[0..len) at time now. On JWT_AUTH_OK sets *user_id
+ * (1..JWT_AUTH_MAX_USER_ID) and *exp (the exp claim, seconds since the
+ * epoch, fractions dropped); on failure sets both to 0. Either may be NULL.
+ * token need not be NUL-terminated. Never logs the token.
  */
 enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token, size_t len,
                                      time_t now, int64_t *user_id, int64_t *exp);
@@ -72,8 +75,10 @@ enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token
 /*
  * Signs a token for user_id valid until exp (and from nbf when nbf > 0) with
  * alg_name and key (the HMAC secret, or a PEM private key for RS256/ES256).
+ * Writes sub as a string of digits, plus exp, iat, and nbf/iss/aud when given.
  * Used by herald-admin and tests. Returns a string the caller frees with
- * free(), or NULL.
+ * free(), or NULL (bad alg or key, encrypted PEM, user_id outside
+ * 1..JWT_AUTH_MAX_USER_ID).
  */
 char *jwt_auth_sign(const char *alg_name, const unsigned char *key, size_t key_len,
                     int64_t user_id, int64_t exp, int64_t nbf, const char *iss, const char *aud);
