@@ -108,7 +108,7 @@ export class Stack {
   }
 
   redis(...args) {
-    return execFileSync('redis-cli', ['-p', String(this.redisPort), '--no-raw', ...args], { encoding: 'utf8' }).trim();
+    return execFileSync('redis-cli', ['-p', String(this.redisPort), '--no-raw', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   }
 
   async onlineUsers() {
