@@ -8,20 +8,23 @@
  * one to a few of them, so the common path is: read a 2..14 byte header,
  * unmask the payload once, check UTF-8 once.
  *
- * The parser keeps no state about a half-received frame. Every call reads
- * the header again from the front of the buffer (at most 14 bytes), and the
- * payload is touched only once the whole frame is there. That costs nothing
- * worth measuring and buys the property the tests rely on: a byte stream
- * parses identically however it is cut into reads. struct ws_parser holds
- * message-level state only (an open fragmented message, its size, its UTF-8
- * state) and changes only when a frame is accepted or the stream fails.
+ * Every call reads the header again from the front of the buffer (at most
+ * 14 bytes); the payload is unmasked in place only once the whole frame is
+ * there. That costs nothing worth measuring and buys the property the tests
+ * rely on: a byte stream parses identically however it is cut into reads.
+ * struct ws_parser holds message-level state (an open fragmented message,
+ * its size, its UTF-8 state), plus one thing about a half-received frame:
+ * how much of a text payload has already been checked for UTF-8 (peek_len,
+ * peek_state), so that checking a payload as it trickles in stays linear.
  *
  * Errors are reported as soon as the bytes at hand prove them: a bad first
  * byte fails with 1 byte buffered, a bad mask bit or control length with 2,
  * a message over the cap as soon as the length field is complete, so a peer
  * cannot make us wait for (or buffer) a payload we will refuse anyway.
- * Invalid UTF-8 is found when the fragment that holds it is complete; a
- * fragmented text message fails on its first bad fragment, not at its end.
+ * Invalid UTF-8 in a text message is found as soon as the byte that proves
+ * it has arrived, even in the middle of a frame (§8.1 "fail fast"; Autobahn
+ * 6.4.3/6.4.4), so a fragmented or slowly sent text message fails at its
+ * first bad byte, not at the end of its frame or message.
  *
  * Deliberately accepted: lengths not encoded in the minimal number of bytes
  * (§5.2 makes minimal encoding the sender's duty; rejecting it protects
@@ -213,6 +216,35 @@ static enum ws_status ws_parse_close(struct ws_frame *f)
     return WS_OK;
 }
 
+/*
+ * §8.1 fail fast inside a frame: feeds the text payload bytes that arrived
+ * since the last call (payload[peek_len..have)) to the validator, unmasking
+ * a copy (the buffer is unmasked in place only once the frame is complete).
+ * Returns WS_ERR_UTF8 as soon as they cannot be valid UTF-8.
+ */
+static enum ws_status ws_peek_text(struct ws_parser *p, const uint8_t *payload, size_t have,
+                                   const uint8_t *key)
+{
+    uint8_t chunk[256];
+    size_t i = p->peek_len;
+    uint32_t st = p->peek_state;
+
+    while (i < have && st != UTF8_REJECT) {
+        size_t n = have - i < sizeof(chunk) ? have - i : sizeof(chunk);
+        if (key) {
+            memcpy(chunk, payload + i, n);
+            ws_mask(chunk, n, key, i);
+            st = utf8_feed(st, chunk, n);
+        } else {
+            st = utf8_feed(st, payload + i, n);
+        }
+        i += n;
+    }
+    p->peek_len = i;
+    p->peek_state = st;
+    return st == UTF8_REJECT ? WS_ERR_UTF8 : WS_OK;
+}
+
 enum ws_status ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, size_t *consumed,
                         size_t *need, struct ws_frame *f)
 {
@@ -284,7 +316,20 @@ enum ws_status ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, size_t *c
     if (plen > SIZE_MAX - hdr)
         return ws_fail(p, WS_ERR_TOO_BIG);
     size_t total = hdr + (size_t)plen;
+    uint8_t msg_op = op == WS_OP_CONT ? p->msg_opcode : (uint8_t)op;
     if (len < total) {
+        /* Part of a text payload is here: check it now (§8.1 fail fast).
+         * The caller presents the same bytes again plus more, so only what
+         * is new since the last call is read. */
+        if (!control && msg_op == WS_OP_TEXT && len > hdr) {
+            if (p->peek_len == 0 || p->peek_len > len - hdr) {
+                p->peek_len = 0;
+                p->peek_state = op == WS_OP_CONT ? p->utf8_state : UTF8_ACCEPT;
+            }
+            st = ws_peek_text(p, buf + hdr, len - hdr, masked ? buf + 2 + ext : NULL);
+            if (st != WS_OK)
+                return ws_fail(p, st);
+        }
         *need = total;
         return WS_NEED_MORE;
     }
@@ -311,10 +356,14 @@ enum ws_status ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, size_t *c
     /* Data frame: the message it belongs to, then UTF-8 for text (§5.6:
      * text is UTF-8 as a whole message; a fragment may end mid code point,
      * so the validator state carries over to the next fragment, §8.1). */
-    uint8_t msg_op = op == WS_OP_CONT ? p->msg_opcode : (uint8_t)op;
     uint32_t u8 = op == WS_OP_CONT ? p->utf8_state : UTF8_ACCEPT;
     if (msg_op == WS_OP_TEXT) {
-        u8 = utf8_feed(u8, f->payload, f->len);
+        /* Resume after the bytes already checked while the frame arrived. */
+        size_t done = p->peek_len <= f->len ? p->peek_len : 0;
+        if (done)
+            u8 = p->peek_state;
+        p->peek_len = 0;
+        u8 = utf8_feed(u8, f->payload + done, f->len - done);
         if (u8 == UTF8_REJECT || (fin && u8 != UTF8_ACCEPT))
             return ws_fail(p, WS_ERR_UTF8);
     }

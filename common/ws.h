@@ -8,6 +8,9 @@
  * Message-level rules (fragmentation, interleaved control frames, UTF-8 of
  * text messages across fragments, the message-size cap) are tracked in a
  * small struct ws_parser that lives in the connection. Nothing is allocated.
+ * Invalid UTF-8 fails as soon as it has arrived, even mid-frame; for that,
+ * after WS_NEED_MORE the caller must call again with the same bytes at the
+ * front of the buffer (plus whatever arrived), as a read buffer does.
  *
  * Rejections (each a distinct status): RSV bits set without an extension
  * (§5.2), reserved opcodes (§5.2), unmasked client frames / masked server
@@ -80,6 +83,8 @@ struct ws_parser {
     uint8_t msg_opcode;  /* TEXT/BINARY while a fragmented message is open, else 0 */
     size_t msg_len;      /* bytes of the open message so far */
     uint32_t utf8_state; /* utf8_feed() state of the open text message */
+    size_t peek_len;     /* payload bytes of a half-received text frame already UTF-8 checked */
+    uint32_t peek_state; /* utf8_feed() state after those bytes */
     enum ws_status err;  /* sticky: once in error, ws_parse returns it again */
 };
 

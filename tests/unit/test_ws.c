@@ -318,21 +318,29 @@ static const struct vec vecs[] = {
      "text+ \"Hel\";ping \"\";cont(text)+ \"lo\";"},
     {"cap 0 refuses one byte", BOTH, 0, B("\x81\x01x"), WS_ERR_TOO_BIG, 2, ""},
 
-    /* §8.1 UTF-8: found when the fragment holding it is complete. */
-    {"utf-8 overlong C0 80", BOTH, CAP, B("\x81\x02\xc0\x80"), WS_ERR_UTF8, 0, ""},
-    {"utf-8 overlong E0 80 80", BOTH, CAP, B("\x81\x03\xe0\x80\x80"), WS_ERR_UTF8, 0, ""},
-    {"utf-8 surrogate ED A0 80", BOTH, CAP, B("\x81\x03\xed\xa0\x80"), WS_ERR_UTF8, 0, ""},
-    {"utf-8 above U+10FFFF F4 90 80 80", BOTH, CAP, B("\x81\x04\xf4\x90\x80\x80"), WS_ERR_UTF8, 0,
+    /* §8.1 UTF-8: found at the byte that proves it, even mid-frame (fail
+     * fast; Autobahn 6.4.3/6.4.4); an unfinished code point only at the end
+     * of the message. */
+    {"utf-8 overlong C0 80", BOTH, CAP, B("\x81\x02\xc0\x80"), WS_ERR_UTF8, 3, ""},
+    {"utf-8 overlong E0 80 80", BOTH, CAP, B("\x81\x03\xe0\x80\x80"), WS_ERR_UTF8, 4, ""},
+    {"utf-8 surrogate ED A0 80", BOTH, CAP, B("\x81\x03\xed\xa0\x80"), WS_ERR_UTF8, 4, ""},
+    {"utf-8 above U+10FFFF F4 90 80 80", BOTH, CAP, B("\x81\x04\xf4\x90\x80\x80"), WS_ERR_UTF8, 4,
      ""},
+    {"utf-8 fails mid-frame (autobahn 6.4.3)", BOTH, CAP,
+     B("\x81\x15\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80"
+       "edited"),
+     WS_ERR_UTF8, 15, ""},
+    {"utf-8 fails mid-continuation (autobahn 6.4.4)", BOTH, CAP,
+     B("\x01\x02\xce\xba\x80\x03\xf4\x90\x80"), WS_ERR_UTF8, 8, "text+ \"\\xce\\xba\";"},
     {"utf-8 F5", BOTH, CAP, B("\x81\x01\xf5"), WS_ERR_UTF8, 0, ""},
     {"utf-8 lone continuation", BOTH, CAP, B("\x81\x03xy\x80"), WS_ERR_UTF8, 0, ""},
     {"utf-8 truncated at message end", BOTH, CAP, B("\x81\x02\xe2\x82"), WS_ERR_UTF8, 0, ""},
     {"utf-8 truncated at end of fragmented message", BOTH, CAP, B("\x01\x02\xe2\x82\x80\x00"),
      WS_ERR_UTF8, 0, "text+ \"\\xe2\\x82\";"},
     {"utf-8 surrogate split across fragments", BOTH, CAP, B("\x01\x01\xed\x80\x02\xa0\x80"),
-     WS_ERR_UTF8, 0, "text+ \"\\xed\";"},
+     WS_ERR_UTF8, 6, "text+ \"\\xed\";"},
     {"utf-8 bad first fragment fails before the rest", BOTH, CAP, B("\x01\x02\xc0\x80\x80\x01x"),
-     WS_ERR_UTF8, 4, ""},
+     WS_ERR_UTF8, 3, ""},
     {"close reason not utf-8", BOTH, CAP, B("\x88\x04\x03\xe8\xc0\x80"), WS_ERR_UTF8, 0, ""},
     {"close reason truncated code point", BOTH, CAP, B("\x88\x03\x03\xe8\xe2"), WS_ERR_UTF8, 0, ""},
 
