@@ -27,7 +27,9 @@ struct admin_config {
 };
 
 #define OPT(name, type, field, def, min, max, flags, help)                                         \
-    {name, type, offsetof(struct admin_config, field), def, min, max, flags, help}
+    {                                                                                              \
+        name, type, offsetof(struct admin_config, field), def, min, max, flags, help               \
+    }
 
 static const struct cfg_opt admin_opts[] = {
     OPT("db", CFG_STR, db_path, "herald.db", 0, 0, 0, "SQLite user database"),

@@ -48,18 +48,18 @@ struct bk_conn;
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
-    char *id;                       /* owned */
+    char *id; /* owned */
     LIST_HEAD(, bk_conn) conns;
     size_t nconns;
-    int64_t seen_ms;                /* last sign of life (event or lease) */
+    int64_t seen_ms; /* last sign of life (event or lease) */
 };
 
 struct bk_user {
     RB_ENTRY(bk_user) node;
     int64_t id;
-    int nconns;                     /* authenticated connections, all gateways */
-    bool online;                    /* in online_users, announced */
-    bool in_grace;                  /* on the grace list, offline pending */
+    int nconns;    /* authenticated connections, all gateways */
+    bool online;   /* in online_users, announced */
+    bool in_grace; /* on the grace list, offline pending */
     int64_t grace_until_ms;
     TAILQ_ENTRY(bk_user) grace;
     LIST_HEAD(, bk_conn) conns;
@@ -68,12 +68,12 @@ struct bk_user {
 
 struct bk_conn {
     RB_ENTRY(bk_conn) node;
-    struct bk_gw *gw;               /* borrowed */
+    struct bk_gw *gw; /* borrowed */
     uint64_t id;
-    struct bk_user *user;           /* borrowed; NULL for a guest */
+    struct bk_user *user; /* borrowed; NULL for a guest */
     LIST_ENTRY(bk_conn) gw_link;
     LIST_ENTRY(bk_conn) user_link;
-    char kind;                      /* 'w' raw, 's' Socket.IO */
+    char kind; /* 'w' raw, 's' Socket.IO */
 };
 
 RB_HEAD(bk_gw_tree, bk_gw);
@@ -83,21 +83,21 @@ TAILQ_HEAD(bk_grace_list, bk_user);
 
 struct bk {
     struct bk_config cfg;
-    struct event_base *base;        /* owned */
+    struct event_base *base; /* owned */
     struct bk_store store;
-    struct rds cmd;                 /* writes, acks */
-    struct rds rd;                  /* XREADGROUP BLOCK */
+    struct rds cmd; /* writes, acks */
+    struct rds rd;  /* XREADGROUP BLOCK */
     struct bk_gw_tree gws;
     struct bk_user_tree users;
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
     size_t nonline;
     bool reading;
-    bool pending_done;              /* our own pending entries were replayed */
+    bool pending_done; /* our own pending entries were replayed */
     char pending_cursor[64];
     bool stopping;
-    bool reconciled;                /* start-up reconciliation done */
-    struct event *tick_ev;          /* owned: grace expiry, heartbeat, leases */
+    bool reconciled;       /* start-up reconciliation done */
+    struct event *tick_ev; /* owned: grace expiry, heartbeat, leases */
     int64_t last_heartbeat_ms, last_lease_check_ms;
     /* Counters. */
     uint64_t n_entries, n_transitions, n_reaped;

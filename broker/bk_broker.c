@@ -444,9 +444,11 @@ static void on_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
             int f = bk_store_user_by_name(&b->store, json_object_get_string(v), &row);
             if (f < 0) {
                 log_error("lookup by name: %s", b->store.err);
-                REPLY_LIT(b, gw, e, 503, "{\"error\":\"unavailable\",\"message\":\"database error\"}");
+                REPLY_LIT(b, gw, e, 503,
+                          "{\"error\":\"unavailable\",\"message\":\"database error\"}");
             } else if (f == 0) {
-                REPLY_LIT(b, gw, e, 404, "{\"error\":\"unknown-user\",\"message\":\"no such user\"}");
+                REPLY_LIT(b, gw, e, 404,
+                          "{\"error\":\"unknown-user\",\"message\":\"no such user\"}");
             } else {
                 struct bk_user *u = user_get(b, row.id, false);
                 if (u && u->online)
@@ -461,7 +463,24 @@ static void on_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     json_object_put(args);
 }
 
-static void send_online_users(struct bk *b, const struct bk_conn *c)
+/* Answers a Socket.IO acknowledgement: args is the JSON array of the
+ * callback's arguments. */
+static void to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *args, size_t al)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "ack");
+    ev_args_adds(&a, "c");
+    ev_args_add_u64(&a, c->id);
+    ev_args_adds(&a, "r");
+    ev_args_add_u64(&a, ack);
+    ev_args_adds(&a, "d");
+    ev_args_add(&a, args, al);
+    xadd_gw(b, c->gw, &a);
+}
+
+static void send_online_users(struct bk *b, const struct bk_conn *c, const struct ev_entry *e)
 {
     /* "users":[ ids ] built directly: ids are integers, nothing to escape. */
     size_t cap = 32 + b->nonline * 21, len = 0;
@@ -479,7 +498,17 @@ static void send_online_users(struct bk *b, const struct bk_conn *c)
         first = false;
     }
     len += (size_t)snprintf(buf + len, cap - len, "]}");
-    to_conn(b, c, "online_users", buf, len);
+    if (c->kind == 's') {
+        /* Socket.IO: callback(number[]) -> ack arguments [[ids]]. */
+        if (e->has_req) {
+            /* {"users":[...]} -> [[...]]: ':' at 8 and the final '}'. */
+            buf[8] = '[';
+            buf[len - 1] = ']';
+            to_ack(b, c, e->req, buf + 8, len - 8);
+        }
+    } else {
+        to_conn(b, c, "online_users", buf, len);
+    }
     free(buf);
 }
 
@@ -489,7 +518,7 @@ static void on_msg(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     if (!c)
         return; /* closed meanwhile */
     if (ev_is(e->event, e->event_len, "get_online_users")) {
-        send_online_users(b, c);
+        send_online_users(b, c, e);
         return;
     }
     static const char err[] =
@@ -507,8 +536,7 @@ void bk_apply(struct bk *b, const struct ev_entry *e)
         gw->seen_ms = now_ms();
     if (ev_is(e->type, e->type_len, "hello")) {
         if (gw && gw->nconns) {
-            log_info("gateway %s restarted: dropping its %zu old connections", gw->id,
-                     gw->nconns);
+            log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
             gw_clear(b, gw);
         }
     } else if (ev_is(e->type, e->type_len, "open")) {
@@ -544,8 +572,7 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("XREADGROUP: %s", r->str);
         if (strncmp(r->str, "NOGROUP", 7) == 0)
-            rds_cmd(&b->cmd, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", EV_STREAM_IN,
-                    EV_GROUP);
+            rds_cmd(&b->cmd, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", EV_STREAM_IN, EV_GROUP);
         issue_read(b);
         return;
     }
@@ -615,8 +642,8 @@ static void issue_read(struct bk *b)
         return;
     int rc;
     if (!b->pending_done)
-        rc = rds_cmd(&b->rd, on_read, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS %s %s",
-                     EV_GROUP, b->cfg.consumer, b->cfg.batch, EV_STREAM_IN, b->pending_cursor);
+        rc = rds_cmd(&b->rd, on_read, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS %s %s", EV_GROUP,
+                     b->cfg.consumer, b->cfg.batch, EV_STREAM_IN, b->pending_cursor);
     else
         rc = rds_cmd(&b->rd, on_read, b, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %d STREAMS %s >",
                      EV_GROUP, b->cfg.consumer, b->cfg.batch, BK_XREAD_BLOCK_MS, EV_STREAM_IN);

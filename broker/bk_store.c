@@ -104,8 +104,8 @@ int bk_store_open(struct bk_store *s, const char *path, bool create)
         return -1;
     if (sqlite3_prepare_v2(s->db, "SELECT id, username, avatar FROM users WHERE id = ?", -1,
                            &s->by_id, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "SELECT id, username, avatar FROM users WHERE username = ?",
-                           -1, &s->by_name, NULL) != SQLITE_OK)
+        sqlite3_prepare_v2(s->db, "SELECT id, username, avatar FROM users WHERE username = ?", -1,
+                           &s->by_name, NULL) != SQLITE_OK)
         return fail(s, "prepare");
     return 0;
 }

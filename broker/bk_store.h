@@ -31,10 +31,10 @@ struct bk_user_row {
 };
 
 struct bk_store {
-    struct sqlite3 *db;              /* owned */
-    struct sqlite3_stmt *by_id;      /* owned, prepared statements */
+    struct sqlite3 *db;         /* owned */
+    struct sqlite3_stmt *by_id; /* owned, prepared statements */
     struct sqlite3_stmt *by_name;
-    char err[256];                   /* last error, for the caller's log */
+    char err[256]; /* last error, for the caller's log */
 };
 
 /* Current schema version (the number of migrations). */

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #define OPT(name, type, field, def, min, max, flags, help)                                         \
-    {name, type, offsetof(struct bk_config, field), def, min, max, flags, help}
+    {                                                                                              \
+        name, type, offsetof(struct bk_config, field), def, min, max, flags, help                  \
+    }
 
 static const struct cfg_opt bk_opts[] = {
     OPT("redis-url", CFG_STR, redis_url, "redis://127.0.0.1:6379", 0, 0, 0,
@@ -58,8 +60,8 @@ int main(int argc, char **argv)
 {
     static struct bk b;
     int rc = 1;
-    int argi = cfg_load(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv,
-                        bk_usage);
+    int argi =
+        cfg_load(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv, bk_usage);
     if (argi == CFG_LOAD_HELP)
         return 0;
     if (argi < 0)

@@ -133,13 +133,14 @@ int cfg_load(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **a
 void cfg_usage(FILE *out, const struct cfg_opt *opts, size_t n, const char *usage)
 {
     char env[128];
-    fprintf(out, "%s\nOptions (each also read from the environment variable shown; "
-                 "a flag wins):\n",
+    fprintf(out,
+            "%s\nOptions (each also read from the environment variable shown; "
+            "a flag wins):\n",
             usage);
     for (size_t i = 0; i < n; i++) {
         env_name(opts[i].name, env, sizeof(env));
-        fprintf(out, "  --%-24s %s\n  %-26s   [%s; default: %s]\n", opts[i].name, opts[i].help,
-                "", env, opts[i].def ? opts[i].def : "none");
+        fprintf(out, "  --%-24s %s\n  %-26s   [%s; default: %s]\n", opts[i].name, opts[i].help, "",
+                env, opts[i].def ? opts[i].def : "none");
     }
     fprintf(out, "  --%-24s this text\n", "help");
 }

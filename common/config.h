@@ -24,9 +24,9 @@ enum cfg_type {
 struct cfg_opt {
     const char *name; /* flag "--name"; variable HERALD_NAME with '-' -> '_' */
     enum cfg_type type;
-    size_t offset;    /* of the field in the program's config struct */
-    const char *def;  /* default as text, NULL for none */
-    long min, max;    /* CFG_INT bounds */
+    size_t offset;   /* of the field in the program's config struct */
+    const char *def; /* default as text, NULL for none */
+    long min, max;   /* CFG_INT bounds */
     unsigned flags;
     const char *help;
 };

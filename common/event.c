@@ -82,6 +82,7 @@ int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *
             if (parse_u64(v, vlen, &num) != 0)
                 return -1;
             e->req = num;
+            e->has_req = true;
             break;
         case 's':
             if (parse_u64(v, vlen, &num) != 0 || num > 9999)
@@ -194,8 +195,8 @@ struct json_object *ev_client_parse(const char *json, size_t len, const char **t
     }
     json_tokener_free(tok);
     struct json_object *t;
-    if (!json_object_is_type(obj, json_type_object) || !json_object_object_get_ex(obj, "type", &t) ||
-        !json_object_is_type(t, json_type_string)) {
+    if (!json_object_is_type(obj, json_type_object) ||
+        !json_object_object_get_ex(obj, "type", &t) || !json_object_is_type(t, json_type_string)) {
         json_object_put(obj);
         *err = "bad-type";
         return NULL;

@@ -14,7 +14,8 @@
  *   e      event name (client event type, or the logical name of an
  *          outgoing event, see ev_names)
  *   d      JSON payload (an object)
- *   r      request id (HTTP requests relayed to the broker, Socket.IO acks)
+ *   r      request id (HTTP requests relayed to the broker) or Socket.IO
+ *          ack id (client events that want an answer)
  *   s      HTTP status of a reply, or the close code of a kick
  *
  * herald:events (gateways and backends -> broker), t is one of:
@@ -30,6 +31,8 @@
  *   conn   event e with data d to the connections in c (comma list) c e d [r]
  *   reply  HTTP answer to request r of connection c               c r s d
  *   kick   close connections c with code s                        c s
+ *   ack    Socket.IO acknowledgement r to connection c, with the   c r d
+ *          callback's arguments d (a JSON array)
  */
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H
@@ -49,16 +52,23 @@
 /* A parsed stream entry. Every pointer is borrowed from the reply it was
  * parsed from (valid until that reply is freed); absent fields are NULL/0. */
 struct ev_entry {
-    const char *type; size_t type_len;
-    const char *gw; size_t gw_len;
-    const char *conns; size_t conns_len; /* "c" as sent (one id or a comma list) */
-    uint64_t conn;                       /* "c" when it is a single id, else 0 */
-    int64_t user;                        /* "u", 0 when absent or guest */
-    const char *kind; size_t kind_len;
-    const char *event; size_t event_len;
-    const char *data; size_t data_len;
-    uint64_t req;                        /* "r", 0 when absent */
-    int status;                          /* "s", 0 when absent */
+    const char *type;
+    size_t type_len;
+    const char *gw;
+    size_t gw_len;
+    const char *conns;
+    size_t conns_len; /* "c" as sent (one id or a comma list) */
+    uint64_t conn;    /* "c" when it is a single id, else 0 */
+    int64_t user;     /* "u", 0 when absent or guest */
+    const char *kind;
+    size_t kind_len;
+    const char *event;
+    size_t event_len;
+    const char *data;
+    size_t data_len;
+    uint64_t req; /* "r" */
+    bool has_req; /* "r" was present (Socket.IO ack ids start at 0) */
+    int status;   /* "s", 0 when absent */
 };
 
 /*

@@ -25,28 +25,28 @@
 
 enum jwt_auth_status {
     JWT_AUTH_OK = 0,
-    JWT_AUTH_ERR_TOO_LONG,   /* over JWT_AUTH_MAX_TOKEN */
-    JWT_AUTH_ERR_MALFORMED,  /* not three base64url parts of JSON */
-    JWT_AUTH_ERR_ALG,        /* alg differs from the configured one (incl. none) */
-    JWT_AUTH_ERR_SIGNATURE,  /* signature does not verify */
-    JWT_AUTH_ERR_NO_EXP,     /* exp missing or not a number */
-    JWT_AUTH_ERR_EXPIRED,    /* now >= exp + leeway */
-    JWT_AUTH_ERR_NOT_YET,    /* now < nbf - leeway */
-    JWT_AUTH_ERR_SUBJECT,    /* no sub/userId/id, or not a positive integer */
-    JWT_AUTH_ERR_ISSUER,     /* iss configured and different */
-    JWT_AUTH_ERR_AUDIENCE,   /* aud configured and not matching */
+    JWT_AUTH_ERR_TOO_LONG,  /* over JWT_AUTH_MAX_TOKEN */
+    JWT_AUTH_ERR_MALFORMED, /* not three base64url parts of JSON */
+    JWT_AUTH_ERR_ALG,       /* alg differs from the configured one (incl. none) */
+    JWT_AUTH_ERR_SIGNATURE, /* signature does not verify */
+    JWT_AUTH_ERR_NO_EXP,    /* exp missing or not a number */
+    JWT_AUTH_ERR_EXPIRED,   /* now >= exp + leeway */
+    JWT_AUTH_ERR_NOT_YET,   /* now < nbf - leeway */
+    JWT_AUTH_ERR_SUBJECT,   /* no sub/userId/id, or not a positive integer */
+    JWT_AUTH_ERR_ISSUER,    /* iss configured and different */
+    JWT_AUTH_ERR_AUDIENCE,  /* aud configured and not matching */
 };
 
 /* Stable machine word for a status ("expired", "bad-signature", ...). */
 const char *jwt_auth_status_str(enum jwt_auth_status st);
 
 struct jwt_auth {
-    int alg;              /* jwt_alg_t: JWT_ALG_HS256, JWT_ALG_RS256 or JWT_ALG_ES256 */
-    unsigned char *key;   /* owned: HMAC secret or PEM public key */
+    int alg;            /* jwt_alg_t: JWT_ALG_HS256, JWT_ALG_RS256 or JWT_ALG_ES256 */
+    unsigned char *key; /* owned: HMAC secret or PEM public key */
     size_t key_len;
-    char *iss;            /* owned, NULL: not checked */
-    char *aud;            /* owned, NULL: not checked */
-    long leeway_s;        /* clock skew allowed on exp/nbf, seconds; 0 after init */
+    char *iss;     /* owned, NULL: not checked */
+    char *aud;     /* owned, NULL: not checked */
+    long leeway_s; /* clock skew allowed on exp/nbf, seconds; 0 after init */
 };
 
 /*
@@ -80,7 +80,7 @@ enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token
  * free(), or NULL (bad alg or key, encrypted PEM, user_id outside
  * 1..JWT_AUTH_MAX_USER_ID).
  */
-char *jwt_auth_sign(const char *alg_name, const unsigned char *key, size_t key_len,
-                    int64_t user_id, int64_t exp, int64_t nbf, const char *iss, const char *aud);
+char *jwt_auth_sign(const char *alg_name, const unsigned char *key, size_t key_len, int64_t user_id,
+                    int64_t exp, int64_t nbf, const char *iss, const char *aud);
 
 #endif

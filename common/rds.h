@@ -26,17 +26,17 @@ struct rds;
 typedef void (*rds_state_fn)(struct rds *r, bool up, void *arg);
 
 struct rds {
-    redisAsyncContext *ac; /* owned by hiredis once connected; NULL while down */
+    redisAsyncContext *ac;   /* owned by hiredis once connected; NULL while down */
     struct event_base *base; /* borrowed */
     struct event *retry;     /* owned: reconnect timer */
     char host[256];
     int port;
     int db;
-    const char *name;        /* borrowed, for logs */
-    bool up;                 /* connected and SELECTed */
-    bool closing;            /* rds_free() in progress: no reconnect */
+    const char *name; /* borrowed, for logs */
+    bool up;          /* connected and SELECTed */
+    bool closing;     /* rds_free() in progress: no reconnect */
     int backoff_ms;
-    rds_state_fn on_state;   /* called on every up/down transition */
+    rds_state_fn on_state; /* called on every up/down transition */
     void *arg;
 };
 

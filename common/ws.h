@@ -39,21 +39,21 @@ enum ws_opcode {
 };
 
 enum ws_status {
-    WS_OK = 0,                  /* one frame parsed */
-    WS_NEED_MORE,               /* buffer holds no complete frame yet */
-    WS_ERR_RSV,                 /* RSV1-3 set, no extension negotiated: 1002 */
-    WS_ERR_OPCODE,              /* reserved opcode: 1002 */
-    WS_ERR_UNMASKED,            /* client frame without mask: 1002 */
-    WS_ERR_MASKED,              /* server frame with mask (client-side parsing): 1002 */
-    WS_ERR_CONTROL_TOO_BIG,     /* control payload > 125: 1002 */
-    WS_ERR_CONTROL_FRAGMENTED,  /* control frame without FIN: 1002 */
-    WS_ERR_LENGTH,              /* 64-bit length with the most significant bit set: 1002 */
-    WS_ERR_UNEXPECTED_CONT,     /* continuation with no message in progress: 1002 */
-    WS_ERR_EXPECTED_CONT,       /* text/binary while a fragmented message is open: 1002 */
-    WS_ERR_TOO_BIG,             /* message (sum of fragments) over the cap: 1009 */
-    WS_ERR_UTF8,                /* text message or close reason not valid UTF-8: 1007 */
-    WS_ERR_CLOSE_PAYLOAD,       /* close payload of exactly 1 byte: 1002 */
-    WS_ERR_CLOSE_CODE,          /* close code not allowed on the wire: 1002 */
+    WS_OK = 0,                 /* one frame parsed */
+    WS_NEED_MORE,              /* buffer holds no complete frame yet */
+    WS_ERR_RSV,                /* RSV1-3 set, no extension negotiated: 1002 */
+    WS_ERR_OPCODE,             /* reserved opcode: 1002 */
+    WS_ERR_UNMASKED,           /* client frame without mask: 1002 */
+    WS_ERR_MASKED,             /* server frame with mask (client-side parsing): 1002 */
+    WS_ERR_CONTROL_TOO_BIG,    /* control payload > 125: 1002 */
+    WS_ERR_CONTROL_FRAGMENTED, /* control frame without FIN: 1002 */
+    WS_ERR_LENGTH,             /* 64-bit length with the most significant bit set: 1002 */
+    WS_ERR_UNEXPECTED_CONT,    /* continuation with no message in progress: 1002 */
+    WS_ERR_EXPECTED_CONT,      /* text/binary while a fragmented message is open: 1002 */
+    WS_ERR_TOO_BIG,            /* message (sum of fragments) over the cap: 1009 */
+    WS_ERR_UTF8,               /* text message or close reason not valid UTF-8: 1007 */
+    WS_ERR_CLOSE_PAYLOAD,      /* close payload of exactly 1 byte: 1002 */
+    WS_ERR_CLOSE_CODE,         /* close code not allowed on the wire: 1002 */
 };
 
 /* The close code a status maps to (1002, 1007 or 1009); 1000 for WS_OK. */
@@ -62,7 +62,7 @@ uint16_t ws_status_close_code(enum ws_status st);
 const char *ws_status_str(enum ws_status st);
 
 struct ws_frame {
-    uint8_t opcode;   /* enum ws_opcode as on the wire (CONT for continuations) */
+    uint8_t opcode; /* enum ws_opcode as on the wire (CONT for continuations) */
     bool fin;
     uint8_t *payload; /* borrowed: into the caller's buffer, already unmasked */
     size_t len;

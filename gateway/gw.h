@@ -11,6 +11,7 @@
 #define HERALD_GW_H
 
 #include "event.h"
+#include "gw_eio.h"
 #include "gw_net.h"
 #include "jwt_auth.h"
 #include "rds.h"
@@ -44,24 +45,27 @@ struct gw_config {
     long header_timeout_ms;
     long request_timeout_ms;
     long stream_maxlen;
+    long max_payload;
+    long sio_connect_timeout_ms;
     int dev_login;
 };
 
 struct gw {
     struct gw_config cfg;
-    struct event_base *base;  /* owned */
+    struct event_base *base; /* owned */
     struct gw_net net;
+    struct gw_eio eio; /* /socket.io/ sessions */
     struct jwt_auth jwt;
-    struct rds pub;           /* commands: XADD, lease, health */
-    struct rds sub;           /* XREAD BLOCK on our own stream */
+    struct rds pub; /* commands: XADD, lease, health */
+    struct rds sub; /* XREAD BLOCK on our own stream */
     char id[128];
-    char stream[192];         /* herald:gw:<id> */
-    char lease_key[192];      /* herald:gw:<id>:lease */
-    char last_id[64];         /* last entry read from our stream */
-    bool reading;             /* an XREAD is outstanding */
-    bool broker_alive;        /* from the broker's heartbeat key */
+    char stream[192];    /* herald:gw:<id> */
+    char lease_key[192]; /* herald:gw:<id>:lease */
+    char last_id[64];    /* last entry read from our stream */
+    bool reading;        /* an XREAD is outstanding */
+    bool broker_alive;   /* from the broker's heartbeat key */
     bool hello_sent;
-    struct event *lease_ev;   /* owned */
+    struct event *lease_ev; /* owned */
     int port;
     uint64_t next_req;
     int64_t started_ms;
@@ -74,14 +78,36 @@ extern const struct gw_net_handlers gw_app_handlers;
 /* Applies one entry read from our stream (broker -> gateway). */
 void gw_app_on_entry(struct gw *g, const struct ev_entry *e);
 
+/* Where a connection's token came from (PROTOCOL.md §1). */
+enum gw_token_source { GW_TOKEN_NONE, GW_TOKEN_BEARER, GW_TOKEN_COOKIE, GW_TOKEN_QUERY };
+/* Finds the token of an HTTP request: Authorization Bearer, then the cookie,
+ * then ?token= (percent-decoded into buf). *tok borrows from req or buf. */
+enum gw_token_source gw_find_token(struct gw *g, const struct http_request *req, char *buf,
+                                   size_t size, const char **tok, size_t *len);
+/* Cross-site WebSocket hijacking rule for cookie-authenticated upgrades. */
+bool gw_origin_allowed(struct gw *g, const struct http_request *req);
+
+/* gw_sio.c: the Socket.IO v5 layer on the Engine.IO sessions. */
+extern const struct gw_eio_handlers gw_sio_handlers;
+/* Announces every connected Socket.IO client to the broker (after a Redis
+ * reconnect). */
+void gw_sio_publish_all_open(struct gw *g);
+/* Delivers an entry to Socket.IO sessions: broadcasts (all/auth) to every
+ * matching session, and per-id entries (conn/ack/kick) to the sessions
+ * named. Returns the number of sessions reached. */
+size_t gw_sio_deliver(struct gw *g, const struct ev_entry *e);
+
 /* gw_bus.c: the Redis side. */
 int gw_bus_start(struct gw *g);
 void gw_bus_stop(struct gw *g);
-/* Tell the broker a connection opened / closed. */
-void gw_bus_open(struct gw *g, struct gw_conn *c);
-void gw_bus_close(struct gw *g, struct gw_conn *c);
-/* A client event: type and its JSON (the whole client object). */
-void gw_bus_msg(struct gw *g, struct gw_conn *c, const char *type, const char *json, size_t len);
+/* Tell the broker a client (a /ws connection or a Socket.IO session, by id)
+ * opened / closed. Returns true when the open was published. */
+bool gw_bus_open(struct gw *g, uint64_t id, int64_t user_id, uint8_t kind);
+void gw_bus_close(struct gw *g, uint64_t id);
+/* A client event for the broker: its name, its JSON object, and the
+ * Socket.IO ack id (-1: none). */
+void gw_bus_msg(struct gw *g, uint64_t id, int64_t user_id, const char *type, const char *json,
+                size_t len, int64_t ack_id);
 /* An HTTP request the broker answers: op and JSON arguments. Returns the
  * request id, 0 when Redis is down. */
 uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, const char *json,

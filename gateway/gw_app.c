@@ -36,14 +36,8 @@ static struct gw *app_gw(struct gw_net *n)
 
 /* ---- identity -------------------------------------------------------------- */
 
-enum token_source { TOKEN_NONE, TOKEN_BEARER, TOKEN_COOKIE, TOKEN_QUERY };
-
-/*
- * Finds the access token (PROTOCOL.md §1: Authorization Bearer, then the
- * cookie, then ?token=). Query values are percent-decoded into buf.
- */
-static enum token_source find_token(struct gw *g, const struct http_request *req, char *buf,
-                                    size_t size, const char **tok, size_t *len)
+enum gw_token_source gw_find_token(struct gw *g, const struct http_request *req, char *buf,
+                                   size_t size, const char **tok, size_t *len)
 {
     const struct http_header *h = http_header_find(req, "authorization");
     if (h && h->value_len > 7 && strncasecmp(h->value, "Bearer ", 7) == 0) {
@@ -53,11 +47,11 @@ static enum token_source find_token(struct gw *g, const struct http_request *req
             (*tok)++;
             (*len)--;
         }
-        return TOKEN_BEARER;
+        return GW_TOKEN_BEARER;
     }
     h = http_header_find(req, "cookie");
     if (h && http_cookie_find(h->value, h->value_len, g->cfg.cookie_name, tok, len) && *len)
-        return TOKEN_COOKIE;
+        return GW_TOKEN_COOKIE;
     const char *q;
     size_t ql;
     if (req->query && http_query_param(req->query, req->query_len, "token", &q, &ql) && ql) {
@@ -65,16 +59,16 @@ static enum token_source find_token(struct gw *g, const struct http_request *req
         if (dl > 0) {
             *tok = buf;
             *len = (size_t)dl;
-            return TOKEN_QUERY;
+            return GW_TOKEN_QUERY;
         }
     }
-    return TOKEN_NONE;
+    return GW_TOKEN_NONE;
 }
 
 /* Cross-site WebSocket hijacking defence: a browser attaches cookies to a
  * WebSocket upgrade from any page, so a cookie-authenticated upgrade must
  * come from our own origin or one on the allowed list. */
-static bool origin_allowed(struct gw *g, const struct http_request *req)
+bool gw_origin_allowed(struct gw *g, const struct http_request *req)
 {
     const struct http_header *o = http_header_find(req, "origin");
     if (!o)
@@ -110,13 +104,13 @@ static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_reques
     char qbuf[JWT_AUTH_MAX_TOKEN + 1];
     const char *tok = NULL;
     size_t tl = 0;
-    enum token_source src = find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
-    if (src == TOKEN_NONE) {
+    enum gw_token_source src = gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
+    if (src == GW_TOKEN_NONE) {
         log_info("conn %llu: /ws without a token: 401", (unsigned long long)c->id);
         gw_http_error(c, 401, "auth-required", "an access token is required");
         return;
     }
-    if (src == TOKEN_COOKIE && !origin_allowed(g, req)) {
+    if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
         const struct http_header *o = http_header_find(req, "origin");
         log_warn_rl(5, "conn %llu: cookie upgrade from foreign origin %.*s: 403",
                     (unsigned long long)c->id, (int)(o->value_len > 100 ? 100 : o->value_len),
@@ -154,7 +148,8 @@ static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_reques
     c->flags |= GW_CONN_AUTH;
     c->next_check_ms = gw_now_ms() + g->cfg.token_recheck_ms;
     log_debug("conn %llu: user %lld connected on /ws", (unsigned long long)c->id, (long long)uid);
-    gw_bus_open(g, c);
+    if (gw_bus_open(g, c->id, c->user_id, c->kind))
+        c->flags |= GW_CONN_OPEN_SENT;
 }
 
 /* ---- HTTP routes -------------------------------------------------------- */
@@ -239,8 +234,7 @@ static void serve_static(struct gw *g, struct gw_conn *c, const struct http_requ
 
 /* Relays a request to the broker and parks the connection until the answer
  * (or the request timeout). */
-static void relay_request(struct gw *g, struct gw_conn *c, const char *op,
-                          struct json_object *args)
+static void relay_request(struct gw *g, struct gw_conn *c, const char *op, struct json_object *args)
 {
     size_t jl;
     const char *js = json_object_to_json_string_length(args, JSON_C_TO_STRING_PLAIN, &jl);
@@ -281,8 +275,10 @@ static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct htt
 {
     struct gw *g = app_gw(n);
     bool get = ev_is(req->method, req->method_len, "GET");
-    (void)body;
-    (void)body_len;
+    if (req->path_len >= 11 && memcmp(req->path, "/socket.io/", 11) == 0) {
+        gw_eio_request(&g->eio, c, req, body, body_len);
+        return;
+    }
     if (path_is(req, "/ws")) {
         if (!get) {
             gw_http_error(c, 405, "method-not-allowed", "use GET");
@@ -338,8 +334,8 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
         return;
     }
     const char *tok = json_object_get_string(t);
-    enum jwt_auth_status st =
-        jwt_auth_verify(&g->jwt, tok, (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
+    enum jwt_auth_status st = jwt_auth_verify(&g->jwt, tok, (size_t)json_object_get_string_len(t),
+                                              time(NULL), &uid, &exp);
     if (st != JWT_AUTH_OK) {
         log_info("conn %llu: refresh-token refused: %s", (unsigned long long)c->id,
                  jwt_auth_status_str(st));
@@ -366,6 +362,10 @@ static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcod
                               size_t len)
 {
     struct gw *g = app_gw(n);
+    if (c->kind == GW_KIND_SIO) {
+        gw_eio_ws_message(&g->eio, c, opcode, data, len);
+        return;
+    }
     if (opcode != WS_OP_TEXT) {
         send_raw_error(c, "bad-message", "messages are JSON text frames");
         return;
@@ -388,7 +388,7 @@ static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcod
             if (strcmp(type, relayed_types[i]) == 0)
                 break;
         if (i < nt)
-            gw_bus_msg(g, c, type, (const char *)data, len);
+            gw_bus_msg(g, c->id, c->user_id, type, (const char *)data, len, -1);
         else
             send_raw_error(c, "unknown-type", "unknown event type");
     }
@@ -398,22 +398,23 @@ static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcod
 static void app_on_closed(struct gw_net *n, struct gw_conn *c)
 {
     struct gw *g = app_gw(n);
+    if (c->sess)
+        gw_eio_conn_closed(&g->eio, c);
     if (c->flags & GW_CONN_OPEN_SENT)
-        gw_bus_close(g, c);
+        gw_bus_close(g, c->id);
 }
 
 static void app_on_tick(struct gw_net *n, struct gw_conn *c, int64_t now)
 {
     struct gw *g = app_gw(n);
-    if ((c->flags & GW_CONN_BUSY) && now >= c->deadline_ms) {
+    if ((c->flags & GW_CONN_BUSY) && c->req_id && now >= c->deadline_ms) {
         log_warn_rl(5, "conn %llu: the broker did not answer in %ld ms", (unsigned long long)c->id,
                     g->cfg.request_timeout_ms);
         c->req_id = 0;
         gw_http_error(c, 503, "unavailable", "the broker did not answer in time");
         return;
     }
-    if ((c->flags & GW_CONN_AUTH) && now >= c->next_check_ms &&
-        !(c->flags & GW_CONN_CLOSE_SENT)) {
+    if ((c->flags & GW_CONN_AUTH) && now >= c->next_check_ms && !(c->flags & GW_CONN_CLOSE_SENT)) {
         c->next_check_ms = now + g->cfg.token_recheck_ms;
         if ((int64_t)time(NULL) >= c->token_exp) {
             log_info("conn %llu: token of user %lld expired, closing with 4001",
@@ -480,7 +481,12 @@ static void deliver_to(struct gw *g, struct gw_conn *c, struct gw_shared *raw)
 
 void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
 {
+    if (ev_is(e->type, e->type_len, "ack")) {
+        gw_sio_deliver(g, e);
+        return;
+    }
     if (ev_is(e->type, e->type_len, "all") || ev_is(e->type, e->type_len, "auth")) {
+        g->n_deliveries += gw_sio_deliver(g, e);
         bool auth_only = e->type[0] == 'a' && e->type[1] == 'u';
         struct gw_shared *raw = render_raw(e);
         if (!raw) {
@@ -502,6 +508,7 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
     }
     if (ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "kick")) {
         bool kick = e->type[0] == 'k';
+        g->n_deliveries += gw_sio_deliver(g, e);
         struct gw_shared *raw = kick ? NULL : render_raw(e);
         const char *p = e->conns, *end = e->conns + e->conns_len;
         while (p && p < end) {

@@ -52,43 +52,48 @@ static void args_start(struct gw *g, struct ev_args *a, const char *type)
     ev_args_adds(a, g->id);
 }
 
-void gw_bus_open(struct gw *g, struct gw_conn *c)
+bool gw_bus_open(struct gw *g, uint64_t id, int64_t user_id, uint8_t kind)
 {
     struct ev_args a;
     if (!stream_ready(g) || !g->pub.up)
-        return; /* publish_all_open() sends it once we are ready */
+        return false; /* publish_all_open() sends it once we are ready */
     args_start(g, &a, "open");
     ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
+    ev_args_add_u64(&a, id);
     ev_args_adds(&a, "u");
-    ev_args_add_i64(&a, c->user_id);
+    ev_args_add_i64(&a, user_id);
     ev_args_adds(&a, "k");
-    ev_args_adds(&a, c->kind == GW_KIND_SIO ? "sio" : "ws");
+    ev_args_adds(&a, kind == GW_KIND_SIO ? "sio" : "ws");
     xadd(g, &a);
-    c->flags |= GW_CONN_OPEN_SENT;
+    return true;
 }
 
-void gw_bus_close(struct gw *g, struct gw_conn *c)
+void gw_bus_close(struct gw *g, uint64_t id)
 {
     struct ev_args a;
     args_start(g, &a, "close");
     ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
+    ev_args_add_u64(&a, id);
     xadd(g, &a);
 }
 
-void gw_bus_msg(struct gw *g, struct gw_conn *c, const char *type, const char *json, size_t len)
+void gw_bus_msg(struct gw *g, uint64_t id, int64_t user_id, const char *type, const char *json,
+                size_t len, int64_t ack_id)
 {
     struct ev_args a;
     args_start(g, &a, "msg");
     ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
+    ev_args_add_u64(&a, id);
     ev_args_adds(&a, "u");
-    ev_args_add_i64(&a, c->user_id);
+    ev_args_add_i64(&a, user_id);
     ev_args_adds(&a, "e");
     ev_args_adds(&a, type);
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, len);
+    if (ack_id >= 0) {
+        ev_args_adds(&a, "r");
+        ev_args_add_i64(&a, ack_id);
+    }
     xadd(g, &a);
 }
 
@@ -164,9 +169,11 @@ static void publish_all_open(struct gw *g)
     struct gw_conn *c;
     TAILQ_FOREACH(c, &g->net.conns, link)
     {
-        if ((c->flags & GW_CONN_WS) && !(c->flags & GW_CONN_DEAD) && c->kind != GW_KIND_NONE)
-            gw_bus_open(g, c);
+        if ((c->flags & GW_CONN_WS) && !(c->flags & GW_CONN_DEAD) && c->kind == GW_KIND_RAW &&
+            gw_bus_open(g, c->id, c->user_id, c->kind))
+            c->flags |= GW_CONN_OPEN_SENT;
     }
+    gw_sio_publish_all_open(g);
 }
 
 /* ---- reading our stream ------------------------------------------------- */

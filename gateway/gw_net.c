@@ -281,11 +281,12 @@ void gw_http_respond(struct gw_conn *c, int status, const char *content_type,
         return;
     bool was_busy = (c->flags & GW_CONN_BUSY) != 0;
     keep = keep && (c->flags & GW_CONN_KEEPALIVE);
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%sConnection: %s\r\n\r\n",
-                      status, http_status_text(status), body_len, content_type ? "Content-Type: " : "",
-                      content_type ? content_type : "", content_type ? "\r\n" : "",
-                      extra_headers ? extra_headers : "", keep ? "keep-alive" : "close");
+    int hl =
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%sConnection: %s\r\n\r\n", status,
+                 http_status_text(status), body_len, content_type ? "Content-Type: " : "",
+                 content_type ? content_type : "", content_type ? "\r\n" : "",
+                 extra_headers ? extra_headers : "", keep ? "keep-alive" : "close");
     if (hl < 0 || (size_t)hl >= sizeof(head)) {
         gw_conn_abort(c, "response head too long");
         return;
@@ -371,11 +372,11 @@ static size_t process_http(struct gw_conn *c, uint8_t *buf, size_t len, size_t *
             break;
         }
         if (hl < 0) {
-            log_warn_rl(5, "conn %llu: bad HTTP request: %d %s", (unsigned long long)c->id,
-                        status, reason ? reason : "");
+            log_warn_rl(5, "conn %llu: bad HTTP request: %d %s", (unsigned long long)c->id, status,
+                        reason ? reason : "");
             const char *word = status == 431 || status == 414 || status == 413 ? "too-large"
-                               : status == 411                                ? "length-required"
-                                                                              : "bad-request";
+                               : status == 411                                 ? "length-required"
+                                                                               : "bad-request";
             gw_http_error(c, status, word, reason ? reason : http_status_text(status));
             return len; /* discard the rest */
         }
@@ -707,7 +708,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             gw_conn_abort(c, "deadline passed");
             continue;
         }
-        if ((c->flags & GW_CONN_WS) && !(c->flags & GW_CONN_LINGER)) {
+        /* Engine.IO connections have their own heartbeat (gw_eio). */
+        if ((c->flags & GW_CONN_WS) && !(c->flags & GW_CONN_LINGER) && c->kind != GW_KIND_SIO) {
             if (now - c->last_seen_ms >= n->lim.ping_timeout_ms) {
                 log_info("conn %llu: no sign of life for %ld ms, dropping",
                          (unsigned long long)c->id, (long)(now - c->last_seen_ms));
@@ -733,8 +735,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     for (int i = 0; i < GW_ACCEPT_BATCH && !n->draining; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_warn_rl(1, "accept: %s", strerror(errno));
             return;
         }
@@ -890,4 +891,3 @@ void gw_net_free(struct gw_net *n)
     memset(n, 0, sizeof(*n));
     n->listen_fd = -1;
 }
-

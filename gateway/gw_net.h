@@ -56,17 +56,17 @@ struct gw_out {
 };
 
 /* Connection flags (c->flags). */
-#define GW_CONN_WS 0x0001u          /* upgraded: frames from here on */
-#define GW_CONN_DEAD 0x0002u        /* waiting for the reap point */
-#define GW_CONN_DIRTY 0x0004u       /* on the flush list */
-#define GW_CONN_BUSY 0x0008u        /* an HTTP request awaits an asynchronous answer */
-#define GW_CONN_CLOSE_SENT 0x0010u  /* our close frame is queued */
-#define GW_CONN_CLOSE_RECV 0x0020u  /* the peer's close frame arrived */
-#define GW_CONN_FINISH 0x0040u      /* after the queue drains: half-close and linger */
-#define GW_CONN_LINGER 0x0080u      /* write side shut: discard input until EOF/deadline */
-#define GW_CONN_AUTH 0x0100u        /* application: authenticated user */
-#define GW_CONN_OPEN_SENT 0x0200u   /* application: the broker was told about it */
-#define GW_CONN_KEEPALIVE 0x0400u   /* the request being answered allows keep-alive */
+#define GW_CONN_WS 0x0001u         /* upgraded: frames from here on */
+#define GW_CONN_DEAD 0x0002u       /* waiting for the reap point */
+#define GW_CONN_DIRTY 0x0004u      /* on the flush list */
+#define GW_CONN_BUSY 0x0008u       /* an HTTP request awaits an asynchronous answer */
+#define GW_CONN_CLOSE_SENT 0x0010u /* our close frame is queued */
+#define GW_CONN_CLOSE_RECV 0x0020u /* the peer's close frame arrived */
+#define GW_CONN_FINISH 0x0040u     /* after the queue drains: half-close and linger */
+#define GW_CONN_LINGER 0x0080u     /* write side shut: discard input until EOF/deadline */
+#define GW_CONN_AUTH 0x0100u       /* application: authenticated user */
+#define GW_CONN_OPEN_SENT 0x0200u  /* application: the broker was told about it */
+#define GW_CONN_KEEPALIVE 0x0400u  /* the request being answered allows keep-alive */
 
 /* Connection kinds (c->kind), set by the application on upgrade. */
 #define GW_KIND_NONE 0
@@ -74,46 +74,48 @@ struct gw_out {
 #define GW_KIND_SIO 2 /* Socket.IO */
 
 struct gw_net;
+struct gw_sess;
 
 struct gw_conn {
-    TAILQ_ENTRY(gw_conn) link;   /* in net->conns */
-    RB_ENTRY(gw_conn) node;      /* in net->by_id */
-    struct gw_net *net;          /* borrowed */
-    struct gw_conn *next_dirty;  /* flush list */
-    struct gw_conn *next_dead;   /* reap list */
+    TAILQ_ENTRY(gw_conn) link;  /* in net->conns */
+    RB_ENTRY(gw_conn) node;     /* in net->by_id */
+    struct gw_net *net;         /* borrowed */
+    struct gw_conn *next_dirty; /* flush list */
+    struct gw_conn *next_dead;  /* reap list */
     struct event ev;
     int fd;
     uint32_t flags;
-    short ev_flags;              /* EV_READ/EV_WRITE currently registered */
+    short ev_flags; /* EV_READ/EV_WRITE currently registered */
     uint8_t kind;
-    uint64_t id;                 /* unique in this gateway's lifetime and across restarts */
-    uint8_t *rbuf;               /* owned; NULL when no partial input is held */
+    uint64_t id;   /* unique in this gateway's lifetime and across restarts */
+    uint8_t *rbuf; /* owned; NULL when no partial input is held */
     uint32_t rlen, rcap;
-    uint8_t *msg;                /* owned; fragments of an open WebSocket message */
+    uint8_t *msg; /* owned; fragments of an open WebSocket message */
     uint32_t msg_len, msg_cap;
     struct ws_parser wsp;
-    struct gw_out *out_head;     /* owned queue */
+    struct gw_out *out_head; /* owned queue */
     struct gw_out **out_tail;
     uint32_t out_bytes;
-    int64_t last_seen_ms;        /* last byte received */
-    int64_t last_ping_ms;        /* last ping frame sent */
-    int64_t deadline_ms;         /* HTTP/linger: killed when passed (0: none) */
+    int64_t last_seen_ms; /* last byte received */
+    int64_t last_ping_ms; /* last ping frame sent */
+    int64_t deadline_ms;  /* HTTP/linger: killed when passed (0: none) */
     /* Application fields (gw_app). */
-    int64_t user_id;             /* 0: guest */
-    int64_t token_exp;           /* exp claim of the token in use */
-    int64_t next_check_ms;       /* next token re-check */
-    uint64_t req_id;             /* pending asynchronous HTTP request */
+    int64_t user_id;       /* 0: guest */
+    int64_t token_exp;     /* exp claim of the token in use */
+    int64_t next_check_ms; /* next token re-check */
+    uint64_t req_id;       /* pending asynchronous HTTP request */
+    struct gw_sess *sess;  /* borrowed: Engine.IO session this carries, or NULL */
 };
 
 struct gw_limits {
     struct http_limits http;
-    long header_timeout_ms;  /* a request head must complete within this (slowloris) */
-    long keepalive_ms;       /* idle HTTP keep-alive connections are closed after this */
-    size_t max_msg;          /* WebSocket message cap (1009 above) */
-    size_t out_cap;          /* per-connection output queue cap (slow consumers are cut) */
+    long header_timeout_ms; /* a request head must complete within this (slowloris) */
+    long keepalive_ms;      /* idle HTTP keep-alive connections are closed after this */
+    size_t max_msg;         /* WebSocket message cap (1009 above) */
+    size_t out_cap;         /* per-connection output queue cap (slow consumers are cut) */
     long ping_interval_ms;
     long ping_timeout_ms;
-    long close_timeout_ms;   /* how long to wait for the peer after our close/response */
+    long close_timeout_ms; /* how long to wait for the peer after our close/response */
 };
 
 struct gw_net_handlers {
@@ -138,14 +140,14 @@ TAILQ_HEAD(gw_conn_list, gw_conn);
 RB_HEAD(gw_conn_tree, gw_conn);
 
 struct gw_net {
-    struct event_base *base;  /* borrowed */
+    struct event_base *base; /* borrowed */
     struct gw_limits lim;
     struct gw_net_handlers h;
     int listen_fd;
-    struct event *listen_ev;  /* owned */
-    struct event *flush_ev;   /* owned */
-    struct event *reap_ev;    /* owned */
-    struct event *sweep_ev;   /* owned */
+    struct event *listen_ev; /* owned */
+    struct event *flush_ev;  /* owned */
+    struct event *reap_ev;   /* owned */
+    struct event *sweep_ev;  /* owned */
     long tick_ms;
     struct gw_conn_list conns;
     struct gw_conn_tree by_id;
@@ -153,8 +155,8 @@ struct gw_net {
     struct gw_conn *dead;
     uint64_t next_id;
     size_t nconns;
-    bool draining;            /* shutting down: no new connections */
-    uint8_t *scratch;         /* owned: the shared read buffer */
+    bool draining;    /* shutting down: no new connections */
+    uint8_t *scratch; /* owned: the shared read buffer */
     /* Counters for /metrics and logs. */
     uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut;
 };

@@ -23,7 +23,9 @@
 #define GW_DRAIN_MS 3000
 
 #define OPT(name, type, field, def, min, max, flags, help)                                         \
-    {name, type, offsetof(struct gw_config, field), def, min, max, flags, help}
+    {                                                                                              \
+        name, type, offsetof(struct gw_config, field), def, min, max, flags, help                  \
+    }
 
 static const struct cfg_opt gw_opts[] = {
     OPT("listen", CFG_STR, listen, "0.0.0.0:8080", 0, 0, 0, "address to listen on, host:port"),
@@ -32,7 +34,8 @@ static const struct cfg_opt gw_opts[] = {
     OPT("gateway-id", CFG_STR, gateway_id, NULL, 0, 0, 0,
         "unique id of this gateway (default: hostname-pid)"),
     OPT("jwt-secret", CFG_STR, jwt_secret, NULL, 0, 0, CFG_SECRET, "HS256 secret"),
-    OPT("jwt-secret-file", CFG_STR, jwt_secret_file, NULL, 0, 0, 0, "file holding the HS256 secret"),
+    OPT("jwt-secret-file", CFG_STR, jwt_secret_file, NULL, 0, 0, 0,
+        "file holding the HS256 secret"),
     OPT("jwt-alg", CFG_STR, jwt_alg, "HS256", 0, 0, 0, "token algorithm: HS256, RS256 or ES256"),
     OPT("jwt-public-key-file", CFG_STR, jwt_public_key_file, NULL, 0, 0, 0,
         "PEM public key for RS256/ES256"),
@@ -69,6 +72,11 @@ static const struct cfg_opt gw_opts[] = {
         "how long an HTTP request waits for the broker (503 after)"),
     OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 1000, 1000000000, 0,
         "approximate cap on herald:events length"),
+    /* Engine.IO's own default: 1 MB per polling payload or message. */
+    OPT("max-payload", CFG_INT, max_payload, "1000000", 1024, 268435456, 0,
+        "Engine.IO maxPayload (polling payload and message cap)"),
+    OPT("sio-connect-timeout-ms", CFG_INT, sio_connect_timeout_ms, "45000", 100, 600000, 0,
+        "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
         "enable POST /auth/dev-login (demo only)"),
 };
@@ -101,6 +109,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("signal %d: draining %zu connections (close 1001)", (int)sig, g->net.nconns);
+    struct gw_sess *s, *tmp;
+    TAILQ_FOREACH_SAFE(s, &g->eio.all, link, tmp)
+    gw_eio_close(s, 1001, "server going away");
     gw_net_drain(&g->net, 1001, "server going away");
     drain_deadline = gw_now_ms() + GW_DRAIN_MS;
     drain_ev = event_new(g->base, -1, EV_PERSIST, on_drain_check, g);
@@ -154,8 +165,8 @@ static int setup_jwt(struct gw *g)
             return -1;
         }
     }
-    int rc = jwt_auth_init(&g->jwt, g->cfg.jwt_alg, key, kl, g->cfg.jwt_issuer,
-                           g->cfg.jwt_audience, err, sizeof(err));
+    int rc = jwt_auth_init(&g->jwt, g->cfg.jwt_alg, key, kl, g->cfg.jwt_issuer, g->cfg.jwt_audience,
+                           err, sizeof(err));
     free(key);
     if (rc != 0)
         log_error("JWT setup: %s", err);
@@ -166,8 +177,8 @@ int main(int argc, char **argv)
 {
     struct gw *g = &g_gw;
     int rc = 1;
-    int argi = cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv,
-                        gw_usage);
+    int argi =
+        cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv, gw_usage);
     if (argi == CFG_LOAD_HELP)
         return 0;
     if (argi < 0)
@@ -219,7 +230,8 @@ int main(int argc, char **argv)
         .http = {.max_request_line = (size_t)g->cfg.max_header_bytes,
                  .max_head = (size_t)g->cfg.max_header_bytes,
                  .max_headers = (size_t)g->cfg.max_headers,
-                 .max_body = (size_t)g->cfg.max_body},
+                 .max_body = (size_t)(g->cfg.max_body > g->cfg.max_payload ? g->cfg.max_body
+                                                                           : g->cfg.max_payload)},
         .header_timeout_ms = g->cfg.header_timeout_ms,
         .keepalive_ms = 60000,
         .max_msg = (size_t)g->cfg.max_message,
@@ -232,6 +244,19 @@ int main(int argc, char **argv)
     h.arg = g;
     if (gw_net_init(&g->net, g->base, &lim, &h, host, port, &g->port) != 0)
         goto cleanup;
+    /* Engine.IO's pingTimeout is the wait for a pong after a ping; ours is
+     * counted from the last sign of life, a ping interval earlier. */
+    struct gw_eio_config ecfg = {
+        .ping_interval_ms = g->cfg.ping_interval_ms,
+        .ping_timeout_ms = g->cfg.ping_timeout_ms > g->cfg.ping_interval_ms
+                               ? g->cfg.ping_timeout_ms - g->cfg.ping_interval_ms
+                               : g->cfg.ping_timeout_ms,
+        .max_payload = g->cfg.max_payload,
+    };
+    struct gw_eio_handlers eh = gw_sio_handlers;
+    eh.arg = g;
+    if (gw_eio_init(&g->eio, &g->net, &ecfg, &eh) != 0)
+        goto cleanup;
     if (gw_bus_start(g) != 0)
         goto cleanup;
     g->started_ms = gw_now_ms();
@@ -242,7 +267,10 @@ int main(int argc, char **argv)
              (unsigned long long)g->n_deliveries);
     rc = 0;
 cleanup:
-    /* Connections still open are closed now; the broker hears of each. */
+    /* Sessions and connections still open are closed now; the broker hears
+     * of each. */
+    if (g->eio.net)
+        gw_eio_free(&g->eio);
     gw_net_free(&g->net);
     if (g->pub.up)
         rds_cmd(&g->pub, NULL, NULL, "DEL %s", g->lease_key);

@@ -39,6 +39,20 @@ test('frame-level violations close with the RFC 6455 code', async () => {
   assert.equal(await frameClose(clientFrame(8, Buffer.from([0x0b, 0xb8]))), 3000, 'valid close code is echoed');
 });
 
+test('invalid UTF-8 fails fast, before the rest of its frame arrives (Autobahn 6.4.3)', async () => {
+  // One text frame announcing 21 bytes; only its first 13 payload bytes are
+  // sent: 11 bytes of valid text, then F4 90 (no code point starts so: it
+  // would be above U+10FFFF). The rest never comes, so only a parser that
+  // checks a partial payload answers 1007; before the fix: no close at all.
+  const payload = Buffer.concat([Buffer.from('κόσμε'), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from('edited')]);
+  const frame = clientFrame(1, payload);
+  assert.equal(await frameClose(frame.subarray(0, 2 + 4 + 13)), 1007, 'bad bytes in a partial frame');
+  // Same inside a continuation: a complete first fragment, then a partial one.
+  const first = clientFrame(1, Buffer.from([0xce, 0xba]), { fin: false });
+  const cont = clientFrame(0, Buffer.from([0xf4, 0x90, 0x80, 0x80, 0x41]));
+  assert.equal(await frameClose(first, cont.subarray(0, 2 + 4 + 2)), 1007, 'bad bytes in a partial continuation');
+});
+
 test('pings are answered with the same payload; fragments interleaved with a ping work', async () => {
   const buf = await rawExchange(port, Buffer.concat([
     Buffer.from(upgradeRequest(port, tok)),

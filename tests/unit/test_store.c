@@ -29,7 +29,8 @@ int main(void)
     CHECK_INT(bk_store_user_add(&s, "", NULL), -1);
     CHECK_INT(bk_store_user_add(&s, "a b", NULL), -1);
     CHECK_INT(bk_store_user_add(&s, "x'; DROP TABLE users; --", NULL), -1);
-    CHECK(!bk_username_valid("0123456789012345678901234567890123456789012345678901234567890123456"));
+    CHECK(
+        !bk_username_valid("0123456789012345678901234567890123456789012345678901234567890123456"));
     CHECK(bk_username_valid("a.b-c_d"));
 
     struct bk_user_row row;

@@ -1,0 +1,129 @@
+/*
+ * gw_eio.h - Engine.IO v4 sessions on top of gw_net: the /socket.io/ (and,
+ * in the conformance target, /engine.io/) endpoint.
+ *
+ * A session outlives the HTTP requests that carry it: with long-polling,
+ * each GET is parked until the session has packets for it and each POST
+ * delivers a payload; with WebSocket, one connection carries it. A session
+ * may start on polling and upgrade to WebSocket (probe "2probe"/"3probe",
+ * noop to the parked GET, then "5"). Sessions have ids from the same
+ * counter as connections, so the broker addresses both alike.
+ *
+ * Heartbeat timers are kept as exact deadlines and evaluated whenever the
+ * session is touched (a request, a frame) and by a fine sweep, so a request
+ * arriving right after a deadline sees the session already closed, as the
+ * reference server's timers would have made it.
+ *
+ * Lifetime: gw_eio_close() marks the session and detaches its connections;
+ * it is freed at the session reap point after the current callbacks.
+ */
+#ifndef HERALD_GW_EIO_H
+#define HERALD_GW_EIO_H
+
+#include "gw_net.h"
+
+struct gw_eio;
+
+#define GW_SESS_CLOSED 0x01u    /* waiting for the reap point */
+#define GW_SESS_UPGRADING 0x02u /* probe answered: GETs get a noop */
+#define GW_SESS_PROBED 0x04u
+
+struct gw_sess {
+    RB_ENTRY(gw_sess) by_sid;
+    RB_ENTRY(gw_sess) by_id;
+    TAILQ_ENTRY(gw_sess) link;
+    struct gw_eio *eio; /* borrowed */
+    struct gw_sess *next_dead;
+    uint64_t id;
+    char sid[24]; /* random, unguessable: it is the polling credential */
+    uint32_t flags;
+    struct gw_conn *ws;    /* borrowed: WebSocket transport, NULL while polling */
+    struct gw_conn *probe; /* borrowed: WebSocket being upgraded to */
+    struct gw_conn *poll;  /* borrowed: the parked GET */
+    struct gw_out *q_head; /* owned: packets waiting for a GET (polling) */
+    struct gw_out **q_tail;
+    uint32_t q_bytes;
+    int64_t next_ping_ms;     /* when the next ping is due (0: one is outstanding) */
+    int64_t pong_deadline_ms; /* outstanding ping must be answered by then (0: none) */
+    /* Application state (Socket.IO layer). */
+    void *app; /* owned by the application; freed in on_close */
+};
+
+struct gw_eio_config {
+    long ping_interval_ms;
+    long ping_timeout_ms;
+    long max_payload; /* bytes of one polling payload or message */
+};
+
+struct gw_eio_handlers {
+    /* A new session. req is the request that opened it (borrowed, for the
+     * application's token sources). */
+    void (*on_open)(struct gw_eio *e, struct gw_sess *s, const struct http_request *req);
+    /* One Engine.IO message (data borrowed for the call). */
+    void (*on_message)(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
+                       size_t len);
+    /* The session is closing: the application releases s->app. */
+    void (*on_close)(struct gw_eio *e, struct gw_sess *s, const char *reason);
+    /* Called by the sweep for every live session. May be NULL. */
+    void (*on_tick)(struct gw_eio *e, struct gw_sess *s, int64_t now_ms);
+    void *arg;
+};
+
+RB_HEAD(gw_sess_sid_tree, gw_sess);
+RB_HEAD(gw_sess_id_tree, gw_sess);
+TAILQ_HEAD(gw_sess_list, gw_sess);
+
+struct gw_eio {
+    struct gw_net *net; /* borrowed */
+    struct gw_eio_config cfg;
+    struct gw_eio_handlers h;
+    struct gw_sess_sid_tree sids;
+    struct gw_sess_id_tree ids;
+    struct gw_sess_list all;
+    size_t nsess;
+    struct gw_sess *dead;
+    struct event *reap_ev; /* owned */
+    struct event *tick_ev; /* owned */
+    uint64_t n_opened;
+};
+
+int gw_eio_init(struct gw_eio *e, struct gw_net *net, const struct gw_eio_config *cfg,
+                const struct gw_eio_handlers *h);
+/* Closes every session (no callbacks into freed state) and frees. */
+void gw_eio_free(struct gw_eio *e);
+
+/* Handles an HTTP request on the Engine.IO path (handshake, poll, post,
+ * WebSocket upgrade). */
+void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_request *req,
+                    const uint8_t *body, size_t body_len);
+/* A WebSocket message on a connection of kind GW_KIND_SIO. */
+void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint8_t *data,
+                       size_t len);
+/* A connection of kind GW_KIND_SIO (or a parked GET) is being freed. */
+void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c);
+
+struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
+
+/* Sends one Engine.IO message (text) / binary message. */
+void gw_eio_send_text(struct gw_sess *s, const char *data, size_t len);
+void gw_eio_send_binary(struct gw_sess *s, const uint8_t *data, size_t len);
+
+/*
+ * A message encoded once for many sessions: the text, and lazily its
+ * WebSocket frame and its polling packet, each shared by every recipient.
+ * Release with gw_eio_msg_release().
+ */
+struct gw_eio_msg {
+    const char *text; /* borrowed: the Engine.IO message data ("42[...]") */
+    size_t len;
+    struct gw_shared *frame; /* owned reference, NULL until needed */
+    struct gw_shared *pkt;   /* owned reference, NULL until needed */
+};
+void gw_eio_send_msg(struct gw_sess *s, struct gw_eio_msg *m);
+void gw_eio_msg_release(struct gw_eio_msg *m);
+
+/* Closes the session: the WebSocket gets a close frame with code (polling:
+ * a parked GET gets the close packet). */
+void gw_eio_close(struct gw_sess *s, uint16_t code, const char *reason);
+
+#endif

@@ -1,0 +1,436 @@
+/*
+ * gw_sio.c - Herald's Socket.IO v5 endpoint on the Engine.IO sessions.
+ *
+ * The stock socket.io-client connects unchanged (PROTOCOL.md §4): the main
+ * namespace "/" is Herald's, any other gets CONNECT_ERROR. Identity comes
+ * from the CONNECT auth payload's "token", else from the token sources of
+ * the request that opened the session (Bearer, cookie with the origin rule,
+ * ?token=); no token at all makes a guest, a bad one a CONNECT_ERROR the
+ * client shows as connect_error.
+ *
+ * Client events go to the broker through the same path as /ws events (the
+ * broker answers both endpoints with one implementation); the broker's
+ * answers to acknowledged events come back as "ack" entries.
+ */
+#include "gw.h"
+
+#include "log.h"
+#include "sio.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Per-session state (s->app). */
+struct gw_sio {
+    int64_t user_id; /* 0: guest */
+    int64_t token_exp;
+    int64_t next_check_ms;
+    int64_t connect_deadline_ms; /* until CONNECT to "/" arrives (0: connected) */
+    bool connected;              /* CONNECT to "/" accepted */
+    bool open_sent;              /* the broker knows this session */
+    /* The token found on the request that opened the session, checked then. */
+    bool hs_token;
+    enum jwt_auth_status hs_status; /* JWT_AUTH_OK, an error, or ... */
+    bool hs_forbidden;              /* cookie token from a foreign origin */
+    int64_t hs_uid, hs_exp;
+};
+
+static struct gw *sio_gw(struct gw_eio *e)
+{
+    return e->h.arg;
+}
+
+/* Event names the client uses that differ from the broker's (raw) ones. */
+static const char *broker_name(const char *name, size_t len)
+{
+    static const struct {
+        const char *sio, *broker;
+    } names[] = {
+        {"get-online-users", "get_online_users"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (ev_is(name, len, names[i].sio))
+            return names[i].broker;
+    return NULL;
+}
+
+/* Sends header + payload as one Socket.IO packet on the main namespace. */
+static void send_sio(struct gw_sess *s, uint8_t type, int64_t ack, const char *json, size_t jl)
+{
+    char hdr[64];
+    size_t hl = sio_encode_header(hdr, sizeof(hdr), type, "/", 1, 0, ack);
+    char *buf = malloc(hl + jl);
+    if (!buf)
+        return;
+    memcpy(buf, hdr, hl);
+    if (jl)
+        memcpy(buf + hl, json, jl);
+    gw_eio_send_text(s, buf, hl + jl);
+    free(buf);
+}
+
+static void send_event0(struct gw_sess *s, const char *name)
+{
+    char buf[96];
+    int n = snprintf(buf, sizeof(buf), "[\"%s\"]", name);
+    send_sio(s, SIO_EVENT, -1, buf, (size_t)n);
+}
+
+/* CONNECT_ERROR with a message the client shows and a stable code. */
+static void connect_error(struct gw_sess *s, const char *nsp, size_t nsp_len, const char *word,
+                          const char *message)
+{
+    char hdr[SIO_MAX_NAMESPACE + 16], body[256];
+    size_t hl = sio_encode_header(hdr, sizeof(hdr), SIO_CONNECT_ERROR, nsp, nsp_len, 0, -1);
+    int bl = word ? snprintf(body, sizeof(body), "{\"message\":\"%s\",\"data\":{\"code\":\"%s\"}}",
+                             message, word)
+                  : snprintf(body, sizeof(body), "{\"message\":\"%s\"}", message);
+    char out[sizeof(hdr) + sizeof(body)];
+    memcpy(out, hdr, hl);
+    memcpy(out + hl, body, (size_t)bl);
+    gw_eio_send_text(s, out, hl + (size_t)bl);
+}
+
+/* Server-side disconnect: the client's "disconnect" fires with reason "io
+ * server disconnect" and it does not reconnect by itself. */
+static void server_disconnect(struct gw_sess *s, const char *why)
+{
+    send_sio(s, SIO_DISCONNECT, -1, NULL, 0);
+    gw_eio_close(s, 1000, why);
+}
+
+/* ---- session hooks --------------------------------------------------------- */
+
+static void sio_open(struct gw_eio *e, struct gw_sess *s, const struct http_request *req)
+{
+    struct gw *g = sio_gw(e);
+    struct gw_sio *st = calloc(1, sizeof(*st));
+    s->app = st;
+    if (!st)
+        return;
+    st->connect_deadline_ms = gw_now_ms() + g->cfg.sio_connect_timeout_ms;
+    char qbuf[JWT_AUTH_MAX_TOKEN + 1];
+    const char *tok;
+    size_t tl;
+    enum gw_token_source src = gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
+    if (src == GW_TOKEN_NONE)
+        return;
+    st->hs_token = true;
+    if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
+        st->hs_forbidden = true;
+        return;
+    }
+    st->hs_status = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &st->hs_uid, &st->hs_exp);
+}
+
+static void sio_close(struct gw_eio *e, struct gw_sess *s, const char *reason)
+{
+    struct gw *g = sio_gw(e);
+    struct gw_sio *st = s->app;
+    (void)reason;
+    if (st && st->open_sent)
+        gw_bus_close(g, s->id);
+    free(st);
+    s->app = NULL;
+}
+
+static void sio_tick(struct gw_eio *e, struct gw_sess *s, int64_t now)
+{
+    struct gw *g = sio_gw(e);
+    struct gw_sio *st = s->app;
+    if (!st)
+        return;
+    if (!st->connected) {
+        if (now >= st->connect_deadline_ms)
+            gw_eio_close(s, 1000, "no CONNECT in time");
+        return;
+    }
+    if (st->user_id && now >= st->next_check_ms) {
+        st->next_check_ms = now + g->cfg.token_recheck_ms;
+        if ((int64_t)time(NULL) >= st->token_exp) {
+            log_info("session %llu: token of user %lld expired: token-expired, disconnect",
+                     (unsigned long long)s->id, (long long)st->user_id);
+            send_event0(s, "token-expired");
+            server_disconnect(s, "token expired");
+        }
+    }
+}
+
+/* CONNECT to the main namespace: decides who the client is. */
+static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
+                       const struct sio_packet *p)
+{
+    if (st->connected)
+        return; /* a second CONNECT to "/" changes nothing */
+    struct json_object *auth = NULL, *t = NULL;
+    int64_t uid = 0, exp = 0;
+    if (p->data) {
+        struct json_tokener *tk = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
+        auth = tk ? json_tokener_parse_ex(tk, p->data, (int)p->data_len) : NULL;
+        json_tokener_free(tk);
+    }
+    if (auth && json_object_object_get_ex(auth, "token", &t) &&
+        json_object_is_type(t, json_type_string)) {
+        enum jwt_auth_status vs =
+            jwt_auth_verify(&g->jwt, json_object_get_string(t),
+                            (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
+        if (vs != JWT_AUTH_OK) {
+            log_info("session %llu: CONNECT token refused: %s", (unsigned long long)s->id,
+                     jwt_auth_status_str(vs));
+            connect_error(s, "/", 1, jwt_auth_status_str(vs), "invalid token");
+            json_object_put(auth);
+            return;
+        }
+    } else if (st->hs_token) {
+        if (st->hs_forbidden) {
+            connect_error(s, "/", 1, "origin-forbidden",
+                          "this origin may not use the session cookie");
+            json_object_put(auth);
+            return;
+        }
+        if (st->hs_status != JWT_AUTH_OK) {
+            connect_error(s, "/", 1, jwt_auth_status_str(st->hs_status), "invalid token");
+            json_object_put(auth);
+            return;
+        }
+        uid = st->hs_uid;
+        exp = st->hs_exp;
+    }
+    json_object_put(auth);
+    st->connected = true;
+    st->connect_deadline_ms = 0;
+    st->user_id = uid;
+    st->token_exp = exp;
+    st->next_check_ms = gw_now_ms() + g->cfg.token_recheck_ms;
+    char ok[64];
+    int n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", s->sid);
+    send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
+    log_debug("session %llu: connected as %s %lld", (unsigned long long)s->id,
+              uid ? "user" : "guest", (long long)uid);
+    st->open_sent = gw_bus_open(g, s->id, uid, GW_KIND_SIO);
+}
+
+static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
+                          struct json_object *arg, int64_t ack)
+{
+    struct json_object *t;
+    int64_t uid = 0, exp = 0;
+    enum jwt_auth_status vs = JWT_AUTH_ERR_MALFORMED;
+    if (arg && json_object_object_get_ex(arg, "token", &t) &&
+        json_object_is_type(t, json_type_string))
+        vs = jwt_auth_verify(&g->jwt, json_object_get_string(t),
+                             (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
+    if (vs != JWT_AUTH_OK || !st->user_id || uid != st->user_id) {
+        log_info("session %llu: refresh-token refused (%s)", (unsigned long long)s->id,
+                 vs != JWT_AUTH_OK ? jwt_auth_status_str(vs) : "another user");
+        send_event0(s, "token-expired");
+        server_disconnect(s, "token refused");
+        return;
+    }
+    st->token_exp = exp;
+    if (ack >= 0)
+        send_sio(s, SIO_ACK, ack, "[{\"ok\":true}]", 13);
+}
+
+static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const struct sio_packet *p)
+{
+    const char *name, *args;
+    size_t nl, al;
+    if (sio_event_split(p->data, p->data_len, &name, &nl, &args, &al) != 0)
+        return;
+    /* The first argument, when it is an object, carries the fields. */
+    struct json_object *arr = NULL, *arg = NULL;
+    struct json_tokener *tk = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
+    arr = tk ? json_tokener_parse_ex(tk, p->data, (int)p->data_len) : NULL;
+    json_tokener_free(tk);
+    if (arr && json_object_is_type(arr, json_type_array) && json_object_array_length(arr) > 1) {
+        arg = json_object_array_get_idx(arr, 1);
+        if (!json_object_is_type(arg, json_type_object))
+            arg = NULL;
+    }
+    if (ev_is(name, nl, "refresh-token")) {
+        refresh_token(g, s, st, arg, p->ack_id);
+    } else {
+        const char *bn = broker_name(name, nl);
+        if (bn) {
+            size_t jl = 2;
+            const char *js =
+                arg ? json_object_to_json_string_length(arg, JSON_C_TO_STRING_PLAIN, &jl) : "{}";
+            gw_bus_msg(g, s->id, st->user_id, bn, js, jl, p->ack_id);
+        } else {
+            log_debug("session %llu: unknown event %.*s", (unsigned long long)s->id, (int)nl, name);
+            static const char err[] =
+                "[\"error\",{\"code\":\"unknown-type\",\"message\":\"unknown event\"}]";
+            send_sio(s, SIO_EVENT, -1, err, sizeof(err) - 1);
+        }
+    }
+    json_object_put(arr);
+}
+
+static void sio_message(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
+                        size_t len)
+{
+    struct gw *g = sio_gw(e);
+    struct gw_sio *st = s->app;
+    if (!st)
+        return;
+    if (binary) {
+        /* Herald's events carry no binary attachments. */
+        log_warn_rl(5, "session %llu: binary message, closing", (unsigned long long)s->id);
+        gw_eio_close(s, 1003, "binary messages are not supported");
+        return;
+    }
+    struct sio_packet p;
+    enum sio_status rc = sio_parse((const char *)data, len, &p);
+    if (rc != SIO_OK) {
+        log_warn_rl(5, "session %llu: bad Socket.IO packet: %s, closing", (unsigned long long)s->id,
+                    sio_status_str(rc));
+        gw_eio_close(s, 1002, "invalid packet");
+        return;
+    }
+    bool main_ns = p.nsp_len == 1 && p.nsp[0] == '/';
+    switch (p.type) {
+    case SIO_CONNECT:
+        if (!main_ns)
+            connect_error(s, p.nsp, p.nsp_len, NULL, "Invalid namespace");
+        else
+            on_connect(g, s, st, &p);
+        return;
+    case SIO_DISCONNECT:
+        if (main_ns)
+            gw_eio_close(s, 1000, "client disconnect");
+        return;
+    case SIO_EVENT:
+        if (main_ns && st->connected)
+            on_event(g, s, st, &p);
+        return;
+    case SIO_BINARY_EVENT:
+    case SIO_BINARY_ACK:
+        gw_eio_close(s, 1003, "binary events are not supported");
+        return;
+    default:
+        return; /* acks to our (ack-less) events: nothing to do */
+    }
+}
+
+const struct gw_eio_handlers gw_sio_handlers = {
+    .on_open = sio_open,
+    .on_message = sio_message,
+    .on_close = sio_close,
+    .on_tick = sio_tick,
+};
+
+void gw_sio_publish_all_open(struct gw *g)
+{
+    struct gw_sess *s;
+    TAILQ_FOREACH(s, &g->eio.all, link)
+    {
+        struct gw_sio *st = s->app;
+        if (st && st->connected)
+            st->open_sent = gw_bus_open(g, s->id, st->user_id, GW_KIND_SIO) || st->open_sent;
+    }
+}
+
+/* ---- deliveries from the broker ------------------------------------------------- */
+
+/* Builds the Socket.IO EVENT text 2["<name>",<d>] (no namespace: main). */
+static char *render_event(const struct ev_entry *e, size_t *len)
+{
+    const struct ev_name *nm = ev_name_find(e->event, e->event_len);
+    if (!nm)
+        return NULL;
+    const char *d = e->data;
+    size_t dl = e->data ? e->data_len : 0;
+    size_t nl = strlen(nm->sio);
+    char *buf = malloc(nl + dl + 8);
+    if (!buf)
+        return NULL;
+    size_t n = 0;
+    buf[n++] = '0' + SIO_EVENT;
+    buf[n++] = '[';
+    buf[n++] = '"';
+    memcpy(buf + n, nm->sio, nl);
+    n += nl;
+    buf[n++] = '"';
+    if (dl) {
+        buf[n++] = ',';
+        memcpy(buf + n, d, dl);
+        n += dl;
+    }
+    buf[n++] = ']';
+    *len = n;
+    return buf;
+}
+
+static bool sess_connected(struct gw_sess *s, bool auth_only)
+{
+    struct gw_sio *st = s->app;
+    return st && st->connected && !(s->flags & GW_SESS_CLOSED) && (!auth_only || st->user_id);
+}
+
+size_t gw_sio_deliver(struct gw *g, const struct ev_entry *e)
+{
+    size_t n = 0;
+    bool all = ev_is(e->type, e->type_len, "all"), auth = ev_is(e->type, e->type_len, "auth");
+    if (all || auth) {
+        if (g->eio.nsess == 0)
+            return 0;
+        size_t tl;
+        char *text = render_event(e, &tl);
+        if (!text)
+            return 0;
+        /* Encoded once: every WebSocket session shares one frame, every
+         * polling session one packet. */
+        struct gw_eio_msg m = {.text = text, .len = tl};
+        struct gw_sess *s;
+        TAILQ_FOREACH(s, &g->eio.all, link)
+        {
+            if (sess_connected(s, auth)) {
+                gw_eio_send_msg(s, &m);
+                n++;
+            }
+        }
+        gw_eio_msg_release(&m);
+        free(text);
+        return n;
+    }
+    bool conn = ev_is(e->type, e->type_len, "conn"), kick = ev_is(e->type, e->type_len, "kick");
+    bool ack = ev_is(e->type, e->type_len, "ack");
+    if (!conn && !kick && !ack)
+        return 0;
+    char *text = NULL;
+    size_t tl = 0;
+    struct gw_eio_msg m = {0};
+    const char *p = e->conns, *end = e->conns + e->conns_len;
+    while (p && p < end) {
+        char *stop;
+        unsigned long long id = strtoull(p, &stop, 10);
+        struct gw_sess *s = gw_eio_find(&g->eio, (uint64_t)id);
+        if (s && sess_connected(s, false)) {
+            n++;
+            if (kick) {
+                server_disconnect(s, "closed by the server");
+            } else if (ack) {
+                send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]",
+                         e->data ? e->data_len : 2);
+            } else {
+                if (!text) {
+                    text = render_event(e, &tl);
+                    m.text = text;
+                    m.len = tl;
+                }
+                if (text)
+                    gw_eio_send_msg(s, &m);
+            }
+        }
+        if (stop == p || stop >= end || *stop != ',')
+            break;
+        p = stop + 1;
+    }
+    gw_eio_msg_release(&m);
+    free(text);
+    return n;
+}

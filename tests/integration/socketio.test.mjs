@@ -1,0 +1,228 @@
+// The stock socket.io-client (v4) against Herald's /socket.io/ endpoint,
+// unchanged: the snippets of PROTOCOL.md §4, default transports (polling
+// then upgrade), acks, connect_error, heartbeat, maxPayload, token expiry.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import { Stack, makeToken, waitFor } from './harness.mjs';
+
+let s;
+before(async () => {
+  s = await new Stack('socketio', {
+    pingIntervalMs: 300,
+    pingTimeoutMs: 800,
+    recheckMs: 100,
+    env: { HERALD_MAX_PAYLOAD: '4000' },
+  }).start();
+});
+after(async () => { await s.stop(); });
+
+const url = (i = 0) => s.gateways[i].url;
+const sockets = [];
+function client(i, opts) {
+  const sock = io(url(i), { reconnection: false, ...opts });
+  sockets.push(sock);
+  sock.events = [];
+  sock.onAny((name, ...args) => sock.events.push([name, ...args]));
+  return sock;
+}
+const connected = (sock) => new Promise((resolve, reject) => {
+  if (sock.connected) return resolve(sock);
+  sock.once('connect', () => resolve(sock));
+  sock.once('connect_error', reject);
+});
+const once = (sock, ev, ms = 5000) => new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error(`no ${ev} within ${ms} ms`)), ms);
+  sock.once(ev, (...a) => { clearTimeout(t); resolve(a); });
+});
+const onlineUsers = (sock) => new Promise((resolve) => sock.emit('get-online-users', resolve));
+const statusOf = (sock, uid) => sock.events.filter(([n, d]) => n === 'user-status-change' && d.userId === uid).map(([, d]) => d.status);
+
+after(() => { for (const so of sockets) so.disconnect(); });
+
+test('guest with token: null over websocket; get-online-users answers number[]', async () => {
+  const socket = client(0, { auth: { token: null }, transports: ['websocket'] });
+  await connected(socket);
+  const users = await onlineUsers(socket);
+  assert.ok(Array.isArray(users));
+  assert.ok(users.every((u) => typeof u === 'number'));
+  socket.disconnect();
+});
+
+test('user-status-change reaches guests when another user connects and leaves', async () => {
+  const guest = client(0, { auth: { token: null }, transports: ['websocket'] });
+  await connected(guest);
+  await onlineUsers(guest); // everything before this is settled
+  const bob = client(1, { auth: { token: s.token('bob') }, transports: ['websocket'] });
+  await connected(bob);
+  await waitFor(() => statusOf(guest, s.users.bob).includes('online'), { what: 'bob online' });
+  const ev = guest.events.find(([n, d]) => n === 'user-status-change' && d.userId === s.users.bob);
+  assert.equal(ev[1].status, 'online');
+  assert.ok((await onlineUsers(guest)).includes(s.users.bob));
+  bob.disconnect();
+  await waitFor(() => statusOf(guest, s.users.bob).includes('offline'), { what: 'bob offline' });
+  assert.deepEqual(statusOf(guest, s.users.bob), ['online', 'offline']);
+  assert.ok(!(await onlineUsers(guest)).includes(s.users.bob));
+  guest.disconnect();
+});
+
+test('login upgrade by reconnect makes the new connection the user\'s', async () => {
+  const watcher = client(1, { auth: { token: null }, transports: ['websocket'] });
+  await connected(watcher);
+  const socket = client(0, { auth: { token: null }, transports: ['websocket'] });
+  await connected(socket);
+  await onlineUsers(watcher);
+  assert.deepEqual(statusOf(watcher, s.users.carol), []);
+  socket.auth = { token: s.token('carol') };
+  socket.disconnect().connect();
+  await connected(socket);
+  await waitFor(() => statusOf(watcher, s.users.carol).includes('online'), { what: 'carol online' });
+  assert.ok((await onlineUsers(socket)).includes(s.users.carol));
+  socket.disconnect();
+  await waitFor(() => statusOf(watcher, s.users.carol).includes('offline'), { what: 'carol offline' });
+  watcher.disconnect();
+});
+
+test('default transports: long-polling first, then the upgrade to WebSocket', async () => {
+  const watcher = client(0, { auth: { token: null }, transports: ['websocket'] });
+  await connected(watcher);
+  await onlineUsers(watcher);
+  const socket = client(1, { auth: { token: s.token('dave') } });
+  const first = new Promise((r) => socket.io.once('open', () => r(socket.io.engine.transport.name)));
+  await connected(socket);
+  assert.equal(await first, 'polling', 'the session opens over long-polling');
+  // Works while still polling.
+  assert.ok((await onlineUsers(socket)).includes(s.users.dave));
+  await waitFor(() => socket.io.engine.transport.name === 'websocket', { what: 'upgrade' });
+  await waitFor(() => statusOf(watcher, s.users.dave).includes('online'), { what: 'dave online' });
+  assert.ok((await onlineUsers(socket)).includes(s.users.dave));
+  // Events reach it after the upgrade.
+  const erin = client(0, { auth: { token: s.token('erin') }, transports: ['websocket'] });
+  await connected(erin);
+  await waitFor(() => statusOf(socket, s.users.erin).includes('online'), { what: 'erin seen by dave' });
+  erin.disconnect();
+  socket.disconnect();
+  await waitFor(() => statusOf(watcher, s.users.dave).includes('offline'), { what: 'dave offline' });
+  assert.deepEqual(statusOf(watcher, s.users.dave), ['online', 'offline']);
+  watcher.disconnect();
+});
+
+test('polling only (no upgrade) also gets events', async () => {
+  const socket = client(0, { auth: { token: null }, transports: ['polling'] });
+  await connected(socket);
+  const bob = client(1, { auth: { token: s.token('bob') }, transports: ['websocket'] });
+  await connected(bob);
+  await waitFor(() => statusOf(socket, s.users.bob).includes('online'), { what: 'bob online via polling' });
+  bob.disconnect();
+  await waitFor(() => statusOf(socket, s.users.bob).includes('offline'), { what: 'bob offline via polling' });
+  socket.disconnect();
+});
+
+test('a bad token is a connect_error the client can show', async () => {
+  for (const [tok, word] of [[makeToken(s.users.alice, { secret: 'wrong' }), 'bad-signature'],
+    [makeToken(s.users.alice, { ttl: -5 }), 'expired']]) {
+    const socket = client(0, { auth: { token: tok }, transports: ['websocket'] });
+    const [err] = await once(socket, 'connect_error');
+    assert.equal(err.message, 'invalid token');
+    assert.equal(err.data.code, word);
+    socket.disconnect();
+  }
+  const other = io(`${url(0)}/admin`, { reconnection: false, transports: ['websocket'] });
+  sockets.push(other);
+  const [err] = await once(other, 'connect_error');
+  assert.equal(err.message, 'Invalid namespace');
+  other.disconnect();
+});
+
+test('an expiring token gets token-expired, then a server disconnect', async () => {
+  const socket = client(0, { auth: { token: makeToken(s.users.alice, { ttl: 2 }) }, transports: ['websocket'] });
+  await connected(socket);
+  const [reason] = await once(socket, 'disconnect', 5000);
+  assert.equal(reason, 'io server disconnect');
+  assert.ok(socket.events.some(([n]) => n === 'token-expired'));
+});
+
+test('heartbeat: a client that stops answering pings is dropped and goes offline', async () => {
+  const watcher = client(1, { auth: { token: null }, transports: ['websocket'] });
+  await connected(watcher);
+  const ws = new WebSocket(`${s.gateways[0].ws.replace('/ws', '')}/socket.io/?EIO=4&transport=websocket`);
+  const frames = [];
+  ws.on('message', (d) => {
+    const m = d.toString();
+    frames.push(m);
+    if (m.startsWith('0')) ws.send(`40${JSON.stringify({ token: s.token('erin') })}`);
+    // pings ("2") are never answered
+  });
+  const closed = new Promise((r) => ws.on('close', r));
+  await waitFor(() => statusOf(watcher, s.users.erin).includes('online'), { what: 'erin online' });
+  const t0 = Date.now();
+  await closed;
+  assert.ok(frames.includes('2'), 'the server pinged');
+  assert.ok(Date.now() - t0 < 3000);
+  await waitFor(() => statusOf(watcher, s.users.erin).includes('offline'), { what: 'erin offline' });
+  watcher.disconnect();
+});
+
+test('maxPayload: an oversized message closes the session', async () => {
+  const socket = client(0, { auth: { token: null }, transports: ['websocket'] });
+  await connected(socket);
+  socket.emit('get-online-users', 'x'.repeat(5000));
+  const [reason] = await once(socket, 'disconnect');
+  assert.equal(reason, 'transport close');
+  // Over polling: 413, and the session is gone.
+  const open = await (await fetch(`${url(0)}/socket.io/?EIO=4&transport=polling`)).text();
+  const { sid, maxPayload } = JSON.parse(open.slice(1));
+  assert.equal(maxPayload, 4000);
+  const r = await fetch(`${url(0)}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: `4${'y'.repeat(5000)}` });
+  assert.equal(r.status, 413);
+  const again = await fetch(`${url(0)}/socket.io/?EIO=4&transport=polling&sid=${sid}`);
+  assert.equal(again.status, 400);
+});
+
+test('Engine.IO errors: bad version, transport, sid, method', async () => {
+  const cases = [
+    ['/socket.io/?transport=polling', 5], ['/socket.io/?EIO=3&transport=polling', 5],
+    ['/socket.io/?EIO=4&transport=carrier-pigeon', 0], ['/socket.io/?EIO=4&transport=polling&sid=nope', 1],
+  ];
+  for (const [path, code] of cases) {
+    const r = await fetch(`${url(1)}${path}`);
+    assert.equal(r.status, 400, path);
+    assert.equal((await r.json()).code, code, path);
+  }
+  const r = await fetch(`${url(1)}/socket.io/?EIO=4&transport=polling`, { method: 'PUT' });
+  assert.equal((await r.json()).code, 2);
+});
+
+test('Engine.IO by hand: probe, noop to the parked GET, upgrade, and what is refused after', async () => {
+  const base = `${url(0)}/socket.io/?EIO=4&transport=polling`;
+  const { sid } = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const wsUrl = `${url(0).replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket&sid=${sid}`;
+  const ws = new WebSocket(wsUrl);
+  const got = [];
+  ws.on('message', (d) => got.push(d.toString()));
+  await new Promise((r) => ws.once('open', r));
+  const poll = fetch(`${base}&sid=${sid}`); // parked until the upgrade ends it
+  await new Promise((r) => setTimeout(r, 50));
+  ws.send('2probe');
+  await waitFor(() => got.includes('3probe'), { what: '3probe' });
+  assert.equal(await (await poll).text(), '6', 'the parked GET gets a noop');
+  ws.send('5');
+  ws.send('40');
+  await waitFor(() => got.some((m) => m.startsWith('40{"sid":')), { what: 'CONNECT answer over WebSocket' });
+  assert.equal((await fetch(`${base}&sid=${sid}`)).status, 400, 'polling after the upgrade is refused');
+  const ws2 = new WebSocket(wsUrl);
+  const code = await new Promise((r) => ws2.on('close', (c) => r(c)));
+  assert.equal(code, 1008, 'a second WebSocket for the session is accepted, then closed');
+  ws.close();
+
+  // Two GETs at once: the first gets the close packet, the second a 400,
+  // and the session is gone.
+  const { sid: sid2 } = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const first = fetch(`${base}&sid=${sid2}`);
+  await new Promise((r) => setTimeout(r, 30));
+  const second = await fetch(`${base}&sid=${sid2}`);
+  assert.equal(second.status, 400);
+  assert.equal(await (await first).text(), '1');
+  assert.equal((await fetch(`${base}&sid=${sid2}`)).status, 400);
+});
