@@ -87,6 +87,13 @@ int cfg_load(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **a
 {
     char env[128];
     for (size_t i = 0; i < n; i++) {
+        /* An option with no default starts unset (NULL / 0), whatever the
+         * caller's struct held. */
+        char *field = (char *)dst + opts[i].offset;
+        size_t size = opts[i].type == CFG_STR   ? sizeof(const char *)
+                      : opts[i].type == CFG_INT ? sizeof(long)
+                                                : sizeof(int);
+        memset(field, 0, size);
         if (opts[i].def && set_value(&opts[i], dst, opts[i].def, "default") != 0)
             return -1;
         env_name(opts[i].name, env, sizeof(env));

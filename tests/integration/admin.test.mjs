@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Stack, Client, BIN } from './harness.mjs';
 
@@ -54,6 +55,15 @@ test('user add, token, friend add, stats set, user del', async () => {
   assert.throws(() => s.admin('user', 'del', 'frank'), /no such user/);
   assert.equal((await fetch(`${s.gateways[0].url}/online-status/frank`)).status, 404);
   await watcher.close();
+});
+
+test('token signed with --jwt-secret-file (no HERALD_JWT_SECRET) is accepted', async () => {
+  const file = path.join(s.dir, 'jwt.secret');
+  fs.writeFileSync(file, 'integration-test-secret-0123456789\n');
+  const env = { PATH: process.env.PATH, HERALD_JWT_SECRET_FILE: file };
+  const tok = execFileSync(path.join(BIN, 'herald-admin'), ['--db', s.db, 'token', 'erin'], { env, encoding: 'utf8' }).trim();
+  const c = await new Client(s.gateways[0].ws, { headers: { Authorization: `Bearer ${tok}` } }).opened();
+  await c.close();
 });
 
 test('grace period: a quick reconnect announces nothing; a real leave is announced after it', async () => {

@@ -27,6 +27,11 @@ static int load(struct tcfg *c, int argc, char **argv)
 int main(void)
 {
     struct tcfg c;
+    /* A caller's struct may hold garbage: options without a default must
+     * come out unset, not keep it (herald-admin once signed tokens with a
+     * stack-garbage "secret" this way). */
+    memset(&c, 0xA5, sizeof(c));
+    unsetenv("HERALD_SECRET");
     unsetenv("HERALD_NAME");
     unsetenv("HERALD_NUM_MS");
     {
