@@ -63,16 +63,7 @@ static char *load_secret(const struct admin_config *cfg, size_t *len)
     }
     if (!cfg->jwt_secret_file)
         return NULL;
-    FILE *f = fopen(cfg->jwt_secret_file, "rb");
-    if (!f)
-        return NULL;
-    char *buf = calloc(1, 65536);
-    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
-    fclose(f);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    *len = n;
-    return buf;
+    return (char *)cfg_read_secret_file(cfg->jwt_secret_file, len);
 }
 
 static int cmd_token(struct bk_store *s, const struct admin_config *cfg, int argc, char **argv)

@@ -191,6 +191,24 @@ void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
     log_info("config:%s", line);
 }
 
+unsigned char *cfg_read_secret_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    /* 64 KiB holds any HMAC secret or PEM public key. */
+    unsigned char *buf = malloc(65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    fclose(f);
+    if (!buf)
+        return NULL;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
 int cfg_parse_hostport(const char *s, char *host, size_t host_size, int *port)
 {
     const char *colon;

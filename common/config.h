@@ -49,6 +49,13 @@ void cfg_usage(FILE *out, const struct cfg_opt *opts, size_t n, const char *usag
 /* Logs the effective configuration on one line (secrets masked). */
 void cfg_log(const struct cfg_opt *opts, size_t n, const void *src);
 
+/*
+ * Reads a secret or key file (at most 64 KiB), without the trailing newline
+ * an editor adds. Returns a NUL-terminated buffer the caller frees with
+ * free(), its length in *len; NULL when unreadable.
+ */
+unsigned char *cfg_read_secret_file(const char *path, size_t *len);
+
 /* Parses "host:port" into host (NUL-terminated, brackets removed for IPv6)
  * and port. Returns 0, or -1 when malformed. */
 int cfg_parse_hostport(const char *s, char *host, size_t host_size, int *port);

@@ -185,13 +185,7 @@ void gw_eio_msg_release(struct gw_eio_msg *m)
 
 static void free_queue(struct gw_sess *s)
 {
-    struct gw_out *o = s->q_head;
-    while (o) {
-        struct gw_out *next = o->next;
-        gw_shared_unref(o->buf);
-        free(o);
-        o = next;
-    }
+    gw_out_list_free(s->q_head);
     s->q_head = NULL;
     s->q_tail = &s->q_head;
     s->q_bytes = 0;

@@ -186,15 +186,19 @@ void gw_ws_send_text(struct gw_conn *c, const char *text, size_t len)
     gw_shared_unref(s);
 }
 
-static void free_queue(struct gw_conn *c)
+void gw_out_list_free(struct gw_out *o)
 {
-    struct gw_out *o = c->out_head;
     while (o) {
         struct gw_out *next = o->next;
         gw_shared_unref(o->buf);
         free(o);
         o = next;
     }
+}
+
+static void free_queue(struct gw_conn *c)
+{
+    gw_out_list_free(c->out_head);
     c->out_head = NULL;
     c->out_tail = &c->out_head;
     c->out_bytes = 0;

@@ -55,6 +55,9 @@ struct gw_out {
     uint32_t off;          /* bytes of buf already written */
 };
 
+/* Frees a list of queue items and drops their buffer references. */
+void gw_out_list_free(struct gw_out *head);
+
 /* Connection flags (c->flags). */
 #define GW_CONN_WS 0x0001u         /* upgraded: frames from here on */
 #define GW_CONN_DEAD 0x0002u       /* waiting for the reap point */

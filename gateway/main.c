@@ -119,24 +119,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_add(drain_ev, &tv);
 }
 
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = malloc(65536);
-    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
-    fclose(f);
-    if (!buf)
-        return NULL;
-    /* A trailing newline in a secret file is an editor's, not the secret's. */
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static int setup_jwt(struct gw *g)
 {
     char err[256];
@@ -148,7 +130,7 @@ static int setup_jwt(struct gw *g)
             kl = strlen(g->cfg.jwt_secret);
             key = (unsigned char *)strdup(g->cfg.jwt_secret);
         } else if (g->cfg.jwt_secret_file) {
-            key = read_file(g->cfg.jwt_secret_file, &kl);
+            key = cfg_read_secret_file(g->cfg.jwt_secret_file, &kl);
             if (!key) {
                 log_error("cannot read --jwt-secret-file %s", g->cfg.jwt_secret_file);
                 return -1;
@@ -160,7 +142,8 @@ static int setup_jwt(struct gw *g)
             return -1;
         }
     } else {
-        if (!g->cfg.jwt_public_key_file || !(key = read_file(g->cfg.jwt_public_key_file, &kl))) {
+        if (!g->cfg.jwt_public_key_file ||
+            !(key = cfg_read_secret_file(g->cfg.jwt_public_key_file, &kl))) {
             log_error("%s needs a readable --jwt-public-key-file", g->cfg.jwt_alg);
             return -1;
         }
