@@ -626,9 +626,12 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
     }
     s->poll = c;
     c->sess = s;
+    if (s->q_head || (s->flags & GW_SESS_UPGRADING)) {
+        flush_poll(s); /* answered now: never parked */
+        return;
+    }
     c->flags |= GW_CONN_BUSY;
     c->deadline_ms = 0;
-    flush_poll(s);
 }
 
 int gw_eio_init(struct gw_eio *e, struct gw_net *net, const struct gw_eio_config *cfg,

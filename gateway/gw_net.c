@@ -545,10 +545,15 @@ static size_t process(struct gw_conn *c, uint8_t *buf, size_t len, size_t *need)
     *need = 0;
     if (c->flags & GW_CONN_LINGER)
         return len; /* discard */
+    /* A handler may answer this very connection synchronously (a poll with
+     * packets waiting); the answer must not start a second parse of the
+     * buffer we are walking: resume_pending() checks this flag. */
+    c->flags |= GW_CONN_IN_PROCESS;
     if (!(c->flags & GW_CONN_WS))
         off = process_http(c, buf, len, need);
     if ((c->flags & GW_CONN_WS) && off < len && !(c->flags & GW_CONN_DEAD))
         off += process_ws(c, buf + off, len - off, need);
+    c->flags &= ~(unsigned)GW_CONN_IN_PROCESS;
     return off;
 }
 
@@ -647,7 +652,7 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
  * arrived meanwhile (pipelined requests) is processed now. */
 static void resume_pending(struct gw_conn *c)
 {
-    if (!c->rbuf || (c->flags & (GW_CONN_BUSY | GW_CONN_DEAD)))
+    if (!c->rbuf || (c->flags & (GW_CONN_BUSY | GW_CONN_DEAD | GW_CONN_IN_PROCESS)))
         return;
     size_t need = 0;
     size_t used = process(c, c->rbuf, c->rlen, &need);

@@ -226,3 +226,37 @@ test('Engine.IO by hand: probe, noop to the parked GET, upgrade, and what is ref
   assert.equal(await (await first).text(), '1');
   assert.equal((await fetch(`${base}&sid=${sid2}`)).status, 400);
 });
+
+test('a poll split over two TCP reads, answered at once, is answered once', async () => {
+  const net = await import('node:net');
+  const base = `${url(1)}/socket.io/?EIO=4&transport=polling`;
+  const { sid } = JSON.parse((await (await fetch(base)).text()).slice(1));
+  // A guest CONNECT: its answer waits in the session's queue.
+  assert.equal((await fetch(`${base}&sid=${sid}`, { method: 'POST', body: '40' })).status, 200);
+  const req = `GET /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  const got = await new Promise((resolve) => {
+    const chunks = [];
+    const sock = net.connect(s.gateways[1].port, '127.0.0.1', () => {
+      sock.write(req.slice(0, 20));
+      setTimeout(() => sock.write(req.slice(20)), 100);
+    });
+    const done = () => { sock.destroy(); resolve(Buffer.concat(chunks).toString()); };
+    let first = true;
+    sock.on('data', (d) => {
+      chunks.push(d);
+      if (!first) return;
+      first = false;
+      // Had the request been parsed twice, a second GET would now be
+      // parked on this socket and would receive the "3" queued by this ping.
+      fetch(`${base}&sid=${sid}`, { method: 'POST', body: '2' }).then(() => setTimeout(done, 200));
+    });
+    setTimeout(done, 3000);
+  });
+  assert.equal((got.match(/HTTP\/1\.1 /g) || []).length, 1, got);
+  assert.match(got, /^HTTP\/1\.1 200/);
+  assert.match(got, /\r\n\r\n40\{"sid":"[^"]+"\}$/);
+  const next = await fetch(`${base}&sid=${sid}`);
+  assert.equal(next.status, 200, 'the session is intact');
+  // The answer to our ping waited for this poll (a server ping may follow).
+  assert.match(await next.text(), /^3(\x1e2)?$/);
+});
