@@ -20,6 +20,7 @@
  * A failed oracle calls abort(): it is a real bug, not a peer error.
  */
 #include "utf8.h"
+#include "../utf8_ref.h"
 #include "ws.h"
 
 #include <stdbool.h>
@@ -97,38 +98,6 @@ static void check_result(struct ws_parser *p, enum ws_status st, uint8_t *buf, s
     FUZZ_CHECK(ws_status_close_code(st) >= 1002 && ws_status_str(st)[0] != '\0');
 }
 
-/* Slow reference for RFC 3629 validity. */
-static bool ref_utf8(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        uint32_t cp, min;
-        size_t k;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            k = 1, cp = b & 0x1F, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            k = 2, cp = b & 0x0F, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            k = 3, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 /* Run 1: the whole stream in one buffer, frame after frame. Data frames are
  * also reassembled into msg (len bytes) to check each complete message
  * against the cap and, for text, against the reference UTF-8 decoder. */
@@ -154,7 +123,7 @@ static enum ws_status run_whole(bool server, size_t cap, uint8_t *buf, size_t le
             FUZZ_CHECK(msg_len <= cap);
             if (f.msg_end) {
                 if (f.msg_opcode == WS_OP_TEXT)
-                    FUZZ_CHECK(ref_utf8(msg, msg_len));
+                    FUZZ_CHECK(utf8_ref_valid(msg, msg_len));
                 msg_len = 0;
             }
         }
@@ -188,7 +157,7 @@ static void fuzz_utf8(const uint8_t *data, size_t size, size_t cut)
     uint32_t whole = utf8_feed(UTF8_ACCEPT, data, size);
     uint32_t split = utf8_feed(utf8_feed(UTF8_ACCEPT, data, cut), data + cut, size - cut);
     FUZZ_CHECK(whole == split);
-    FUZZ_CHECK((whole == UTF8_ACCEPT) == ref_utf8(data, size));
+    FUZZ_CHECK((whole == UTF8_ACCEPT) == utf8_ref_valid(data, size));
     FUZZ_CHECK(utf8_feed(UTF8_REJECT, data, size) == UTF8_REJECT);
 }
 

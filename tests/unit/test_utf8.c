@@ -9,45 +9,10 @@
  */
 #include "check.h"
 #include "utf8.h"
+#include "../utf8_ref.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
-
-/*
- * Reference: decode each code point arithmetically and apply RFC 3629 as
- * prose (shortest form, no surrogates, at most U+10FFFF). Slow and obvious,
- * which is the point.
- */
-static bool ref_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        uint32_t cp, min;
-        size_t k;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            k = 1, cp = b & 0x1F, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            k = 2, cp = b & 0x0F, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            k = 3, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
 
 #define S(lit) (const uint8_t *)(lit), sizeof(lit) - 1
 
@@ -147,7 +112,7 @@ static void test_table(void)
         if (utf8_valid(v->s, v->len) != v->valid)
             fprintf(stderr, "  %s: utf8_valid disagrees\n", v->name);
         CHECK_INT(utf8_valid(v->s, v->len), v->valid);
-        CHECK_INT(ref_valid(v->s, v->len), v->valid); /* the table itself is right */
+        CHECK_INT(utf8_ref_valid(v->s, v->len), v->valid); /* the table itself is right */
         /* Invalid without a bad byte means truncated: "inside a code point". */
         if (!v->valid && v->bad_at < 0)
             CHECK(whole != UTF8_ACCEPT && whole != UTF8_REJECT);
@@ -177,11 +142,11 @@ static void test_exhaustive(void)
     uint8_t s[4];
     for (uint32_t x = 0; x < (1u << 24); x++) {
         s[0] = (uint8_t)(x >> 16), s[1] = (uint8_t)(x >> 8), s[2] = (uint8_t)x;
-        if (x < 256 && utf8_valid(s + 2, 1) != ref_valid(s + 2, 1))
+        if (x < 256 && utf8_valid(s + 2, 1) != utf8_ref_valid(s + 2, 1))
             mismatches++;
-        if (x < 65536 && utf8_valid(s + 1, 2) != ref_valid(s + 1, 2))
+        if (x < 65536 && utf8_valid(s + 1, 2) != utf8_ref_valid(s + 1, 2))
             mismatches++;
-        if (utf8_valid(s, 3) != ref_valid(s, 3))
+        if (utf8_valid(s, 3) != utf8_ref_valid(s, 3))
             mismatches++;
     }
     /* 4-byte leads: all second and third bytes, the boundary values for the
@@ -192,7 +157,7 @@ static void test_exhaustive(void)
         for (uint32_t x = 0; x < 65536; x++) {
             for (size_t k = 0; k < sizeof(last); k++) {
                 s[0] = (uint8_t)lead, s[1] = (uint8_t)(x >> 8), s[2] = (uint8_t)x, s[3] = last[k];
-                if (utf8_valid(s, 4) != ref_valid(s, 4))
+                if (utf8_valid(s, 4) != utf8_ref_valid(s, 4))
                     mismatches++;
             }
         }
