@@ -32,6 +32,21 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+bool ev_ids_next(const char **p, const char *end, uint64_t *id)
+{
+    const char *s = *p;
+    if (!s || s >= end)
+        return false;
+    const char *comma = memchr(s, ',', (size_t)(end - s));
+    const char *stop = comma ? comma : end;
+    if (parse_u64(s, (size_t)(stop - s), id) != 0) {
+        *p = end;
+        return false;
+    }
+    *p = comma ? comma + 1 : end;
+    return true;
+}
+
 int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *lens,
                    size_t nfields)
 {

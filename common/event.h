@@ -80,6 +80,13 @@ struct ev_entry {
 int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *lens,
                    size_t nfields);
 
+/*
+ * Walks the connection ids of a "c" field ("12" or "12,13,14"): *p starts at
+ * e->conns, end is e->conns + e->conns_len. Returns true with *id set, or
+ * false when the list is done or malformed.
+ */
+bool ev_ids_next(const char **p, const char *end, uint64_t *id);
+
 /* True when the pointer/length pair equals the C string s. */
 bool ev_is(const char *p, size_t len, const char *s);
 

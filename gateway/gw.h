@@ -92,10 +92,13 @@ extern const struct gw_eio_handlers gw_sio_handlers;
 /* Announces every connected Socket.IO client to the broker (after a Redis
  * reconnect). */
 void gw_sio_publish_all_open(struct gw *g);
-/* Delivers an entry to Socket.IO sessions: broadcasts (all/auth) to every
- * matching session, and per-id entries (conn/ack/kick) to the sessions
- * named. Returns the number of sessions reached. */
-size_t gw_sio_deliver(struct gw *g, const struct ev_entry *e);
+/* Delivers a broadcast entry (all/auth) to every matching Socket.IO
+ * session. Returns the number of sessions reached. */
+size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e);
+/* A conn/ack/kick entry for id: when id is a Socket.IO session, applies it
+ * and returns true. m caches the rendered event across the ids of one entry
+ * (zero it first, release with gw_eio_msg_release() and free(m->text)). */
+bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_eio_msg *m);
 
 /* gw_bus.c: the Redis side. */
 int gw_bus_start(struct gw *g);

@@ -481,12 +481,8 @@ static void deliver_to(struct gw *g, struct gw_conn *c, struct gw_shared *raw)
 
 void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
 {
-    if (ev_is(e->type, e->type_len, "ack")) {
-        gw_sio_deliver(g, e);
-        return;
-    }
     if (ev_is(e->type, e->type_len, "all") || ev_is(e->type, e->type_len, "auth")) {
-        g->n_deliveries += gw_sio_deliver(g, e);
+        g->n_deliveries += gw_sio_broadcast(g, e);
         bool auth_only = e->type[0] == 'a' && e->type[1] == 'u';
         struct gw_shared *raw = render_raw(e);
         if (!raw) {
@@ -506,23 +502,35 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
         gw_shared_unref(raw);
         return;
     }
-    if (ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "kick")) {
-        bool kick = e->type[0] == 'k';
-        g->n_deliveries += gw_sio_deliver(g, e);
-        struct gw_shared *raw = kick ? NULL : render_raw(e);
+    bool kick = ev_is(e->type, e->type_len, "kick");
+    if (kick || ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack")) {
+        /* One pass over the ids: each is a Socket.IO session or a /ws
+         * connection; each rendering is built at most once per entry. */
+        struct gw_eio_msg m = {0};
+        struct gw_shared *raw = NULL;
+        bool raw_tried = kick || e->type[0] == 'a';
         const char *p = e->conns, *end = e->conns + e->conns_len;
-        while (p && p < end) {
-            char *stop;
-            unsigned long long id = strtoull(p, &stop, 10);
-            struct gw_conn *c = gw_conn_find(&g->net, (uint64_t)id);
-            if (c && kick)
+        uint64_t id;
+        while (ev_ids_next(&p, end, &id)) {
+            if (gw_sio_deliver_id(g, id, e, &m)) {
+                g->n_deliveries++;
+                continue;
+            }
+            struct gw_conn *c = gw_conn_find(&g->net, id);
+            if (!c || !(c->flags & GW_CONN_WS))
+                continue;
+            if (kick) {
                 gw_conn_close(c, e->status ? (uint16_t)e->status : 1000, "closed by the server");
-            else if (c && (c->flags & GW_CONN_WS))
-                deliver_to(g, c, raw);
-            if (stop == p || stop >= end || *stop != ',')
-                break;
-            p = stop + 1;
+                continue;
+            }
+            if (!raw_tried) {
+                raw = render_raw(e);
+                raw_tried = true;
+            }
+            deliver_to(g, c, raw);
         }
+        gw_eio_msg_release(&m);
+        free((char *)m.text);
         gw_shared_unref(raw);
         return;
     }

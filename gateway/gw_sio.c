@@ -371,66 +371,48 @@ static bool sess_connected(struct gw_sess *s, bool auth_only)
     return st && st->connected && !(s->flags & GW_SESS_CLOSED) && (!auth_only || st->user_id);
 }
 
-size_t gw_sio_deliver(struct gw *g, const struct ev_entry *e)
+size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e)
 {
     size_t n = 0;
-    bool all = ev_is(e->type, e->type_len, "all"), auth = ev_is(e->type, e->type_len, "auth");
-    if (all || auth) {
-        if (g->eio.nsess == 0)
-            return 0;
-        size_t tl;
-        char *text = render_event(e, &tl);
-        if (!text)
-            return 0;
-        /* Encoded once: every WebSocket session shares one frame, every
-         * polling session one packet. */
-        struct gw_eio_msg m = {.text = text, .len = tl};
-        struct gw_sess *s;
-        TAILQ_FOREACH(s, &g->eio.all, link)
-        {
-            if (sess_connected(s, auth)) {
-                gw_eio_send_msg(s, &m);
-                n++;
-            }
-        }
-        gw_eio_msg_release(&m);
-        free(text);
-        return n;
-    }
-    bool conn = ev_is(e->type, e->type_len, "conn"), kick = ev_is(e->type, e->type_len, "kick");
-    bool ack = ev_is(e->type, e->type_len, "ack");
-    if (!conn && !kick && !ack)
+    bool auth = ev_is(e->type, e->type_len, "auth");
+    if (g->eio.nsess == 0)
         return 0;
-    char *text = NULL;
-    size_t tl = 0;
-    struct gw_eio_msg m = {0};
-    const char *p = e->conns, *end = e->conns + e->conns_len;
-    while (p && p < end) {
-        char *stop;
-        unsigned long long id = strtoull(p, &stop, 10);
-        struct gw_sess *s = gw_eio_find(&g->eio, (uint64_t)id);
-        if (s && sess_connected(s, false)) {
+    size_t tl;
+    char *text = render_event(e, &tl);
+    if (!text)
+        return 0;
+    /* Encoded once: every WebSocket session shares one frame, every polling
+     * session one packet. */
+    struct gw_eio_msg m = {.text = text, .len = tl};
+    struct gw_sess *s;
+    TAILQ_FOREACH(s, &g->eio.all, link)
+    {
+        if (sess_connected(s, auth)) {
+            gw_eio_send_msg(s, &m);
             n++;
-            if (kick) {
-                server_disconnect(s, "closed by the server");
-            } else if (ack) {
-                send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]",
-                         e->data ? e->data_len : 2);
-            } else {
-                if (!text) {
-                    text = render_event(e, &tl);
-                    m.text = text;
-                    m.len = tl;
-                }
-                if (text)
-                    gw_eio_send_msg(s, &m);
-            }
         }
-        if (stop == p || stop >= end || *stop != ',')
-            break;
-        p = stop + 1;
     }
     gw_eio_msg_release(&m);
     free(text);
     return n;
+}
+
+bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_eio_msg *m)
+{
+    struct gw_sess *s = gw_eio_find(&g->eio, id);
+    if (!s)
+        return false;
+    if (!sess_connected(s, false))
+        return true;
+    if (ev_is(e->type, e->type_len, "kick")) {
+        server_disconnect(s, "closed by the server");
+    } else if (ev_is(e->type, e->type_len, "ack")) {
+        send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]", e->data ? e->data_len : 2);
+    } else {
+        if (!m->text)
+            m->text = render_event(e, &m->len);
+        if (m->text)
+            gw_eio_send_msg(s, m);
+    }
+    return true;
 }

@@ -10,11 +10,6 @@ let s;
 before(async () => { s = await new Stack('admin', { graceMs: 600 }).start(); });
 after(async () => { await s.stop(); });
 
-async function sync(c) {
-  const n = c.messages.length;
-  c.send({ type: 'get_online_users' });
-  return c.next((m) => m.type === 'online_users' && c.messages.indexOf(m) >= n, 5000, 'online_users');
-}
 
 test('every binary answers --help with its options', () => {
   for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-conformance']) {
@@ -73,7 +68,7 @@ test('grace period: a quick reconnect announces nothing; a real leave is announc
   await c1.close();
   const c2 = await s.connect('carol', 0); // a page reload
   await new Promise((r) => setTimeout(r, 900));
-  await sync(watcher);
+  await watcher.sync();
   assert.deepEqual(watcher.statuses(s.users.carol), ['online'], 'no offline/online flicker');
   const t0 = Date.now();
   await c2.close();

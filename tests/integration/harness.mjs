@@ -240,6 +240,13 @@ export class Client {
   statuses(userId) {
     return this.messages.filter((m) => m.type === 'status_update' && m.userId === userId).map((m) => m.status);
   }
+  // Round trip through the broker: everything the broker did before it read
+  // this request has reached this client once the answer is here.
+  sync(timeout = 8000) {
+    const n = this.messages.length;
+    this.send({ type: 'get_online_users' });
+    return this.next((m) => m.type === 'online_users' && this.messages.indexOf(m) >= n, timeout, 'online_users');
+  }
   close(code = 1000) { this.ws.close(code); return this.closed; }
 }
 

@@ -8,22 +8,15 @@ let s;
 before(async () => { s = await new Stack('presence').start(); });
 after(async () => { await s.stop(); });
 
-// Round trip through the broker: everything the broker did before it read
-// this request has reached this client once the answer is here.
-async function sync(c) {
-  const n = c.messages.length;
-  c.send({ type: 'get_online_users' });
-  return c.next((m, i) => m.type === 'online_users' && c.messages.indexOf(m) >= n, 5000, 'online_users');
-}
 
 test('a user connecting through the other gateway is announced online, once', async () => {
   const alice = await s.connect('alice', 0);
-  await sync(alice);
+  await alice.sync();
   const bob = await s.connect('bob', 1);
   const ev = await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
   assert.deepEqual(ev, { type: 'status_update', userId: s.users.bob, username: 'bob', status: 'online' });
   assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.bob].sort((a, b) => a - b));
-  const list = await sync(bob);
+  const list = await bob.sync();
   assert.deepEqual([...list.users].sort((a, b) => a - b), [s.users.alice, s.users.bob].sort((a, b) => a - b));
   await bob.close();
   await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
@@ -34,19 +27,19 @@ test('a user connecting through the other gateway is announced online, once', as
 
 test('two tabs on two gateways: one online event, one offline event', async () => {
   const carol = await s.connect('carol', 0);
-  await sync(carol);
+  await carol.sync();
   const tab1 = await s.connect('dave', 0);
   const tab2 = await s.connect('dave', 1);
   await carol.next((m) => m.type === 'status_update' && m.userId === s.users.dave);
-  await sync(carol);
+  await carol.sync();
   assert.deepEqual(carol.statuses(s.users.dave), ['online']);
   await tab1.close();
-  await sync(carol);
+  await carol.sync();
   assert.deepEqual(carol.statuses(s.users.dave), ['online'], 'closing one of two tabs announces nothing');
   assert.ok((await s.onlineUsers()).includes(s.users.dave));
   await tab2.close();
   await carol.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'offline');
-  await sync(carol);
+  await carol.sync();
   assert.deepEqual(carol.statuses(s.users.dave), ['online', 'offline']);
   assert.ok(!(await s.onlineUsers()).includes(s.users.dave));
   await carol.close();
@@ -54,7 +47,7 @@ test('two tabs on two gateways: one online event, one offline event', async () =
 
 test('GET /online-status/:username answers true, false and 404', async () => {
   const erin = await s.connect('erin', 1);
-  await sync(erin);
+  await erin.sync();
   for (const g of s.gateways) {
     let r = await fetch(`${g.url}/online-status/erin`);
     assert.equal(r.status, 200);
@@ -82,18 +75,18 @@ test('application ping, bad JSON and unknown types get answers; the connection s
   assert.equal((await c.next((m) => m.type === 'error' && m.code === 'unknown-type')).code, 'unknown-type');
   c.ws.send(Buffer.from([1, 2, 3]));
   assert.equal((await c.next((m) => m.type === 'error' && m.code === 'bad-message')).code, 'bad-message');
-  await sync(c);
+  await c.sync();
   await c.close();
 });
 
 test('a valid token for a user that does not exist is closed with 4003, never online', async () => {
   const watcher = await s.connect('bob', 0);
-  await sync(watcher);
+  await watcher.sync();
   const ghost = new Client(s.gateways[1].ws, { headers: { Authorization: `Bearer ${makeToken(999999)}` } });
   await ghost.opened();
   const { code } = await ghost.closed;
   assert.equal(code, 4003);
-  await sync(watcher);
+  await watcher.sync();
   assert.deepEqual(watcher.statuses(999999), []);
   assert.ok(!(await s.onlineUsers()).includes(999999));
   await watcher.close();

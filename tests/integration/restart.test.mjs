@@ -9,11 +9,6 @@ let s;
 before(async () => { s = await new Stack('restart', { leaseMs: 1500 }).start(); });
 after(async () => { await s.stop(); });
 
-async function sync(c) {
-  const n = c.messages.length;
-  c.send({ type: 'get_online_users' });
-  return c.next((m) => m.type === 'online_users' && c.messages.indexOf(m) >= n, 8000, 'online_users');
-}
 
 test('broker kill -9 and restart: presence carries on from Redis', async () => {
   const alice = await s.connect('alice', 0);
@@ -25,12 +20,12 @@ test('broker kill -9 and restart: presence carries on from Redis', async () => {
   const carol = await s.connect('carol', 1);
   await s.startBroker();
   await alice.next((m) => m.type === 'status_update' && m.userId === s.users.carol && m.status === 'online', 8000);
-  const list = await sync(alice);
+  const list = await alice.sync();
   assert.deepEqual([...list.users].sort(), [s.users.alice, s.users.bob, s.users.carol].sort());
   // A connection opened before the crash still counts: closing it is an offline.
   await bob.close();
   await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
-  await sync(alice);
+  await alice.sync();
   assert.deepEqual(alice.statuses(s.users.bob), ['online', 'offline'], 'no duplicate events after the restart');
   assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.carol].sort((a, b) => a - b));
   await carol.close();

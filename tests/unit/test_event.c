@@ -57,6 +57,26 @@ int main(void)
         const char *f[] = {"t", "open", "c"}; /* odd count */
         CHECK_INT(parse(&e, f, 3), -1);
     }
+    /* Id lists. */
+    {
+        const char *list = "12,13,9007199254740991", *p = list;
+        uint64_t id, got[4];
+        int n = 0;
+        while (n < 4 && ev_ids_next(&p, list + strlen(list), &id))
+            got[n++] = id;
+        CHECK_INT(n, 3);
+        CHECK_INT(got[0], 12);
+        CHECK_INT(got[2], 9007199254740991LL);
+        const char *bad[] = {"", ",", "1,,2", "1,x", "-1", "1,"};
+        const int want[] = {0, 0, 1, 1, 0, 1};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            p = bad[i];
+            n = 0;
+            while (n < 4 && ev_ids_next(&p, bad[i] + strlen(bad[i]), &id))
+                n++;
+            CHECK_INT(n, want[i]);
+        }
+    }
     /* Builder. */
     struct ev_args a;
     ev_args_xadd(&a, "k", 1, 1000);
