@@ -14,6 +14,15 @@
  *   herald:conns:<gw>       hash conn id -> "<user id>:<kind>" of that gateway
  *   herald:gw:<gw>:lease    the gateway's liveness lease (the gateway sets it)
  *   herald:broker:alive     our heartbeat, for the gateways' /healthz
+ *   herald:watch:<gw>       hash "<conn id>:<watched user id>" -> 1: the
+ *                           profile rooms of that gateway's connections
+ *   herald:matchmaking      list of queued user ids, oldest first
+ *   herald:deleted_users    set of deleted accounts' ids (gateways refuse
+ *                           their tokens)
+ *
+ * Files: bk_broker.c (consuming, presence, state), bk_out.c (what goes to
+ * the gateways), bk_social.c (rooms, notifications, chat, DMs,
+ * matchmaking, search); bk_internal.h is what they share.
  */
 #ifndef HERALD_BK_H
 #define HERALD_BK_H
@@ -31,6 +40,9 @@
 #define BK_GATEWAYS_KEY "herald:gateways"
 #define BK_CONNS_PREFIX "herald:conns:"
 #define BK_ALIVE_KEY "herald:broker:alive"
+#define BK_WATCH_PREFIX "herald:watch:"
+#define BK_QUEUE_KEY "herald:matchmaking"
+#define BK_DELETED_KEY EV_DELETED_SET
 
 struct bk_config {
     const char *redis_url;
@@ -42,9 +54,15 @@ struct bk_config {
     long stream_maxlen;
     long gw_stream_maxlen;
     long batch;
+    long max_rooms;       /* profile rooms per connection */
+    long chat_max_length; /* characters per chat message or DM */
+    long chat_burst;      /* chat bucket size, messages */
+    double chat_rate;     /* chat bucket refill, messages per second */
+    const char *public_fields;
 };
 
 struct bk_conn;
+struct bk_member;
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
@@ -63,6 +81,9 @@ struct bk_user {
     int64_t grace_until_ms;
     TAILQ_ENTRY(bk_user) grace;
     LIST_HEAD(, bk_conn) conns;
+    bool queued;  /* in the matchmaking queue */
+    bool deleted; /* account deleted: going offline without grace */
+    TAILQ_ENTRY(bk_user) queue;
     char username[BK_USERNAME_MAX + 1];
 };
 
@@ -73,13 +94,47 @@ struct bk_conn {
     struct bk_user *user; /* borrowed; NULL for a guest */
     LIST_ENTRY(bk_conn) gw_link;
     LIST_ENTRY(bk_conn) user_link;
+    LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in */
+    int nrooms;
     char kind; /* 'w' raw, 's' Socket.IO */
+};
+
+/* Room watching-user-<target>: the connections watching that profile. */
+struct bk_room {
+    RB_ENTRY(bk_room) node;
+    int64_t target;
+    LIST_HEAD(, bk_member) members;
+};
+
+/* One connection in one room (on both lists). */
+struct bk_member {
+    struct bk_room *room; /* borrowed */
+    struct bk_conn *conn; /* borrowed */
+    LIST_ENTRY(bk_member) in_room;
+    LIST_ENTRY(bk_member) in_conn;
+};
+
+/* A user's chat token bucket; kept until it is full again. */
+struct bk_rate {
+    RB_ENTRY(bk_rate) node;
+    int64_t user;
+    double tokens;
+    int64_t last_ms;
+    TAILQ_ENTRY(bk_rate) lru; /* least recently used first */
 };
 
 RB_HEAD(bk_gw_tree, bk_gw);
 RB_HEAD(bk_user_tree, bk_user);
 RB_HEAD(bk_conn_tree, bk_conn);
 TAILQ_HEAD(bk_grace_list, bk_user);
+/* Generated in bk_broker.c, walked by every broker file. */
+RB_PROTOTYPE(bk_gw_tree, bk_gw, node, bk_gw_cmp)
+RB_PROTOTYPE(bk_user_tree, bk_user, node, bk_user_cmp)
+RB_PROTOTYPE(bk_conn_tree, bk_conn, node, bk_conn_cmp)
+RB_HEAD(bk_room_tree, bk_room);
+RB_HEAD(bk_rate_tree, bk_rate);
+TAILQ_HEAD(bk_queue, bk_user);
+TAILQ_HEAD(bk_rate_list, bk_rate);
 
 struct bk {
     struct bk_config cfg;
@@ -91,6 +146,13 @@ struct bk {
     struct bk_user_tree users;
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
+    struct bk_room_tree rooms;
+    struct bk_rate_tree rates;
+    struct bk_rate_list rates_lru;
+    struct bk_queue queue; /* matchmaking, oldest first */
+    size_t nqueued;
+    char **public_fields; /* owned: parsed cfg.public_fields, NULL-terminated */
+    uint64_t next_match;
     size_t nonline;
     bool reading;
     bool pending_done; /* our own pending entries were replayed */
@@ -100,7 +162,8 @@ struct bk {
     struct event *tick_ev; /* owned: grace expiry, heartbeat, leases */
     int64_t last_heartbeat_ms, last_lease_check_ms;
     /* Counters. */
-    uint64_t n_entries, n_transitions, n_reaped;
+    uint64_t n_entries, n_transitions, n_reaped, n_chat, n_dm, n_rate_limited, n_matches,
+        n_notifications;
 };
 
 /* Loads state from Redis (blocking, at start-up) and starts consuming.

@@ -7,7 +7,7 @@
  * relaying replies to one connection. All writes of one batch of entries
  * leave in one pipeline, followed by one XACK for the whole batch.
  */
-#include "bk.h"
+#include "bk_internal.h"
 
 #include "log.h"
 
@@ -26,13 +26,6 @@
 #define BK_HEARTBEAT_MS 1000
 #define BK_HEARTBEAT_TTL_MS 5000
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int gw_cmp(const struct bk_gw *a, const struct bk_gw *b)
 {
     return strcmp(a->id, b->id);
@@ -47,76 +40,9 @@ static int conn_cmp(const struct bk_conn *a, const struct bk_conn *b)
         return a->gw < b->gw ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
 }
-RB_GENERATE_INTERNAL(bk_gw_tree, bk_gw, node, gw_cmp, static __attribute__((unused)))
-RB_GENERATE_INTERNAL(bk_user_tree, bk_user, node, user_cmp, static __attribute__((unused)))
-RB_GENERATE_INTERNAL(bk_conn_tree, bk_conn, node, conn_cmp, static __attribute__((unused)))
-
-/* ---- Redis writes --------------------------------------------------------- */
-
-static void cmd(struct bk *b, struct ev_args *a)
-{
-    if (rds_cmd_argv(&b->cmd, NULL, NULL, a->argc, a->argv, a->argvlen) != 0)
-        log_warn_rl(1, "redis down: a write was not sent");
-}
-
-static void xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
-{
-    char key[256];
-    int kl = snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
-    /* The key is formatted into our stack buffer: copy the argv into a new
-     * builder that starts with the XADD prefix. */
-    struct ev_args x;
-    ev_args_xadd(&x, key, (size_t)kl, b->cfg.gw_stream_maxlen);
-    for (int i = 0; i < a->argc; i++)
-        ev_args_add(&x, a->argv[i], a->argvlen[i]);
-    cmd(b, &x);
-}
-
-/* Sends event `event` with JSON data to every gateway (t = all | auth). */
-static void broadcast(struct bk *b, const char *t, const char *event, const char *json, size_t jl)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, t);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, event);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
-    struct bk_gw *gw;
-    RB_FOREACH(gw, bk_gw_tree, &b->gws)
-    xadd_gw(b, gw, &a);
-}
-
-/* Sends event `event` with JSON data to one connection. */
-static void to_conn(struct bk *b, const struct bk_conn *c, const char *event, const char *json,
-                    size_t jl)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "conn");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, event);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
-    xadd_gw(b, c->gw, &a);
-}
-
-static void kick(struct bk *b, struct bk_gw *gw, uint64_t conn, int code)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "kick");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, conn);
-    ev_args_adds(&a, "s");
-    ev_args_add_i64(&a, code);
-    xadd_gw(b, gw, &a);
-}
+RB_GENERATE(bk_gw_tree, bk_gw, node, gw_cmp)
+RB_GENERATE(bk_user_tree, bk_user, node, user_cmp)
+RB_GENERATE(bk_conn_tree, bk_conn, node, conn_cmp)
 
 /* ---- presence ------------------------------------------------------------ */
 
@@ -128,7 +54,7 @@ static void announce(struct bk *b, struct bk_user *u, bool online)
     json_object_object_add(o, "status", json_object_new_string(online ? "online" : "offline"));
     size_t jl;
     const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
-    broadcast(b, "all", "status", js, jl);
+    bk_broadcast(b, "all", "status", js, jl);
     json_object_put(o);
     b->n_transitions++;
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
@@ -141,15 +67,15 @@ static void set_online(struct bk *b, struct bk_user *u)
     ev_args_adds(&a, "SADD");
     ev_args_adds(&a, EV_ONLINE_SET);
     ev_args_add_i64(&a, u->id);
-    cmd(b, &a);
+    bk_cmd(b, &a);
     u->online = true;
     b->nonline++;
     announce(b, u, true);
 }
 
-static void free_user_if_unused(struct bk *b, struct bk_user *u)
+void bk_user_release(struct bk *b, struct bk_user *u)
 {
-    if (u->nconns == 0 && !u->online && !u->in_grace && LIST_EMPTY(&u->conns)) {
+    if (u->nconns == 0 && !u->online && !u->in_grace && !u->queued && LIST_EMPTY(&u->conns)) {
         RB_REMOVE(bk_user_tree, &b->users, u);
         free(u);
     }
@@ -162,7 +88,7 @@ static void set_offline(struct bk *b, struct bk_user *u)
     ev_args_adds(&a, "SREM");
     ev_args_adds(&a, EV_ONLINE_SET);
     ev_args_add_i64(&a, u->id);
-    cmd(b, &a);
+    bk_cmd(b, &a);
     if (u->online)
         b->nonline--;
     u->online = false;
@@ -182,16 +108,16 @@ static void grace_cancel(struct bk *b, struct bk_user *u)
 static void last_conn_gone(struct bk *b, struct bk_user *u)
 {
     if (!u->online) {
-        free_user_if_unused(b, u);
+        bk_user_release(b, u);
         return;
     }
-    if (b->cfg.presence_grace_ms <= 0) {
+    if (b->cfg.presence_grace_ms <= 0 || u->deleted) {
         set_offline(b, u);
-        free_user_if_unused(b, u);
+        bk_user_release(b, u);
         return;
     }
     u->in_grace = true;
-    u->grace_until_ms = now_ms() + b->cfg.presence_grace_ms;
+    u->grace_until_ms = bk_now_ms() + b->cfg.presence_grace_ms;
     /* Every user waits the same period, so appending keeps the list sorted. */
     TAILQ_INSERT_TAIL(&b->grace, u, grace);
 }
@@ -203,11 +129,11 @@ static void grace_expire(struct bk *b, int64_t now)
         grace_cancel(b, u);
         if (u->nconns == 0 && u->online)
             set_offline(b, u);
-        free_user_if_unused(b, u);
+        bk_user_release(b, u);
     }
 }
 
-static struct bk_user *user_get(struct bk *b, int64_t id, bool create)
+struct bk_user *bk_user_get(struct bk *b, int64_t id, bool create)
 {
     struct bk_user key;
     key.id = id;
@@ -241,7 +167,7 @@ static struct bk_gw *gw_get(struct bk *b, const char *id, size_t len, bool creat
         return NULL;
     }
     LIST_INIT(&gw->conns);
-    gw->seen_ms = now_ms();
+    gw->seen_ms = bk_now_ms();
     RB_INSERT(bk_gw_tree, &b->gws, gw);
     if (b->cmd.up) { /* while loading, the set already holds it */
         struct ev_args a;
@@ -249,13 +175,13 @@ static struct bk_gw *gw_get(struct bk *b, const char *id, size_t len, bool creat
         ev_args_adds(&a, "SADD");
         ev_args_adds(&a, BK_GATEWAYS_KEY);
         ev_args_adds(&a, gw->id);
-        cmd(b, &a);
+        bk_cmd(b, &a);
     }
     log_info("gateway %s registered", gw->id);
     return gw;
 }
 
-static struct bk_conn *conn_find(struct bk *b, struct bk_gw *gw, uint64_t id)
+struct bk_conn *bk_conn_find(struct bk *b, struct bk_gw *gw, uint64_t id)
 {
     struct bk_conn key;
     key.gw = gw;
@@ -268,7 +194,7 @@ static struct bk_conn *conn_find(struct bk *b, struct bk_gw *gw, uint64_t id)
 static struct bk_conn *conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct bk_user *u,
                                 char kind, bool persist)
 {
-    if (conn_find(b, gw, id))
+    if (bk_conn_find(b, gw, id))
         return NULL; /* replayed entry: already applied */
     struct bk_conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -277,6 +203,7 @@ static struct bk_conn *conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, str
     c->id = id;
     c->user = u;
     c->kind = kind;
+    LIST_INIT(&c->rooms);
     RB_INSERT(bk_conn_tree, &b->conns, c);
     LIST_INSERT_HEAD(&gw->conns, c, gw_link);
     gw->nconns++;
@@ -290,7 +217,7 @@ static struct bk_conn *conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, str
         ev_args_adds(&a, key);
         ev_args_add_u64(&a, id);
         ev_args_adds(&a, val);
-        cmd(b, &a);
+        bk_cmd(b, &a);
     }
     if (u) {
         LIST_INSERT_HEAD(&u->conns, c, user_link);
@@ -305,8 +232,7 @@ static struct bk_conn *conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, str
     return c;
 }
 
-/* Removes a connection; persist: HDEL it (false when the whole hash goes). */
-static void conn_remove(struct bk *b, struct bk_conn *c, bool persist)
+void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
 {
     struct bk_gw *gw = c->gw;
     struct bk_user *u = c->user;
@@ -318,8 +244,9 @@ static void conn_remove(struct bk *b, struct bk_conn *c, bool persist)
         ev_args_adds(&a, "HDEL");
         ev_args_adds(&a, key);
         ev_args_add_u64(&a, c->id);
-        cmd(b, &a);
+        bk_cmd(b, &a);
     }
+    bk_rooms_leave_all(b, c, persist);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
     LIST_REMOVE(c, gw_link);
     gw->nconns--;
@@ -328,23 +255,50 @@ static void conn_remove(struct bk *b, struct bk_conn *c, bool persist)
         u->nconns--;
     }
     free(c);
-    if (u && u->nconns == 0)
+    if (u && u->nconns == 0) {
+        bk_queue_remove(b, u); /* a player without a tab cannot play */
         last_conn_gone(b, u);
+    }
+}
+
+/* The account was deleted: the user leaves the queue, every connection is
+ * forgotten and they go offline now (no grace period). u is freed. */
+void bk_user_delete(struct bk *b, struct bk_user *u)
+{
+    u->deleted = true;
+    bk_queue_remove(b, u);
+    if (LIST_EMPTY(&u->conns)) {
+        grace_cancel(b, u);
+        if (u->online)
+            set_offline(b, u);
+        bk_user_release(b, u);
+        return;
+    }
+    /* Removing the last connection takes the user offline and frees u. */
+    struct bk_conn *c = LIST_FIRST(&u->conns);
+    while (c) {
+        struct bk_conn *next = LIST_NEXT(c, user_link);
+        bk_conn_remove(b, c, true);
+        c = next;
+    }
 }
 
 /* Forgets every connection of a gateway (it restarted or died). */
 static void gw_clear(struct bk *b, struct bk_gw *gw)
 {
     char key[256];
+    char wkey[256];
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
+    snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
     struct ev_args a;
     ev_args_init(&a);
     ev_args_adds(&a, "DEL");
     ev_args_adds(&a, key);
-    cmd(b, &a);
+    ev_args_adds(&a, wkey);
+    bk_cmd(b, &a);
     struct bk_conn *c;
     while ((c = LIST_FIRST(&gw->conns)) != NULL)
-        conn_remove(b, c, false);
+        bk_conn_remove(b, c, false);
 }
 
 static void gw_reap(struct bk *b, struct bk_gw *gw)
@@ -356,7 +310,7 @@ static void gw_reap(struct bk *b, struct bk_gw *gw)
     ev_args_adds(&a, "SREM");
     ev_args_adds(&a, BK_GATEWAYS_KEY);
     ev_args_adds(&a, gw->id);
-    cmd(b, &a);
+    bk_cmd(b, &a);
     RB_REMOVE(bk_gw_tree, &b->gws, gw);
     free(gw->id);
     free(gw);
@@ -369,10 +323,10 @@ static void on_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     char kind = ev_is(e->kind, e->kind_len, "sio") ? 's' : 'w';
     struct bk_user *u = NULL;
-    if (conn_find(b, gw, e->conn))
+    if (bk_conn_find(b, gw, e->conn))
         return;
     if (e->user > 0) {
-        u = user_get(b, e->user, false);
+        u = bk_user_get(b, e->user, false);
         if (!u) {
             struct bk_user_row row;
             int f = bk_store_user_by_id(&b->store, e->user, &row);
@@ -384,10 +338,12 @@ static void on_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
             if (f <= 0) {
                 log_info("conn %llu on %s: token for unknown user %lld: closing with 4003",
                          (unsigned long long)e->conn, gw->id, (long long)e->user);
-                kick(b, gw, e->conn, 4003);
+                char id[24];
+                int il = snprintf(id, sizeof(id), "%llu", (unsigned long long)e->conn);
+                bk_kick(b, gw, id, (size_t)il, 4003);
                 return;
             }
-            u = user_get(b, e->user, true);
+            u = bk_user_get(b, e->user, true);
             if (!u)
                 return;
             snprintf(u->username, sizeof(u->username), "%s", row.username);
@@ -395,26 +351,6 @@ static void on_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     }
     conn_add(b, gw, e->conn, u, kind, true);
 }
-
-static void reply(struct bk *b, struct bk_gw *gw, const struct ev_entry *e, int status,
-                  const char *json, size_t jl)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "reply");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, e->conn);
-    ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, e->req);
-    ev_args_adds(&a, "s");
-    ev_args_add_i64(&a, status);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
-    xadd_gw(b, gw, &a);
-}
-
-#define REPLY_LIT(b, gw, e, status, lit) reply(b, gw, e, status, lit, sizeof(lit) - 1)
 
 static struct json_object *parse_obj(const struct ev_entry *e)
 {
@@ -438,46 +374,30 @@ static void on_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     if (ev_is(e->event, e->event_len, "online-status")) {
         if (!args || !json_object_object_get_ex(args, "username", &v) ||
             !json_object_is_type(v, json_type_string)) {
-            REPLY_LIT(b, gw, e, 400, "{\"error\":\"bad-field\",\"message\":\"username required\"}");
+            BK_REPLY_LIT(b, gw, e, 400,
+                         "{\"error\":\"bad-field\",\"message\":\"username required\"}");
         } else {
             struct bk_user_row row;
             int f = bk_store_user_by_name(&b->store, json_object_get_string(v), &row);
             if (f < 0) {
                 log_error("lookup by name: %s", b->store.err);
-                REPLY_LIT(b, gw, e, 503,
-                          "{\"error\":\"unavailable\",\"message\":\"database error\"}");
+                BK_REPLY_LIT(b, gw, e, 503,
+                             "{\"error\":\"unavailable\",\"message\":\"database error\"}");
             } else if (f == 0) {
-                REPLY_LIT(b, gw, e, 404,
-                          "{\"error\":\"unknown-user\",\"message\":\"no such user\"}");
+                BK_REPLY_LIT(b, gw, e, 404,
+                             "{\"error\":\"unknown-user\",\"message\":\"no such user\"}");
             } else {
-                struct bk_user *u = user_get(b, row.id, false);
+                struct bk_user *u = bk_user_get(b, row.id, false);
                 if (u && u->online)
-                    REPLY_LIT(b, gw, e, 200, "{\"online\":true}");
+                    BK_REPLY_LIT(b, gw, e, 200, "{\"online\":true}");
                 else
-                    REPLY_LIT(b, gw, e, 200, "{\"online\":false}");
+                    BK_REPLY_LIT(b, gw, e, 200, "{\"online\":false}");
             }
         }
-    } else {
-        REPLY_LIT(b, gw, e, 404, "{\"error\":\"not-found\",\"message\":\"unknown request\"}");
+    } else if (!bk_social_request(b, gw, e)) {
+        BK_REPLY_LIT(b, gw, e, 404, "{\"error\":\"not-found\",\"message\":\"unknown request\"}");
     }
     json_object_put(args);
-}
-
-/* Answers a Socket.IO acknowledgement: args is the JSON array of the
- * callback's arguments. */
-static void to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *args, size_t al)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "ack");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
-    ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, ack);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, args, al);
-    xadd_gw(b, c->gw, &a);
 }
 
 static void send_online_users(struct bk *b, const struct bk_conn *c, const struct ev_entry *e)
@@ -504,26 +424,28 @@ static void send_online_users(struct bk *b, const struct bk_conn *c, const struc
             /* {"users":[...]} -> [[...]]: ':' at 8 and the final '}'. */
             buf[8] = '[';
             buf[len - 1] = ']';
-            to_ack(b, c, e->req, buf + 8, len - 8);
+            bk_to_ack(b, c, e->req, buf + 8, len - 8);
         }
     } else {
-        to_conn(b, c, "online_users", buf, len);
+        bk_to_conn(b, c, "online_users", buf, len);
     }
     free(buf);
 }
 
 static void on_msg(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
-    struct bk_conn *c = conn_find(b, gw, e->conn);
+    struct bk_conn *c = bk_conn_find(b, gw, e->conn);
     if (!c)
         return; /* closed meanwhile */
     if (ev_is(e->event, e->event_len, "get_online_users")) {
         send_online_users(b, c, e);
         return;
     }
+    if (bk_social_msg(b, c, e))
+        return;
     static const char err[] =
         "{\"code\":\"unknown-type\",\"message\":\"this event is not handled\"}";
-    to_conn(b, c, "error", err, sizeof(err) - 1);
+    bk_to_conn(b, c, "error", err, sizeof(err) - 1);
 }
 
 void bk_apply(struct bk *b, const struct ev_entry *e)
@@ -533,7 +455,7 @@ void bk_apply(struct bk *b, const struct ev_entry *e)
     if (e->gw)
         gw = gw_get(b, e->gw, e->gw_len, !ev_is(e->type, e->type_len, "close"));
     if (gw)
-        gw->seen_ms = now_ms();
+        gw->seen_ms = bk_now_ms();
     if (ev_is(e->type, e->type_len, "hello")) {
         if (gw && gw->nconns) {
             log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
@@ -543,15 +465,17 @@ void bk_apply(struct bk *b, const struct ev_entry *e)
         if (gw)
             on_open(b, gw, e);
     } else if (ev_is(e->type, e->type_len, "close")) {
-        struct bk_conn *c = gw ? conn_find(b, gw, e->conn) : NULL;
+        struct bk_conn *c = gw ? bk_conn_find(b, gw, e->conn) : NULL;
         if (c)
-            conn_remove(b, c, true);
+            bk_conn_remove(b, c, true);
     } else if (ev_is(e->type, e->type_len, "msg")) {
         if (gw)
             on_msg(b, gw, e);
     } else if (ev_is(e->type, e->type_len, "req")) {
         if (gw)
             on_request(b, gw, e);
+    } else if (ev_is(e->type, e->type_len, "notify")) {
+        bk_social_notify(b, e);
     } else {
         log_warn_rl(5, "ignoring entry of unknown type \"%.*s\"", (int)e->type_len, e->type);
     }
@@ -620,12 +544,12 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
             }
             ev_args_adds(&ack, id);
             if (ack.argc == EV_ARGS_MAX) {
-                cmd(b, &ack);
+                bk_cmd(b, &ack);
                 ev_args_init(&ack);
             }
         }
         if (ack.argc > 0)
-            cmd(b, &ack);
+            bk_cmd(b, &ack);
     }
     if (!b->pending_done && got == 0) {
         b->pending_done = true;
@@ -700,7 +624,7 @@ static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
     redisReply *r = reply_;
     struct bk_gw *gw = gw_get(b, lc->id, strlen(lc->id), false);
     if (r && r->type == REDIS_REPLY_INTEGER && gw) {
-        int64_t now = now_ms();
+        int64_t now = bk_now_ms();
         if (r->integer > 0)
             gw->seen_ms = now;
         else if (now - gw->seen_ms >= b->cfg.gateway_lease_ms)
@@ -730,8 +654,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct bk *b = arg;
     (void)fd;
     (void)what;
-    int64_t now = now_ms();
+    int64_t now = bk_now_ms();
     grace_expire(b, now);
+    bk_social_tick(b, now);
     if (now - b->last_heartbeat_ms >= BK_HEARTBEAT_MS && b->cmd.up) {
         b->last_heartbeat_ms = now;
         rds_cmd(&b->cmd, NULL, NULL, "SET %s %s PX %d", BK_ALIVE_KEY, b->cfg.consumer,
@@ -777,7 +702,7 @@ static int load_state(struct bk *b, redisContext *rc)
             char kind = *colon == ':' ? colon[1] : 'w';
             struct bk_user *u = NULL;
             if (uid > 0) {
-                u = user_get(b, uid, true);
+                u = bk_user_get(b, uid, true);
                 struct bk_user_row row;
                 if (u && !u->username[0] && bk_store_user_by_id(&b->store, uid, &row) == 1)
                     snprintf(u->username, sizeof(u->username), "%s", row.username);
@@ -786,12 +711,13 @@ static int load_state(struct bk *b, redisContext *rc)
                 nconns++;
         }
         freeReplyObject(h);
+        bk_social_load_gw(b, gw, rc);
     }
     freeReplyObject(r);
 
     r = redisCommand(rc, "SMEMBERS %s", EV_ONLINE_SET);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        struct bk_user *u = user_get(b, strtoll(r->element[i]->str, NULL, 10), true);
+        struct bk_user *u = bk_user_get(b, strtoll(r->element[i]->str, NULL, 10), true);
         if (!u)
             continue;
         u->online = true;
@@ -801,7 +727,9 @@ static int load_state(struct bk *b, redisContext *rc)
             snprintf(u->username, sizeof(u->username), "%s", row.username);
     }
     freeReplyObject(r);
-    log_info("state loaded from redis: %zu connections, %zu users online", nconns, b->nonline);
+    bk_social_load_queue(b, rc);
+    log_info("state loaded from redis: %zu connections, %zu users online, %zu queued", nconns,
+             b->nonline, b->nqueued);
     return 0;
 }
 
@@ -841,6 +769,7 @@ static void resync(struct bk *b)
         rds_cmd(&b->cmd, NULL, NULL, "HSET %s%s %llu %lld:%c", BK_CONNS_PREFIX, gw->id,
                 (unsigned long long)c->id, (long long)(c->user ? c->user->id : 0), c->kind);
     }
+    bk_social_resync(b);
     rds_cmd(&b->cmd, NULL, NULL, "XGROUP CREATE %s %s $ MKSTREAM", EV_STREAM_IN, EV_GROUP);
     rds_cmd(&b->cmd, NULL, NULL, "EXEC");
 }
@@ -852,6 +781,12 @@ int bk_start(struct bk *b)
     RB_INIT(&b->users);
     RB_INIT(&b->conns);
     TAILQ_INIT(&b->grace);
+    RB_INIT(&b->rooms);
+    RB_INIT(&b->rates);
+    TAILQ_INIT(&b->rates_lru);
+    TAILQ_INIT(&b->queue);
+    if (bk_social_init(b) != 0)
+        return -1;
     redisContext *rc = rds_connect_sync(b->cfg.redis_url, err, sizeof(err));
     if (!rc) {
         log_error("%s", err);
@@ -871,7 +806,7 @@ int bk_start(struct bk *b)
     b->tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval tv = {0, BK_TICK_MS * 1000};
     event_add(b->tick_ev, &tv);
-    b->last_lease_check_ms = now_ms();
+    b->last_lease_check_ms = bk_now_ms();
     return 0;
 }
 
@@ -886,6 +821,7 @@ void bk_stop(struct bk *b)
         rds_cmd(&b->cmd, NULL, NULL, "DEL %s", BK_ALIVE_KEY);
     rds_drain(&b->cmd, 1000);
     rds_free(&b->cmd);
+    bk_social_free(b);
     struct bk_conn *c, *ct;
     RB_FOREACH_SAFE(c, bk_conn_tree, &b->conns, ct)
     {

@@ -4,12 +4,23 @@
  * Expected sizes: up to millions of users; the dominant operation is a
  * lookup by primary key when a connection opens (one per connect, cached per
  * online user by the broker), then by username (case-insensitive unique
- * index) for HTTP lookups.
+ * index) for HTTP lookups and prefix search, and friend lists for presence
+ * fan-out. Those statements are prepared once (the hot[] table below);
+ * administration writes are rare and prepare their statement per call.
+ *
+ * Ids are never reused: the broker, tokens and the application's caches name
+ * users by id, so a new user must not inherit a deleted user's id and with it
+ * their friends' presence or a token still in flight. users.id has no
+ * AUTOINCREMENT (migration 1 shipped that way), so SQLite would hand out
+ * max(id) + 1 again after the highest user is deleted; deleted_users
+ * (migration 2) remembers deleted ids and bk_store_user_add() picks an id
+ * above both tables. Users the application inserts itself bypass this.
  */
 #include "bk_store.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,7 +44,57 @@ static const char *const migrations[] = {
     "  wins INTEGER NOT NULL DEFAULT 0 CHECK (wins >= 0),"
     "  losses INTEGER NOT NULL DEFAULT 0 CHECK (losses >= 0),"
     "  updated_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));",
+    /* 2: ids of deleted users, so that new users never get one (see the top
+     * of this file). Ids deleted before this migration are not known. */
+    "CREATE TABLE deleted_users ("
+    "  id INTEGER PRIMARY KEY,"
+    "  deleted_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));",
 };
+
+/*
+ * The hot statements: prepared by bk_store_open(), finalized by
+ * bk_store_close(), from one table so that neither can miss one.
+ */
+static const struct {
+    size_t offset; /* of the struct sqlite3_stmt * field in struct bk_store */
+    const char *sql;
+} hot[] = {
+    {offsetof(struct bk_store, by_id), "SELECT id, username, avatar FROM users WHERE id = ?"},
+    {offsetof(struct bk_store, by_name),
+     "SELECT id, username, avatar FROM users WHERE username = ?"},
+    /* The friendships primary key (user_id, friend_id) yields the rows in
+     * friend_id order: no sort step. */
+    {offsetof(struct bk_store, friends),
+     "SELECT f.friend_id, u.username FROM friendships f JOIN users u ON u.id = f.friend_id"
+     " WHERE f.user_id = ? ORDER BY f.friend_id"},
+    {offsetof(struct bk_store, are_friends),
+     "SELECT 1 FROM friendships WHERE user_id = ? AND friend_id = ?"},
+    /* LEFT JOIN: a user without a game_stats row (inserted by the
+     * application) has played no games, which is not "no such user". */
+    {offsetof(struct bk_store, stats_get),
+     "SELECT coalesce(g.wins, 0), coalesce(g.losses, 0) FROM users u"
+     " LEFT JOIN game_stats g ON g.user_id = u.id WHERE u.id = ?"},
+    /*
+     * EXPLAIN QUERY PLAN (SQLite 3.40) with a bound 'ab\_%' gives "SEARCH
+     * users USING INDEX sqlite_autoindex_users_1 (username>? AND
+     * username<?)": the LIKE optimization works with ESCAPE (SQLite >=
+     * 3.21) because the unique index is COLLATE NOCASE like the
+     * case-insensitive LIKE, and an escaped prefix never starts with a
+     * wildcard. The same index gives the ORDER BY without a sort; "" scans
+     * it in order and stops at the limit. Since the plan depends on the
+     * pattern, SQLite re-prepares this statement after each bind, which is
+     * cheap next to a table scan.
+     */
+    {offsetof(struct bk_store, search),
+     "SELECT id, username, avatar FROM users WHERE username LIKE ? ESCAPE '\\'"
+     " ORDER BY username COLLATE NOCASE LIMIT ? OFFSET ?"},
+};
+#define NHOT (sizeof(hot) / sizeof(hot[0]))
+
+static sqlite3_stmt **hot_slot(struct bk_store *s, size_t i)
+{
+    return (sqlite3_stmt **)((char *)s + hot[i].offset);
+}
 
 int bk_store_schema_version(void)
 {
@@ -55,6 +116,17 @@ static int exec(struct bk_store *s, const char *sql)
         return -1;
     }
     return 0;
+}
+
+/* Rolls back the open transaction, keeping the error that caused it in
+ * s->err. Returns -1 so that callers can "return rollback(s);". */
+static int rollback(struct bk_store *s)
+{
+    char saved[sizeof(s->err)];
+    snprintf(saved, sizeof(saved), "%s", s->err);
+    exec(s, "ROLLBACK");
+    snprintf(s->err, sizeof(s->err), "%s", saved);
+    return -1;
 }
 
 static int migrate(struct bk_store *s)
@@ -102,44 +174,63 @@ int bk_store_open(struct bk_store *s, const char *path, bool create)
         return -1;
     if (migrate(s) != 0)
         return -1;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, username, avatar FROM users WHERE id = ?", -1,
-                           &s->by_id, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "SELECT id, username, avatar FROM users WHERE username = ?", -1,
-                           &s->by_name, NULL) != SQLITE_OK)
-        return fail(s, "prepare");
+    for (size_t i = 0; i < NHOT; i++)
+        if (sqlite3_prepare_v2(s->db, hot[i].sql, -1, hot_slot(s, i), NULL) != SQLITE_OK)
+            return fail(s, "prepare");
     return 0;
 }
 
 void bk_store_close(struct bk_store *s)
 {
-    sqlite3_finalize(s->by_id);
-    sqlite3_finalize(s->by_name);
+    /* Every statement first: sqlite3_close() refuses while one is left. */
+    for (size_t i = 0; i < NHOT; i++) {
+        sqlite3_finalize(*hot_slot(s, i));
+        *hot_slot(s, i) = NULL;
+    }
     if (s->db)
         sqlite3_close(s->db);
     s->db = NULL;
-    s->by_id = s->by_name = NULL;
 }
 
-static int read_row(struct bk_store *s, sqlite3_stmt *st, struct bk_user_row *row)
+/* Copies the current (id, username, avatar) row of st into row. */
+static void fill_row(sqlite3_stmt *st, struct bk_user_row *row)
 {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
-        return 0;
-    }
-    if (rc != SQLITE_ROW) {
-        fail(s, "lookup");
-        sqlite3_reset(st);
-        return -1;
-    }
     row->id = sqlite3_column_int64(st, 0);
     const unsigned char *name = sqlite3_column_text(st, 1);
     const unsigned char *avatar = sqlite3_column_text(st, 2);
     snprintf(row->username, sizeof(row->username), "%s", name ? (const char *)name : "");
     row->has_avatar = avatar != NULL;
     snprintf(row->avatar, sizeof(row->avatar), "%s", avatar ? (const char *)avatar : "");
+}
+
+static int read_row(struct bk_store *s, sqlite3_stmt *st, struct bk_user_row *row)
+{
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, "lookup");
+    if (r == 1)
+        fill_row(st, row);
     sqlite3_reset(st);
-    return 1;
+    return r;
+}
+
+/* Steps a bound statement once: 1 a row, 0 none, -1 error (s->err). Leaves
+ * st reset. */
+static int step_exists(struct bk_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, what);
+    sqlite3_reset(st);
+    return r;
+}
+
+/* A callback that re-enters the iterating function would reset the very
+ * statement its caller is stepping; refuse instead. */
+static int busy(struct bk_store *s, sqlite3_stmt *st, const char *what)
+{
+    if (!sqlite3_stmt_busy(st))
+        return 0;
+    snprintf(s->err, sizeof(s->err), "%s re-entered from its own callback", what);
+    return -1;
 }
 
 int bk_store_user_by_id(struct bk_store *s, int64_t id, struct bk_user_row *row)
@@ -152,6 +243,87 @@ int bk_store_user_by_name(struct bk_store *s, const char *name, struct bk_user_r
 {
     sqlite3_bind_text(s->by_name, 1, name, -1, SQLITE_TRANSIENT);
     return read_row(s, s->by_name, row);
+}
+
+int bk_store_friends_each(struct bk_store *s, int64_t id,
+                          void (*cb)(void *arg, int64_t friend_id, const char *username), void *arg)
+{
+    sqlite3_stmt *st = s->friends;
+    if (busy(s, st, "bk_store_friends_each") != 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 1);
+        cb(arg, sqlite3_column_int64(st, 0), name ? (const char *)name : "");
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        n = fail(s, "friends");
+    sqlite3_reset(st);
+    return n;
+}
+
+int bk_store_are_friends(struct bk_store *s, int64_t a, int64_t b)
+{
+    sqlite3_bind_int64(s->are_friends, 1, a);
+    sqlite3_bind_int64(s->are_friends, 2, b);
+    return step_exists(s, s->are_friends, "are_friends");
+}
+
+int bk_store_stats_get(struct bk_store *s, int64_t id, long *wins, long *losses)
+{
+    sqlite3_stmt *st = s->stats_get;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, "stats");
+    if (r == 1) {
+        *wins = (long)sqlite3_column_int64(st, 0);
+        *losses = (long)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+int bk_store_search(struct bk_store *s, const char *prefix, int limit, int offset,
+                    void (*cb)(void *arg, const struct bk_user_row *row), void *arg)
+{
+    if (limit < 0 || offset < 0) {
+        snprintf(s->err, sizeof(s->err), "search: negative limit or offset");
+        return -1;
+    }
+    size_t len = strlen(prefix);
+    /* No username Herald accepts is longer, and the bound keeps the escaped
+     * pattern on the stack. */
+    if (len > BK_USERNAME_MAX)
+        return 0;
+    sqlite3_stmt *st = s->search;
+    if (busy(s, st, "bk_store_search") != 0)
+        return -1;
+    /* Every byte may need its escape, then the '%' and the NUL. */
+    char pattern[2 * BK_USERNAME_MAX + 2];
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (prefix[i] == '%' || prefix[i] == '_' || prefix[i] == '\\')
+            pattern[n++] = '\\';
+        pattern[n++] = prefix[i];
+    }
+    pattern[n++] = '%';
+    pattern[n] = '\0';
+    sqlite3_bind_text(st, 1, pattern, (int)n, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, limit);
+    sqlite3_bind_int(st, 3, offset);
+    int rows = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bk_user_row row;
+        fill_row(st, &row);
+        cb(arg, &row);
+        rows++;
+    }
+    if (rc != SQLITE_DONE)
+        rows = fail(s, "search");
+    sqlite3_reset(st);
+    return rows;
 }
 
 bool bk_username_valid(const char *name)
@@ -168,8 +340,33 @@ bool bk_username_valid(const char *name)
     return true;
 }
 
+/* Checks what bk_store_user_add() and bk_store_user_update() would write;
+ * NULL is not checked. Returns 0, or -1 with s->err. */
+static int check_user_fields(struct bk_store *s, const char *name, const char *avatar)
+{
+    if (name && !bk_username_valid(name)) {
+        snprintf(s->err, sizeof(s->err), "bad username \"%.64s\": 1-64 of A-Z a-z 0-9 _ . -", name);
+        return -1;
+    }
+    if (avatar && strlen(avatar) > BK_AVATAR_MAX) {
+        snprintf(s->err, sizeof(s->err), "avatar longer than %d bytes", BK_AVATAR_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* After a failed write of username name: the only UNIQUE constraint on
+ * users is the username, so say so in words. */
+static void explain_taken(struct bk_store *s, const char *name)
+{
+    if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+        snprintf(s->err, sizeof(s->err), "username \"%s\" is taken", name);
+}
+
 /* Runs a one-off statement with text/int64 parameters described by types
- * ('t' text, 'i' int64). Returns sqlite3_changes() or -1. */
+ * ('t' text, NULL for a null pointer; 'i' int64_t). Returns
+ * sqlite3_changes() or -1 (s->err; sqlite3_extended_errcode() still tells
+ * the cause). */
 static int run(struct bk_store *s, const char *sql, const char *types, ...)
 {
     sqlite3_stmt *st;
@@ -190,34 +387,89 @@ static int run(struct bk_store *s, const char *sql, const char *types, ...)
     }
     va_end(ap);
     int rc = sqlite3_step(st);
+    int n = rc == SQLITE_DONE ? sqlite3_changes(s->db) : fail(s, "write");
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return fail(s, "write");
-    return sqlite3_changes(s->db);
+    return n;
 }
 
 int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avatar)
 {
-    if (!bk_username_valid(name)) {
-        snprintf(s->err, sizeof(s->err), "bad username \"%s\": 1-64 of A-Z a-z 0-9 _ . -", name);
+    if (check_user_fields(s, name, avatar) != 0)
         return -1;
+    /* IMMEDIATE: the id is computed and used under one write lock, and the
+     * user never exists without its stats row. */
+    if (exec(s, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    /* The max() subqueries are answered from the end of each rowid b-tree
+     * (EXPLAIN QUERY PLAN: SEARCH, not SCAN). */
+    if (run(s,
+            "INSERT INTO users(id, username, avatar) SELECT 1 + max("
+            "coalesce((SELECT max(id) FROM users), 0),"
+            " coalesce((SELECT max(id) FROM deleted_users), 0)), ?, ?",
+            "tt", name, avatar) < 0) {
+        explain_taken(s, name);
+        return rollback(s);
     }
-    if (avatar && strlen(avatar) > BK_AVATAR_MAX) {
-        snprintf(s->err, sizeof(s->err), "avatar longer than %d bytes", BK_AVATAR_MAX);
-        return -1;
-    }
-    if (run(s, "INSERT INTO users(username, avatar) VALUES (?, ?)", "tt", name, avatar) < 0)
-        return -1;
     int64_t id = sqlite3_last_insert_rowid(s->db);
-    if (run(s, "INSERT INTO game_stats(user_id) VALUES (?)", "i", id) < 0)
-        return -1;
+    if (run(s, "INSERT INTO game_stats(user_id) VALUES (?)", "i", id) < 0 || exec(s, "COMMIT") != 0)
+        return rollback(s);
     return id;
+}
+
+int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, const char *avatar)
+{
+    if (check_user_fields(s, username, avatar) != 0)
+        return -1;
+    /* A row whose values do not change still counts in sqlite3_changes(),
+     * so 0 means no such user even when both are NULL. */
+    int n = run(s,
+                "UPDATE users SET username = coalesce(?, username), avatar = coalesce(?, avatar)"
+                " WHERE id = ?",
+                "tti", username, avatar, id);
+    if (n < 0) {
+        if (username)
+            explain_taken(s, username);
+        return -1;
+    }
+    return n > 0;
+}
+
+int bk_store_user_delete_id(struct bk_store *s, int64_t id)
+{
+    if (exec(s, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    /* sqlite3_changes() leaves out the cascaded friendships and stats. */
+    int n = run(s, "DELETE FROM users WHERE id = ?", "i", id);
+    if (n < 0)
+        return rollback(s);
+    if (n > 0 && run(s, "INSERT OR REPLACE INTO deleted_users(id) VALUES (?)", "i", id) < 0)
+        return rollback(s);
+    if (exec(s, "COMMIT") != 0)
+        return rollback(s);
+    return n > 0;
 }
 
 int bk_store_user_del(struct bk_store *s, const char *name)
 {
-    int n = run(s, "DELETE FROM users WHERE username = ?", "t", name);
-    return n < 0 ? -1 : n > 0;
+    /* By id from here on: a rename in between still deletes this user, and
+     * a user created under the name since is a different id, left alone. */
+    struct bk_user_row row;
+    int f = bk_store_user_by_name(s, name, &row);
+    if (f <= 0)
+        return f;
+    return bk_store_user_delete_id(s, row.id);
+}
+
+int bk_store_is_deleted(struct bk_store *s, int64_t id)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM deleted_users WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return fail(s, "prepare");
+    sqlite3_bind_int64(st, 1, id);
+    int r = step_exists(s, st, "is_deleted");
+    sqlite3_finalize(st);
+    return r;
 }
 
 int bk_store_friend_add(struct bk_store *s, const char *a, const char *b)
@@ -236,31 +488,35 @@ int bk_store_friend_add(struct bk_store *s, const char *a, const char *b)
     if (exec(s, "BEGIN") != 0)
         return -1;
     if (run(s, "INSERT OR IGNORE INTO friendships(user_id, friend_id) VALUES (?, ?), (?, ?)",
-            "iiii", ra.id, rb.id, rb.id, ra.id) < 0) {
-        exec(s, "ROLLBACK");
+            "iiii", ra.id, rb.id, rb.id, ra.id) < 0)
+        return rollback(s);
+    return exec(s, "COMMIT") != 0 ? rollback(s) : 0;
+}
+
+int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses)
+{
+    /* The CHECK constraints would refuse them too, with a worse message. */
+    if (wins < 0 || losses < 0) {
+        snprintf(s->err, sizeof(s->err), "wins and losses must be >= 0");
         return -1;
     }
-    return exec(s, "COMMIT");
+    /* INSERT ... SELECT inserts nothing for an unknown id (0 changes); its
+     * WHERE is also what lets SQLite parse the ON CONFLICT clause. */
+    int n = run(s,
+                "INSERT INTO game_stats(user_id, wins, losses) SELECT id, ?, ? FROM users"
+                " WHERE id = ? ON CONFLICT(user_id) DO UPDATE SET wins = excluded.wins,"
+                " losses = excluded.losses, updated_at = strftime('%s','now')",
+                "iii", (int64_t)wins, (int64_t)losses, id);
+    return n < 0 ? -1 : n > 0;
 }
 
 int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long losses)
 {
     struct bk_user_row r;
     int f = bk_store_user_by_name(s, name, &r);
-    if (f <= 0) {
-        if (f == 0)
-            snprintf(s->err, sizeof(s->err), "no such user: %s", name);
-        return -1;
-    }
-    if (wins < 0 || losses < 0) {
-        snprintf(s->err, sizeof(s->err), "wins and losses must be >= 0");
-        return -1;
-    }
-    return run(s,
-               "INSERT INTO game_stats(user_id, wins, losses) VALUES (?, ?, ?) "
-               "ON CONFLICT(user_id) DO UPDATE SET wins = excluded.wins, losses = "
-               "excluded.losses, updated_at = strftime('%s','now')",
-               "iii", r.id, (int64_t)wins, (int64_t)losses) < 0
-               ? -1
-               : 0;
+    if (f > 0)
+        f = bk_store_stats_set_id(s, r.id, wins, losses);
+    if (f == 0)
+        snprintf(s->err, sizeof(s->err), "no such user: %s", name);
+    return f > 0 ? 0 : -1;
 }

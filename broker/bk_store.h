@@ -30,11 +30,20 @@ struct bk_user_row {
     bool has_avatar;
 };
 
+/*
+ * Statements on the hot paths (a connection opening, presence fan-out to
+ * friends, HTTP search) are prepared once in bk_store_open() and finalized
+ * in bk_store_close(); administration statements are prepared per call.
+ */
 struct bk_store {
-    struct sqlite3 *db;         /* owned */
-    struct sqlite3_stmt *by_id; /* owned, prepared statements */
-    struct sqlite3_stmt *by_name;
-    char err[256]; /* last error, for the caller's log */
+    struct sqlite3 *db;               /* owned */
+    struct sqlite3_stmt *by_id;       /* owned */
+    struct sqlite3_stmt *by_name;     /* owned */
+    struct sqlite3_stmt *friends;     /* owned */
+    struct sqlite3_stmt *are_friends; /* owned */
+    struct sqlite3_stmt *stats_get;   /* owned */
+    struct sqlite3_stmt *search;      /* owned */
+    char err[256];                    /* last error, for the caller's log */
 };
 
 /* Current schema version (the number of migrations). */
@@ -52,14 +61,63 @@ void bk_store_close(struct bk_store *s);
 int bk_store_user_by_id(struct bk_store *s, int64_t id, struct bk_user_row *row);
 int bk_store_user_by_name(struct bk_store *s, const char *name, struct bk_user_row *row);
 
+/*
+ * Calls cb once per friend of user id, in ascending id order. username is
+ * borrowed: valid only until cb returns. Returns the number of friends (0
+ * for an unknown user too), or -1 (s->err), possibly after some calls.
+ * cb may use the other lookups but not re-enter bk_store_friends_each(),
+ * whose statement is in use (refused with -1), nor close the store.
+ */
+int bk_store_friends_each(struct bk_store *s, int64_t id,
+                          void (*cb)(void *arg, int64_t friend_id, const char *username),
+                          void *arg);
+/* 1 when b is a friend of a, 0 not, -1 error (s->err). Friendships are
+ * stored in both directions (bk_store_friend_add), so the order of a and b
+ * does not matter for rows Herald wrote. */
+int bk_store_are_friends(struct bk_store *s, int64_t a, int64_t b);
+/* Game stats of user id: 1 found (*wins, *losses set; a user without a
+ * game_stats row is found with 0/0), 0 no such user, -1 error (s->err).
+ * The outputs are left untouched unless 1 is returned. */
+int bk_store_stats_get(struct bk_store *s, int64_t id, long *wins, long *losses);
+
+/*
+ * Case-insensitive search for usernames starting with prefix, which is
+ * matched literally ('%', '_' and '\' are not wildcards); "" matches
+ * everyone. Rows come ordered by username (case-insensitively), skipping
+ * offset rows and returning at most limit. row is borrowed: valid only until
+ * cb returns. A prefix longer than BK_USERNAME_MAX matches nobody. Returns
+ * the number of rows passed to cb, or -1 (s->err: negative limit or offset,
+ * or a database error, possibly after some calls). cb may use the other
+ * lookups but not re-enter bk_store_search() nor close the store.
+ */
+int bk_store_search(struct bk_store *s, const char *prefix, int limit, int offset,
+                    void (*cb)(void *arg, const struct bk_user_row *row), void *arg);
+
 /* Administration (herald-admin). Return 0 / -1 (s->err), or as stated. */
-/* Returns the new id, or -1 (duplicate name, bad name: s->err). */
+/* Returns the new id, or -1 (duplicate name, bad name: s->err). Ids are
+ * never reused: a new id is above every current and deleted id. */
 int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avatar);
-/* Returns 1 deleted, 0 no such user, -1 error. */
+/* Deletes by name through bk_store_user_delete_id(): same returns. */
 int bk_store_user_del(struct bk_store *s, const char *name);
+/* Deletes user id, its friendships and stats (cascade), and records id in
+ * deleted_users, in one transaction. 1 deleted, 0 no such user (nothing
+ * recorded), -1 error (s->err; nothing changed). */
+int bk_store_user_delete_id(struct bk_store *s, int64_t id);
+/* 1 when id belonged to a deleted user, 0 not, -1 error (s->err). */
+int bk_store_is_deleted(struct bk_store *s, int64_t id);
+/* Changes the username and/or avatar of user id; NULL keeps the current
+ * value. username must pass bk_username_valid(), avatar be at most
+ * BK_AVATAR_MAX bytes. 1 updated (also when both are NULL and the user
+ * exists), 0 no such user, -1 error (bad name, avatar too long, name taken
+ * by another user, database error: s->err says which). */
+int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, const char *avatar);
 /* Makes a and b friends (both directions). 0, or -1 (unknown user...). */
 int bk_store_friend_add(struct bk_store *s, const char *a, const char *b);
+/* By name: 0, or -1 (unknown user, negative numbers: s->err). */
 int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long losses);
+/* Inserts or replaces the stats of user id: 1 done, 0 no such user, -1
+ * error (negative wins or losses refused with s->err). */
+int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses);
 /* True when name is 1..64 of [A-Za-z0-9_.-]. */
 bool bk_username_valid(const char *name);
 

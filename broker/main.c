@@ -41,6 +41,21 @@ static const struct cfg_opt bk_opts[] = {
     OPT("gw-stream-maxlen", CFG_INT, gw_stream_maxlen, "100000", 100, 1000000000, 0,
         "approximate cap on each herald:gw:<id> stream"),
     OPT("batch", CFG_INT, batch, "512", 1, 100000, 0, "entries per XREADGROUP"),
+    /* A profile page and a few friends' cards; enough for any real page,
+     * small enough that one connection cannot pin much broker memory. */
+    OPT("max-rooms", CFG_INT, max_rooms, "64", 1, 4096, 0,
+        "profiles one connection may watch at once"),
+    OPT("chat-max-length", CFG_INT, chat_max_length, "1000", 1, 100000, 0,
+        "characters per chat message or direct message"),
+    /* Ten quick lines, then two per second: a person typing never notices,
+     * a script flooding the room is cut to a trickle. */
+    OPT("chat-burst", CFG_INT, chat_burst, "10", 1, 100000, 0,
+        "chat messages and DMs a user may send at once"),
+    OPT("chat-rate", CFG_REAL, chat_rate, "2", 0, 100000, 0,
+        "chat messages and DMs per second a user regains (fractions allowed)"),
+    OPT("public-fields", CFG_STR, public_fields,
+        "userID,userId,id,username,avatar,wins,losses,ratio", 0, 0, 0,
+        "profile and stats keys everyone may see (the rest only the user and friends)"),
 };
 
 static const char bk_usage[] =

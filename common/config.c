@@ -60,6 +60,18 @@ static int set_value(const struct cfg_opt *opt, void *dst, const char *v, const 
         memcpy(field, &x, sizeof(x));
         return 0;
     }
+    case CFG_REAL: {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= (double)opt->min && x <= (double)opt->max)) {
+            fprintf(stderr, "%s: %s=\"%s\" is not a number in [%ld, %ld]\n", source, opt->name, v,
+                    opt->min, opt->max);
+            return -1;
+        }
+        memcpy(field, &x, sizeof(x));
+        return 0;
+    }
     case CFG_BOOL: {
         int b;
         if (parse_bool(v, &b) != 0) {
@@ -90,9 +102,10 @@ int cfg_load(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **a
         /* An option with no default starts unset (NULL / 0), whatever the
          * caller's struct held. */
         char *field = (char *)dst + opts[i].offset;
-        size_t size = opts[i].type == CFG_STR   ? sizeof(const char *)
-                      : opts[i].type == CFG_INT ? sizeof(long)
-                                                : sizeof(int);
+        size_t size = opts[i].type == CFG_STR    ? sizeof(const char *)
+                      : opts[i].type == CFG_INT  ? sizeof(long)
+                      : opts[i].type == CFG_REAL ? sizeof(double)
+                                                 : sizeof(int);
         memset(field, 0, size);
         if (opts[i].def && set_value(&opts[i], dst, opts[i].def, "default") != 0)
             return -1;
@@ -174,6 +187,12 @@ void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
             long v;
             memcpy(&v, field, sizeof(v));
             w = snprintf(line + pos, room, " %s=%ld", opts[i].name, v);
+            break;
+        }
+        case CFG_REAL: {
+            double v;
+            memcpy(&v, field, sizeof(v));
+            w = snprintf(line + pos, room, " %s=%g", opts[i].name, v);
             break;
         }
         case CFG_BOOL: {

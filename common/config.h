@@ -17,6 +17,7 @@ enum cfg_type {
     CFG_STR,  /* field: const char * (NULL when unset and no default) */
     CFG_INT,  /* field: long, checked against [min, max] */
     CFG_BOOL, /* field: int, accepts 1/0, true/false, yes/no, on/off */
+    CFG_REAL, /* field: double, checked against [min, max] (rates) */
 };
 
 #define CFG_SECRET 0x1u /* never printed: the log says "(set)" */

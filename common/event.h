@@ -23,7 +23,11 @@
  *   open   an authenticated or guest connection is ready          gw c u k
  *   close  that connection is gone                                gw c
  *   msg    a client event                                         gw c e d [r]
- *   req    an HTTP request the broker answers                     gw c r e d
+ *   req    an HTTP request the broker answers (u: the token's     gw c r e d [u]
+ *          user, for routes that need one)
+ *   notify an application backend's notification (docs/API.md):   e d
+ *          e = profile-update | game-stats-update |
+ *          account-deleted, d its JSON body
  *
  * herald:gw:<id> (broker -> one gateway), t is one of:
  *   all    event e with data d to every connection                e d
@@ -33,6 +37,7 @@
  *   kick   close connections c with code s                        c s
  *   ack    Socket.IO acknowledgement r to connection c, with the   c r d
  *          callback's arguments d (a JSON array)
+ *   deleted  account u was deleted: refuse its tokens from now on  u
  */
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H
@@ -45,6 +50,7 @@
 #define EV_GROUP "brokers"
 #define EV_GW_STREAM_PREFIX "herald:gw:"
 #define EV_ONLINE_SET "online_users"
+#define EV_DELETED_SET "herald:deleted_users"
 
 /* Most fields an entry may carry; entries with more are malformed. */
 #define EV_MAX_FIELDS 16

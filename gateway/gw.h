@@ -69,6 +69,10 @@ struct gw {
     int port;
     uint64_t next_req;
     int64_t started_ms;
+    /* Deleted accounts whose tokens may still be unexpired: sorted ids,
+     * loaded from herald:deleted_users and kept current by the broker. */
+    int64_t *deleted; /* owned */
+    size_t ndeleted, deleted_cap;
     /* Counters. */
     uint64_t n_published, n_entries_in, n_deliveries;
 };
@@ -86,6 +90,10 @@ enum gw_token_source gw_find_token(struct gw *g, const struct http_request *req,
                                    size_t size, const char **tok, size_t *len);
 /* Cross-site WebSocket hijacking rule for cookie-authenticated upgrades. */
 bool gw_origin_allowed(struct gw *g, const struct http_request *req);
+
+/* Deleted accounts (PROTOCOL.md §5): their tokens are refused. */
+bool gw_user_deleted(const struct gw *g, int64_t user_id);
+void gw_user_deleted_add(struct gw *g, int64_t user_id);
 
 /* gw_sio.c: the Socket.IO v5 layer on the Engine.IO sessions. */
 extern const struct gw_eio_handlers gw_sio_handlers;
@@ -111,10 +119,11 @@ void gw_bus_close(struct gw *g, uint64_t id);
  * Socket.IO ack id (-1: none). */
 void gw_bus_msg(struct gw *g, uint64_t id, int64_t user_id, const char *type, const char *json,
                 size_t len, int64_t ack_id);
-/* An HTTP request the broker answers: op and JSON arguments. Returns the
- * request id, 0 when Redis is down. */
-uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, const char *json,
-                        size_t len);
+/* An HTTP request the broker answers: op, JSON arguments and the
+ * authenticated user (0: none). Returns the request id, 0 when Redis is
+ * down. */
+uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, int64_t user_id,
+                        const char *json, size_t len);
 /* True when Redis is connected and the broker's heartbeat is fresh. */
 bool gw_bus_healthy(const struct gw *g);
 

@@ -99,33 +99,91 @@ bool gw_origin_allowed(struct gw *g, const struct http_request *req)
     return ohl == host->value_len && strncasecmp(oh, host->value, ohl) == 0;
 }
 
-static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_request *req)
+/* ---- deleted accounts ------------------------------------------------------ */
+
+static int id_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool gw_user_deleted(const struct gw *g, int64_t user_id)
+{
+    return g->ndeleted &&
+           bsearch(&user_id, g->deleted, g->ndeleted, sizeof(user_id), id_cmp) != NULL;
+}
+
+void gw_user_deleted_add(struct gw *g, int64_t user_id)
+{
+    if (user_id <= 0 || gw_user_deleted(g, user_id))
+        return;
+    if (g->ndeleted == g->deleted_cap) {
+        size_t cap = g->deleted_cap ? g->deleted_cap * 2 : 64;
+        int64_t *v = realloc(g->deleted, cap * sizeof(*v));
+        if (!v)
+            return;
+        g->deleted = v;
+        g->deleted_cap = cap;
+    }
+    /* Deletions are rare: keep the array sorted by insertion. */
+    size_t i = g->ndeleted;
+    while (i > 0 && g->deleted[i - 1] > user_id) {
+        g->deleted[i] = g->deleted[i - 1];
+        i--;
+    }
+    g->deleted[i] = user_id;
+    g->ndeleted++;
+}
+
+/*
+ * Who sent an HTTP request that needs a token (/ws, the chat routes): the
+ * token sources of PROTOCOL.md §1, the origin rule for cookies, the JWT
+ * checks, deleted accounts. Returns the user id (and *exp), or 0 after
+ * answering 401/403.
+ */
+static int64_t authenticate(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                            int64_t *exp)
 {
     char qbuf[JWT_AUTH_MAX_TOKEN + 1];
     const char *tok = NULL;
     size_t tl = 0;
     enum gw_token_source src = gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
     if (src == GW_TOKEN_NONE) {
-        log_info("conn %llu: /ws without a token: 401", (unsigned long long)c->id);
+        log_info("conn %llu: %.*s without a token: 401", (unsigned long long)c->id,
+                 (int)req->path_len, req->path);
         gw_http_error(c, 401, "auth-required", "an access token is required");
-        return;
+        return 0;
     }
     if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
         const struct http_header *o = http_header_find(req, "origin");
-        log_warn_rl(5, "conn %llu: cookie upgrade from foreign origin %.*s: 403",
+        log_warn_rl(5, "conn %llu: cookie request from foreign origin %.*s: 403",
                     (unsigned long long)c->id, (int)(o->value_len > 100 ? 100 : o->value_len),
                     o->value);
         gw_http_error(c, 403, "origin-forbidden", "this origin may not use the session cookie");
-        return;
+        return 0;
     }
-    int64_t uid = 0, exp = 0;
-    enum jwt_auth_status st = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &uid, &exp);
+    int64_t uid = 0;
+    enum jwt_auth_status st = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &uid, exp);
     if (st != JWT_AUTH_OK) {
         log_info("conn %llu: token refused: %s: 401", (unsigned long long)c->id,
                  jwt_auth_status_str(st));
         gw_http_error(c, 401, jwt_auth_status_str(st), "the access token was refused");
-        return;
+        return 0;
     }
+    if (gw_user_deleted(g, uid)) {
+        log_info("conn %llu: token of deleted account %lld: 401", (unsigned long long)c->id,
+                 (long long)uid);
+        gw_http_error(c, 401, "account-deleted", "this account was deleted");
+        return 0;
+    }
+    return uid;
+}
+
+static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    int64_t exp = 0, uid = authenticate(g, c, req, &exp);
+    if (!uid)
+        return;
     const char *key, *why;
     size_t kl;
     int hs = ws_handshake_check(req, &key, &kl, &why);
@@ -234,11 +292,12 @@ static void serve_static(struct gw *g, struct gw_conn *c, const struct http_requ
 
 /* Relays a request to the broker and parks the connection until the answer
  * (or the request timeout). */
-static void relay_request(struct gw *g, struct gw_conn *c, const char *op, struct json_object *args)
+static void relay_request(struct gw *g, struct gw_conn *c, const char *op, int64_t user_id,
+                          struct json_object *args)
 {
     size_t jl;
     const char *js = json_object_to_json_string_length(args, JSON_C_TO_STRING_PLAIN, &jl);
-    uint64_t rid = gw_bus_request(g, c, op, js, jl);
+    uint64_t rid = gw_bus_request(g, c, op, user_id, js, jl);
     if (!rid) {
         gw_http_error(c, 503, "unavailable", "the broker cannot be reached");
         return;
@@ -261,7 +320,135 @@ static void route_online_status(struct gw *g, struct gw_conn *c, const struct ht
     }
     struct json_object *args = json_object_new_object();
     json_object_object_add(args, "username", json_object_new_string_len(name, (int)nl));
-    relay_request(g, c, "online-status", args);
+    relay_request(g, c, "online-status", 0, args);
+    json_object_put(args);
+}
+
+/* The body of a POST as a JSON object (caller frees with json_object_put()),
+ * or NULL after answering 400. */
+static struct json_object *body_object(struct gw_conn *c, const uint8_t *body, size_t len)
+{
+    const char *type = NULL, *err = "bad-json";
+    struct json_object *o = NULL;
+    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
+    if (tok && len > 0) {
+        o = json_tokener_parse_ex(tok, (const char *)body, (int)len);
+        if (json_tokener_get_error(tok) != json_tokener_success ||
+            !json_object_is_type(o, json_type_object)) {
+            json_object_put(o);
+            o = NULL;
+        }
+    }
+    json_tokener_free(tok);
+    (void)type;
+    if (!o)
+        gw_http_error(c, 400, err, "the body must be a JSON object");
+    return o;
+}
+
+/* POST /live_chat_message, POST /direct_chat_message: the same events as
+ * on the sockets, from the token's user. */
+static void route_chat(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                       const char *op, const uint8_t *body, size_t body_len)
+{
+    int64_t exp, uid = authenticate(g, c, req, &exp);
+    if (!uid)
+        return;
+    struct json_object *args = body_object(c, body, body_len);
+    if (!args)
+        return;
+    relay_request(g, c, op, uid, args);
+    json_object_put(args);
+}
+
+/* Parses a query parameter of decimal digits; absent: def. Returns -1 when
+ * malformed. */
+static long query_number(const struct http_request *req, const char *name, long def)
+{
+    const char *v;
+    size_t vl;
+    if (!req->query || !http_query_param(req->query, req->query_len, name, &v, &vl))
+        return def;
+    if (vl == 0 || vl > 9)
+        return -1;
+    long x = 0;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x;
+}
+
+/* GET /users/search?q=&limit=&offset= (docs/API.md). */
+static void route_search(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    char q[GW_USERNAME_MAX + 1] = "";
+    const char *v;
+    size_t vl;
+    if (req->query && http_query_param(req->query, req->query_len, "q", &v, &vl) && vl &&
+        http_percent_decode(v, vl, q, sizeof(q)) < 0) {
+        gw_http_error(c, 400, "bad-field", "q must be a prefix of at most 64 characters");
+        return;
+    }
+    long limit = query_number(req, "limit", 20), offset = query_number(req, "offset", 0);
+    if (limit < 1 || limit > 50 || offset < 0) {
+        gw_http_error(c, 400, "bad-field", "limit must be 1..50 and offset >= 0");
+        return;
+    }
+    struct json_object *args = json_object_new_object();
+    json_object_object_add(args, "q", json_object_new_string(q));
+    json_object_object_add(args, "limit", json_object_new_int64(limit));
+    json_object_object_add(args, "offset", json_object_new_int64(offset));
+    relay_request(g, c, "search", 0, args);
+    json_object_put(args);
+}
+
+/* Compares without an early exit, so the time taken does not tell an
+ * attacker how much of a guessed key was right. */
+static bool key_equal(const char *a, size_t al, const char *b, size_t bl)
+{
+    unsigned char d = al != bl;
+    for (size_t i = 0; i < al; i++)
+        d |= (unsigned char)(a[i] ^ b[i % (bl ? bl : 1)]);
+    return d == 0;
+}
+
+/* POST /api/notify/<event>: the application backend's notifications. */
+static void route_notify(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                         const uint8_t *body, size_t body_len)
+{
+    static const char prefix[] = "/api/notify/";
+    static const char *const events[] = {"profile-update", "game-stats-update", "account-deleted"};
+    const char *name = req->path + sizeof(prefix) - 1;
+    size_t nl = req->path_len - (sizeof(prefix) - 1), i;
+    for (i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+        if (ev_is(name, nl, events[i]))
+            break;
+    if (i == sizeof(events) / sizeof(events[0])) {
+        gw_http_error(c, 404, "not-found", "no such notification");
+        return;
+    }
+    if (!ev_is(req->method, req->method_len, "POST")) {
+        gw_http_error(c, 405, "method-not-allowed", "use POST");
+        return;
+    }
+    if (!g->cfg.api_key || !*g->cfg.api_key) {
+        gw_http_error(c, 403, "forbidden", "no API key is configured on this gateway");
+        return;
+    }
+    const struct http_header *h = http_header_find(req, "authorization");
+    if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0 ||
+        !key_equal(h->value + 7, h->value_len - 7, g->cfg.api_key, strlen(g->cfg.api_key))) {
+        log_warn_rl(5, "conn %llu: notify with a missing or wrong API key: 401",
+                    (unsigned long long)c->id);
+        gw_http_error(c, 401, "bad-api-key", "a valid API key is required");
+        return;
+    }
+    struct json_object *args = body_object(c, body, body_len);
+    if (!args)
+        return;
+    relay_request(g, c, events[i], 0, args);
     json_object_put(args);
 }
 
@@ -294,6 +481,26 @@ static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct htt
                           ok ? "ok" : "unavailable", g->pub.up ? "true" : "false",
                           g->broker_alive ? "true" : "false");
         gw_http_respond(c, ok ? 200 : 503, "application/json", NULL, b, (size_t)bl, true);
+        return;
+    }
+    if (path_is(req, "/live_chat_message") || path_is(req, "/direct_chat_message")) {
+        if (!ev_is(req->method, req->method_len, "POST")) {
+            gw_http_error(c, 405, "method-not-allowed", "use POST");
+            return;
+        }
+        route_chat(g, c, req, req->path[1] == 'l' ? "livechat" : "direct_message", body, body_len);
+        return;
+    }
+    if (req->path_len > 12 && memcmp(req->path, "/api/notify/", 12) == 0) {
+        route_notify(g, c, req, body, body_len);
+        return;
+    }
+    if (path_is(req, "/users/search")) {
+        if (!get) {
+            gw_http_error(c, 405, "method-not-allowed", "use GET");
+            return;
+        }
+        route_search(g, c, req);
         return;
     }
     if (req->path_len > 15 && memcmp(req->path, "/online-status/", 15) == 0) {
@@ -342,6 +549,10 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
         gw_conn_close(c, 4001, "token refused");
         return;
     }
+    if (gw_user_deleted(g, uid)) {
+        gw_conn_close(c, 4003, "account deleted");
+        return;
+    }
     if (uid != c->user_id) {
         /* A refresh may extend a session, never switch who it belongs to. */
         log_warn_rl(5, "conn %llu: refresh-token for another user (%lld, not %lld)",
@@ -356,7 +567,10 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
 
 /* Client event types the broker handles; anything else is refused here
  * without a round trip. */
-static const char *const relayed_types[] = {"get_online_users"};
+static const char *const relayed_types[] = {
+    "get_online_users", "livechat",         "direct_message",    "watch-profile",
+    "unwatch-profile",  "join-matchmaking", "leave-matchmaking",
+};
 
 static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
                               size_t len)
@@ -542,6 +756,10 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
         int status = e->status >= 100 && e->status <= 599 ? e->status : 500;
         gw_http_respond(c, status, "application/json", NULL, e->data ? e->data : "{}",
                         e->data ? e->data_len : 2, true);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "deleted")) {
+        gw_user_deleted_add(g, e->user);
         return;
     }
     log_warn_rl(5, "unknown entry type %.*s on %s", (int)e->type_len, e->type, g->stream);

@@ -97,8 +97,8 @@ void gw_bus_msg(struct gw *g, uint64_t id, int64_t user_id, const char *type, co
     xadd(g, &a);
 }
 
-uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, const char *json,
-                        size_t len)
+uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, int64_t user_id,
+                        const char *json, size_t len)
 {
     struct ev_args a;
     if (!stream_ready(g) || !g->pub.up)
@@ -109,6 +109,10 @@ uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, const c
     ev_args_add_u64(&a, c->id);
     ev_args_adds(&a, "r");
     ev_args_add_u64(&a, rid);
+    if (user_id > 0) {
+        ev_args_adds(&a, "u");
+        ev_args_add_i64(&a, user_id);
+    }
     ev_args_adds(&a, "e");
     ev_args_adds(&a, op);
     ev_args_adds(&a, "d");
@@ -273,13 +277,25 @@ static void on_sub_state(struct rds *r, bool up, void *arg)
         issue_xread(g);
 }
 
+/* The deleted accounts the broker recorded while we were away. */
+static void on_deleted_users(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw *g = priv;
+    redisReply *r = reply;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            gw_user_deleted_add(g, strtoll(r->element[i]->str, NULL, 10));
+}
+
 static void on_pub_state(struct rds *r, bool up, void *arg)
 {
     struct gw *g = arg;
     (void)r;
-    if (up)
+    if (up) {
+        rds_cmd(&g->pub, on_deleted_users, g, "SMEMBERS %s", EV_DELETED_SET);
         publish_all_open(g);
-    else
+    } else
         g->broker_alive = false;
 }
 

@@ -43,13 +43,17 @@ static struct gw *sio_gw(struct gw_eio *e)
     return e->h.arg;
 }
 
-/* Event names the client uses that differ from the broker's (raw) ones. */
+/* The client events the broker handles, by their Socket.IO name, and the
+ * name the broker knows them by (the raw endpoint's). */
 static const char *broker_name(const char *name, size_t len)
 {
     static const struct {
         const char *sio, *broker;
     } names[] = {
-        {"get-online-users", "get_online_users"},
+        {"get-online-users", "get_online_users"},   {"livechat", "livechat"},
+        {"direct_message", "direct_message"},       {"watch-profile", "watch-profile"},
+        {"unwatch-profile", "unwatch-profile"},     {"join-matchmaking", "join-matchmaking"},
+        {"leave-matchmaking", "leave-matchmaking"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (ev_is(name, len, names[i].sio))
@@ -200,6 +204,12 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         exp = st->hs_exp;
     }
     json_object_put(auth);
+    if (uid && gw_user_deleted(g, uid)) {
+        log_info("session %llu: token of deleted account %lld refused", (unsigned long long)s->id,
+                 (long long)uid);
+        connect_error(s, "/", 1, "account-deleted", "account deleted");
+        return;
+    }
     st->connected = true;
     st->connect_deadline_ms = 0;
     st->user_id = uid;
@@ -223,7 +233,7 @@ static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         json_object_is_type(t, json_type_string))
         vs = jwt_auth_verify(&g->jwt, json_object_get_string(t),
                              (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
-    if (vs != JWT_AUTH_OK || !st->user_id || uid != st->user_id) {
+    if (vs != JWT_AUTH_OK || !st->user_id || uid != st->user_id || gw_user_deleted(g, uid)) {
         log_info("session %llu: refresh-token refused (%s)", (unsigned long long)s->id,
                  vs != JWT_AUTH_OK ? jwt_auth_status_str(vs) : "another user");
         send_event0(s, "token-expired");

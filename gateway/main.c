@@ -261,6 +261,7 @@ cleanup:
     /* Let hiredis write what is queued (the close events) before exiting. */
     rds_drain(&g->pub, 1000);
     gw_bus_stop(g);
+    free(g->deleted);
     if (drain_ev)
         event_free(drain_ev);
     jwt_auth_free(&g->jwt);

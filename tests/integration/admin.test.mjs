@@ -30,7 +30,7 @@ test('every binary answers --help with its options', () => {
 test('user add, token, friend add, stats set, user del', async () => {
   const id = Number(s.admin('user', 'add', 'frank', '--avatar', 'https://example.com/f.png'));
   assert.ok(id > 0);
-  assert.throws(() => s.admin('user', 'add', 'FRANK'), /UNIQUE|exists|constraint/i);
+  assert.throws(() => s.admin('user', 'add', 'FRANK'), /UNIQUE|exists|constraint|taken/i);
   assert.throws(() => s.admin('user', 'add', 'bad name'), /bad username/);
   assert.match(s.admin('friend', 'add', 'frank', 'alice'), /friends/);
   assert.throws(() => s.admin('friend', 'add', 'frank', 'nobody'), /no such user/);

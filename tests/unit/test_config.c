@@ -9,6 +9,7 @@ struct tcfg {
     long num;
     int flag;
     const char *secret;
+    double rate;
 };
 
 static const struct cfg_opt opts[] = {
@@ -16,6 +17,7 @@ static const struct cfg_opt opts[] = {
     {"num-ms", CFG_INT, offsetof(struct tcfg, num), "25", 1, 100, 0, "a number"},
     {"flag", CFG_BOOL, offsetof(struct tcfg, flag), "false", 0, 0, 0, "a boolean"},
     {"secret", CFG_STR, offsetof(struct tcfg, secret), NULL, 0, 0, CFG_SECRET, "hidden"},
+    {"rate", CFG_REAL, offsetof(struct tcfg, rate), "2", 0, 1000, 0, "a rate"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -62,6 +64,19 @@ int main(void)
         char *argv[] = {"prog", "--flag", "false", NULL};
         CHECK_INT(load(&c, 3, argv), 3);
         CHECK_INT(c.flag, 0);
+    }
+    /* Reals: fractions, bounds, garbage ("nan" is not in any range). */
+    {
+        char *argv[] = {"prog", "--rate", "0.5", NULL};
+        CHECK_INT(load(&c, 3, argv), 3);
+        CHECK(c.rate == 0.5);
+    }
+    {
+        char *bad[] = {"-1", "1001", "nan", "2x", ""};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            char *argv[] = {"prog", "--rate", bad[i], NULL};
+            CHECK_INT(load(&c, 3, argv), -1);
+        }
     }
     /* Out of bounds, not a number, unknown flag, missing value: errors. */
     {

@@ -1,0 +1,232 @@
+/*
+ * bk_out.c - everything the broker writes: commands on the write
+ * connection and entries on the gateways' streams.
+ *
+ * All of it is pipelined on one hiredis connection and leaves in the order
+ * it was queued, before the XACK of the batch that caused it; nothing here
+ * waits for an answer. An event for many connections becomes one entry per
+ * gateway that has recipients (never one per recipient), and the gateway
+ * renders it once for all of them.
+ */
+#include "bk_internal.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t bk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bk_cmd(struct bk *b, struct ev_args *a)
+{
+    if (rds_cmd_argv(&b->cmd, NULL, NULL, a->argc, a->argv, a->argvlen) != 0)
+        log_warn_rl(1, "redis down: a write was not sent");
+}
+
+void bk_xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
+{
+    char key[256];
+    int kl = snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
+    /* The key is formatted into our stack buffer: copy the argv into a new
+     * builder that starts with the XADD prefix. */
+    struct ev_args x;
+    ev_args_xadd(&x, key, (size_t)kl, b->cfg.gw_stream_maxlen);
+    for (int i = 0; i < a->argc; i++)
+        ev_args_add(&x, a->argv[i], a->argvlen[i]);
+    bk_cmd(b, &x);
+}
+
+void bk_broadcast(struct bk *b, const char *t, const char *event, const char *json, size_t jl)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, t);
+    ev_args_adds(&a, "e");
+    ev_args_adds(&a, event);
+    ev_args_adds(&a, "d");
+    ev_args_add(&a, json, jl);
+    struct bk_gw *gw;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    bk_xadd_gw(b, gw, &a);
+}
+
+/* One "conn" entry: event to the connections ids (comma list) of gw. */
+static void to_ids(struct bk *b, const struct bk_gw *gw, const char *ids, size_t il,
+                   const char *event, const char *json, size_t jl)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "conn");
+    ev_args_adds(&a, "c");
+    ev_args_add(&a, ids, il);
+    ev_args_adds(&a, "e");
+    ev_args_adds(&a, event);
+    ev_args_adds(&a, "d");
+    ev_args_add(&a, json, jl);
+    bk_xadd_gw(b, gw, &a);
+}
+
+void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const char *json,
+                size_t jl)
+{
+    char id[24];
+    int il = snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
+    to_ids(b, c->gw, id, (size_t)il, event, json, jl);
+}
+
+void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "kick");
+    ev_args_adds(&a, "c");
+    ev_args_add(&a, ids, len);
+    ev_args_adds(&a, "s");
+    ev_args_add_i64(&a, code);
+    bk_xadd_gw(b, gw, &a);
+}
+
+void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
+              const char *json, size_t jl)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "reply");
+    ev_args_adds(&a, "c");
+    ev_args_add_u64(&a, e->conn);
+    ev_args_adds(&a, "r");
+    ev_args_add_u64(&a, e->req);
+    ev_args_adds(&a, "s");
+    ev_args_add_i64(&a, status);
+    ev_args_adds(&a, "d");
+    ev_args_add(&a, json, jl);
+    bk_xadd_gw(b, gw, &a);
+}
+
+void bk_to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *args, size_t al)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "ack");
+    ev_args_adds(&a, "c");
+    ev_args_add_u64(&a, c->id);
+    ev_args_adds(&a, "r");
+    ev_args_add_u64(&a, ack);
+    ev_args_adds(&a, "d");
+    ev_args_add(&a, args, al);
+    bk_xadd_gw(b, c->gw, &a);
+}
+
+/* ---- target sets ------------------------------------------------------------ */
+
+void bk_targets_add(struct bk_targets *t, struct bk_conn *c)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct bk_conn **v = realloc(t->v, cap * sizeof(*v));
+        if (!v) {
+            log_error("out of memory: a recipient was dropped");
+            return;
+        }
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n++] = c;
+}
+
+static int target_cmp(const void *pa, const void *pb)
+{
+    const struct bk_conn *a = *(struct bk_conn *const *)pa, *b = *(struct bk_conn *const *)pb;
+    if (a->gw != b->gw)
+        return a->gw < b->gw ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/*
+ * Walks t grouped by gateway, each connection once, calling fn with the
+ * comma list of each gateway's ids. Empties t. Returns the number of
+ * distinct connections.
+ */
+static size_t
+targets_walk(struct bk_targets *t,
+             void (*fn)(const struct bk_gw *gw, const char *ids, size_t il, void *arg), void *arg)
+{
+    size_t reached = 0;
+    if (t->n == 0)
+        return 0;
+    qsort(t->v, t->n, sizeof(t->v[0]), target_cmp);
+    /* 20 digits and a comma per id. */
+    char *ids = malloc(t->n * 21 + 1);
+    if (!ids) {
+        log_error("out of memory: an event was dropped");
+        t->n = 0;
+        return 0;
+    }
+    size_t i = 0;
+    while (i < t->n) {
+        const struct bk_gw *gw = t->v[i]->gw;
+        size_t il = 0;
+        for (; i < t->n && t->v[i]->gw == gw; i++) {
+            if (il && t->v[i] == t->v[i - 1])
+                continue; /* sorted: duplicates are adjacent */
+            il +=
+                (size_t)sprintf(ids + il, "%s%llu", il ? "," : "", (unsigned long long)t->v[i]->id);
+            reached++;
+        }
+        fn(gw, ids, il, arg);
+    }
+    free(ids);
+    t->n = 0;
+    return reached;
+}
+
+struct send_ctx {
+    struct bk *b;
+    const char *event, *json;
+    size_t jl;
+    int code;
+};
+
+static void send_fn(const struct bk_gw *gw, const char *ids, size_t il, void *arg)
+{
+    struct send_ctx *s = arg;
+    to_ids(s->b, gw, ids, il, s->event, s->json, s->jl);
+}
+
+static void kick_fn(const struct bk_gw *gw, const char *ids, size_t il, void *arg)
+{
+    struct send_ctx *s = arg;
+    bk_kick(s->b, gw, ids, il, s->code);
+}
+
+size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, const char *json,
+                       size_t jl)
+{
+    struct send_ctx s = {.b = b, .event = event, .json = json, .jl = jl};
+    return targets_walk(t, send_fn, &s);
+}
+
+void bk_targets_kick(struct bk *b, struct bk_targets *t, int code)
+{
+    struct send_ctx s = {.b = b, .code = code};
+    targets_walk(t, kick_fn, &s);
+}
+
+void bk_targets_free(struct bk_targets *t)
+{
+    free(t->v);
+    t->v = NULL;
+    t->n = t->cap = 0;
+}
