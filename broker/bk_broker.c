@@ -371,7 +371,23 @@ static struct json_object *parse_obj(const struct ev_entry *e)
 static void on_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     struct json_object *args = parse_obj(e), *v;
-    if (ev_is(e->event, e->event_len, "online-status")) {
+    if (ev_is(e->event, e->event_len, "user")) {
+        /* {"id","username"} of a username (the gateways' demo login). */
+        struct bk_user_row row;
+        int f = -1;
+        if (args && json_object_object_get_ex(args, "username", &v) &&
+            json_object_is_type(v, json_type_string))
+            f = bk_store_user_by_name(&b->store, json_object_get_string(v), &row);
+        if (f == 1) {
+            char out[160];
+            int n = snprintf(out, sizeof(out), "{\"id\":%lld,\"username\":\"%s\"}",
+                             (long long)row.id, row.username);
+            bk_reply(b, gw, e, 200, out, (size_t)n);
+        } else {
+            BK_REPLY_LIT(b, gw, e, 404,
+                         "{\"error\":\"unknown-user\",\"message\":\"no such user\"}");
+        }
+    } else if (ev_is(e->event, e->event_len, "online-status")) {
         if (!args || !json_object_object_get_ex(args, "username", &v) ||
             !json_object_is_type(v, json_type_string)) {
             BK_REPLY_LIT(b, gw, e, 400,

@@ -28,6 +28,11 @@
 #define GW_STATIC_MAX (4 * 1024 * 1024)
 /* Usernames are short; this bounds what we relay for a lookup. */
 #define GW_USERNAME_MAX 64
+/* A demo login lasts a day. */
+#define GW_DEV_LOGIN_TTL_S (24 * 3600)
+
+/* How a relayed request's answer is finished (c->req_op). */
+enum { GW_REQ_PASS = 0, GW_REQ_DEV_LOGIN = 1 };
 
 static struct gw *app_gw(struct gw_net *n)
 {
@@ -303,6 +308,7 @@ static void relay_request(struct gw *g, struct gw_conn *c, const char *op, int64
         return;
     }
     c->req_id = rid;
+    c->req_op = GW_REQ_PASS;
     c->flags |= GW_CONN_BUSY;
     c->deadline_ms = gw_now_ms() + g->cfg.request_timeout_ms;
 }
@@ -328,7 +334,6 @@ static void route_online_status(struct gw *g, struct gw_conn *c, const struct ht
  * or NULL after answering 400. */
 static struct json_object *body_object(struct gw_conn *c, const uint8_t *body, size_t len)
 {
-    const char *type = NULL, *err = "bad-json";
     struct json_object *o = NULL;
     struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
     if (tok && len > 0) {
@@ -340,9 +345,8 @@ static struct json_object *body_object(struct gw_conn *c, const uint8_t *body, s
         }
     }
     json_tokener_free(tok);
-    (void)type;
     if (!o)
-        gw_http_error(c, 400, err, "the body must be a JSON object");
+        gw_http_error(c, 400, "bad-json", "the body must be a JSON object");
     return o;
 }
 
@@ -402,6 +406,83 @@ static void route_search(struct gw *g, struct gw_conn *c, const struct http_requ
     json_object_object_add(args, "offset", json_object_new_int64(offset));
     relay_request(g, c, "search", 0, args);
     json_object_put(args);
+}
+
+/*
+ * POST /auth/dev-login {"username"} (HERALD_DEV_LOGIN=1 only): looks the
+ * user up through the broker, then sets the accessToken cookie to a token
+ * signed with our own secret, so the demo page logs in without an
+ * application backend. Anyone may log in as anyone: never enable it in
+ * production.
+ */
+static void route_dev_login(struct gw *g, struct gw_conn *c, const uint8_t *body, size_t body_len)
+{
+    if (!g->cfg.dev_login) {
+        gw_http_error(c, 404, "not-found", "dev login is not enabled (HERALD_DEV_LOGIN=1)");
+        return;
+    }
+    if (strcasecmp(g->cfg.jwt_alg, "HS256") != 0) {
+        gw_http_error(c, 501, "not-implemented", "dev login needs HS256 (the gateway signs)");
+        return;
+    }
+    struct json_object *args = body_object(c, body, body_len), *v;
+    if (!args)
+        return;
+    if (!json_object_object_get_ex(args, "username", &v) ||
+        !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) < 1 ||
+        json_object_get_string_len(v) > GW_USERNAME_MAX) {
+        gw_http_error(c, 400, "bad-field", "username must be a string");
+    } else {
+        relay_request(g, c, "user", 0, args);
+        if (c->req_id)
+            c->req_op = GW_REQ_DEV_LOGIN;
+    }
+    json_object_put(args);
+}
+
+/* The broker found the user: sign, set the cookie, answer {id, username}. */
+static void finish_dev_login(struct gw *g, struct gw_conn *c, const struct ev_entry *e)
+{
+    struct json_object *o = NULL, *id = NULL, *name = NULL;
+    if (e->status == 200 && e->data) {
+        struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
+        o = tok ? json_tokener_parse_ex(tok, e->data, (int)e->data_len) : NULL;
+        json_tokener_free(tok);
+    }
+    if (!o || !json_object_object_get_ex(o, "id", &id) ||
+        !json_object_object_get_ex(o, "username", &name)) {
+        int status = e->status >= 400 && e->status <= 599 ? e->status : 502;
+        gw_http_respond(c, status, "application/json", NULL, e->data ? e->data : "{}",
+                        e->data ? e->data_len : 2, true);
+        json_object_put(o);
+        return;
+    }
+    char *tok = jwt_auth_sign("HS256", g->jwt.key, g->jwt.key_len, json_object_get_int64(id),
+                              (int64_t)time(NULL) + GW_DEV_LOGIN_TTL_S, 0, g->jwt.iss, g->jwt.aud);
+    if (!tok) {
+        gw_http_error(c, 500, "internal", "cannot sign a token");
+        json_object_put(o);
+        return;
+    }
+    char hdr[JWT_AUTH_MAX_TOKEN + 256];
+    snprintf(hdr, sizeof(hdr), "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d\r\n",
+             g->cfg.cookie_name, tok, GW_DEV_LOGIN_TTL_S);
+    free(tok);
+    size_t jl;
+    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
+    log_info("conn %llu: dev login as user %lld", (unsigned long long)c->id,
+             (long long)json_object_get_int64(id));
+    gw_http_respond(c, 200, "application/json", hdr, js, jl, true);
+    json_object_put(o);
+}
+
+/* POST /auth/logout: forgets the cookie (the page closes its socket). */
+static void route_logout(struct gw *g, struct gw_conn *c)
+{
+    char hdr[256];
+    snprintf(hdr, sizeof(hdr), "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n",
+             g->cfg.cookie_name);
+    gw_http_respond(c, 200, "application/json", hdr, "{\"status\":\"logged-out\"}", 23, true);
 }
 
 /* Compares without an early exit, so the time taken does not tell an
@@ -493,6 +574,17 @@ static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct htt
     }
     if (req->path_len > 12 && memcmp(req->path, "/api/notify/", 12) == 0) {
         route_notify(g, c, req, body, body_len);
+        return;
+    }
+    if (path_is(req, "/auth/dev-login") || path_is(req, "/auth/logout")) {
+        if (!ev_is(req->method, req->method_len, "POST")) {
+            gw_http_error(c, 405, "method-not-allowed", "use POST");
+            return;
+        }
+        if (req->path[6] == 'd')
+            route_dev_login(g, c, body, body_len);
+        else
+            route_logout(g, c);
         return;
     }
     if (path_is(req, "/users/search")) {
@@ -753,6 +845,10 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
         if (!c || !(c->flags & GW_CONN_BUSY) || c->req_id != e->req)
             return; /* gone, or already answered by the timeout */
         c->req_id = 0;
+        if (c->req_op == GW_REQ_DEV_LOGIN) {
+            finish_dev_login(g, c, e);
+            return;
+        }
         int status = e->status >= 100 && e->status <= 599 ? e->status : 500;
         gw_http_respond(c, status, "application/json", NULL, e->data ? e->data : "{}",
                         e->data ? e->data_len : 2, true);

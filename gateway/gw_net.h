@@ -108,6 +108,7 @@ struct gw_conn {
     int64_t token_exp;     /* exp claim of the token in use */
     int64_t next_check_ms; /* next token re-check */
     uint64_t req_id;       /* pending asynchronous HTTP request */
+    uint8_t req_op;        /* how to finish it: GW_REQ_* (gw_app) */
     struct gw_sess *sess;  /* borrowed: Engine.IO session this carries, or NULL */
 };
 

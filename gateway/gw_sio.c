@@ -263,6 +263,14 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const s
     }
     if (ev_is(name, nl, "refresh-token")) {
         refresh_token(g, s, st, arg, p->ack_id);
+    } else if (ev_is(name, nl, "ping")) {
+        /* The application-level ping of PROTOCOL.md §2, answered here: it
+         * proves the path browser-gateway is alive, faster than Engine.IO's
+         * 25 s heartbeat would. */
+        if (p->ack_id >= 0)
+            send_sio(s, SIO_ACK, p->ack_id, "[\"pong\"]", 8);
+        else
+            send_event0(s, "pong");
     } else {
         const char *bn = broker_name(name, nl);
         if (bn) {

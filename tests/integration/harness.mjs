@@ -15,6 +15,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { io } from 'socket.io-client';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.env.HERALD_BIN_DIR || path.join(ROOT, 'build');
@@ -156,10 +157,12 @@ export class Stack {
     return this.broker;
   }
 
-  async startGateway(id, port) {
+  // extraEnv (optional) overrides this.env() for this gateway only; a value
+  // of undefined removes that variable.
+  async startGateway(id, port, extraEnv = {}) {
     port = port ?? await freePort();
     const p = new Proc(`${id}-${this.procs.length}`, path.join(BIN, 'herald-gateway'), [],
-      { ...this.env(), HERALD_GATEWAY_ID: id, HERALD_LISTEN: `127.0.0.1:${port}` }, this.logDir);
+      { ...this.env(), HERALD_GATEWAY_ID: id, HERALD_LISTEN: `127.0.0.1:${port}`, ...extraEnv }, this.logDir);
     this.procs.push(p);
     const gw = { id, port, proc: p, url: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/ws` };
     const i = this.gateways.findIndex((g) => g.id === id);
@@ -176,6 +179,21 @@ export class Stack {
   }
 
   token(name, opts) { return makeToken(this.users[name], opts); }
+
+  // Adds a user with herald-admin (extra args e.g. '--avatar', url), records
+  // its id in this.users and returns the id.
+  addUser(name, ...args) {
+    const id = Number(this.admin('user', 'add', name, ...args));
+    if (!(id > 0)) throw new Error(`herald-admin user add ${name}: no id`);
+    this.users[name] = id;
+    return id;
+  }
+
+  // Opens a connected socket.io-client socket on gateway gi for user `name`
+  // (null: a guest). See sioClient for the options.
+  sio(name, gi = 0, opts = {}) {
+    return sioConnected(sioClient(this.gateways[gi].url, { token: name ? this.token(name) : null, ...opts }));
+  }
 
   // Opens a raw /ws client for user `name` on gateway index gi.
   connect(name, gi = 0, { headers = {}, ...wsOpts } = {}) {
@@ -304,4 +322,75 @@ export function parseServerFrames(buf) {
 export function closeCodeOf(frames) {
   const c = frames.find((f) => f.opcode === 8);
   return c && c.payload.length >= 2 ? c.payload.readUInt16BE(0) : null;
+}
+
+// ---- socket.io-client helpers -------------------------------------------
+
+const sioSockets = new Set();
+
+// A stock socket.io-client socket (no reconnection, WebSocket transport
+// unless opts say otherwise) that records every event as [name, ...args] in
+// .events. closeSioClients() disconnects every socket made here.
+export function sioClient(url, { token = null, ...opts } = {}) {
+  const sock = io(url, { reconnection: false, forceNew: true, transports: ['websocket'], auth: { token }, ...opts });
+  sock.events = [];
+  sock.onAny((name, ...args) => sock.events.push([name, ...args]));
+  sioSockets.add(sock);
+  return sock;
+}
+
+// Resolves with the socket once connected; rejects with the connect_error.
+export function sioConnected(sock, timeout = 5000) {
+  return new Promise((resolve, reject) => {
+    if (sock.connected) { resolve(sock); return; }
+    const done = () => { clearTimeout(t); sock.off('connect', ok); sock.off('connect_error', bad); };
+    const ok = () => { done(); resolve(sock); };
+    const bad = (e) => { done(); reject(e); };
+    const t = setTimeout(() => { done(); reject(new Error('socket.io connect timed out')); }, timeout);
+    sock.on('connect', ok);
+    sock.on('connect_error', bad);
+  });
+}
+
+// Emits with a callback and resolves with the callback's argument.
+export function sioAck(sock, event, ...args) {
+  return sock.timeout(5000).emitWithAck(event, ...args);
+}
+
+// Round trip through the broker (get-online-users is relayed to it).
+export function sioSync(sock) { return sioAck(sock, 'get-online-users'); }
+
+// Resolves with the args of the first event `name` (index >= from in
+// .events, already received or future) for which pred(...args) holds.
+export function sioNext(sock, name, pred = () => true, { from = 0, timeout = 5000 } = {}) {
+  const match = (e) => e[0] === name && pred(...e.slice(1));
+  const have = sock.events.slice(from).find(match);
+  if (have) return Promise.resolve(have.slice(1));
+  return new Promise((resolve, reject) => {
+    const h = (...e) => {
+      if (!match(e)) return;
+      clearTimeout(t);
+      sock.offAny(h);
+      resolve(e.slice(1));
+    };
+    const t = setTimeout(() => {
+      sock.offAny(h);
+      reject(new Error(`timed out waiting for ${name}; got ${JSON.stringify(sock.events)}`));
+    }, timeout);
+    sock.onAny(h);
+  });
+}
+
+// Resolves with the args of the next reserved event (connect_error,
+// disconnect), which onAny does not see.
+export function sioOnce(sock, name, timeout = 5000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${name} within ${timeout} ms`)), timeout);
+    sock.once(name, (...a) => { clearTimeout(t); resolve(a); });
+  });
+}
+
+export function closeSioClients() {
+  for (const sock of sioSockets) sock.disconnect();
+  sioSockets.clear();
 }
