@@ -128,3 +128,34 @@ test('heartbeat: a client that never answers pings is dropped and goes offline',
   await lively.close();
   await watcher.close();
 });
+
+test('POST /auth/dev-login: off by default; when on, sets a cookie that logs the socket in; logout clears it', async () => {
+  const post = (url, path, body) => fetch(`${url}${path}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  assert.equal((await post(s.gateways[0].url, '/auth/dev-login', { username: 'alice' })).status, 404);
+  const gw = await s.startGateway('gw-dev', undefined, { HERALD_DEV_LOGIN: '1' });
+  try {
+    await s.waitHealthy(gw);
+    assert.equal((await post(gw.url, '/auth/dev-login', { username: 'nobody' })).status, 404);
+    assert.equal((await post(gw.url, '/auth/dev-login', { name: 'alice' })).status, 400);
+    const r = await post(gw.url, '/auth/dev-login', { username: 'ALICE' });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { id: s.users.alice, username: 'alice' });
+    const cookie = r.headers.get('set-cookie');
+    assert.match(cookie, /^accessToken=[\w-]+\.[\w-]+\.[\w-]+; Path=\/; HttpOnly; SameSite=Lax/);
+    // The cookie is the user's session on /ws (any gateway: same secret).
+    const c = await new Client(s.gateways[1].ws, { headers: { Cookie: cookie.split(';')[0] } }).opened();
+    const watcher = await s.connect('bob', 0);
+    assert.ok((await watcher.sync()).users.includes(s.users.alice), 'alice is online through the cookie');
+    await c.close();
+    await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.alice && m.status === 'offline');
+    await watcher.close();
+    const out = await post(gw.url, '/auth/logout', {});
+    assert.equal(out.status, 200);
+    assert.match(out.headers.get('set-cookie'), /^accessToken=; .*Max-Age=0/);
+  } finally {
+    const info = await gw.proc.stop();
+    assert.equal(info.code, 0);
+  }
+});

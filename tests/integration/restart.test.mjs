@@ -6,7 +6,18 @@ import assert from 'node:assert/strict';
 import { Stack, waitFor } from './harness.mjs';
 
 let s;
-before(async () => { s = await new Stack('restart', { leaseMs: 1500 }).start(); });
+before(async () => {
+  s = await new Stack('restart', { leaseMs: 1500, env: { HERALD_API_KEY: 'restart-key' } }).start();
+});
+
+async function notify(event, body) {
+  const r = await fetch(`${s.gateways[0].url}/api/notify/${event}`, {
+    method: 'POST',
+    headers: { Authorization: 'Bearer restart-key', 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 202, await r.text());
+}
 after(async () => { await s.stop(); });
 
 
@@ -30,6 +41,35 @@ test('broker kill -9 and restart: presence carries on from Redis', async () => {
   assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.carol].sort((a, b) => a - b));
   await carol.close();
   await alice.close();
+});
+
+test('broker kill -9 and restart: profile rooms and the matchmaking queue are rebuilt from Redis', async () => {
+  const watcher = await s.connect('carol', 1);
+  watcher.send({ type: 'watch-profile', userId: s.users.erin });
+  const queued = await s.connect('dave', 0);
+  queued.send({ type: 'join-matchmaking' });
+  await watcher.sync();
+  await queued.sync();
+  s.broker.kill('SIGKILL');
+  await s.broker.exited;
+  await s.startBroker();
+  // The room survived: an update about erin reaches carol (not a friend:
+  // public fields only).
+  await notify('game-stats-update', { userId: s.users.erin, stats: { wins: 4, losses: 1, secret: 1 } });
+  const ev = await watcher.next((m) => m.type === 'game-stats-update', 8000);
+  assert.deepEqual(ev.stats, { userId: s.users.erin, wins: 4, losses: 1, ratio: 0.8 });
+  // The queue survived: the next player is paired with dave.
+  const player = await s.connect('bob', 1);
+  player.send({ type: 'join-matchmaking' });
+  const m1 = await player.next((m) => m.type === 'match-found', 8000);
+  const m2 = await queued.next((m) => m.type === 'match-found');
+  assert.equal(m1.matchId, m2.matchId);
+  assert.deepEqual(m1.opponent, { userId: s.users.dave, username: 'dave' });
+  // Closing the watcher empties the room in Redis as well.
+  await watcher.close();
+  await waitFor(() => s.redis('HLEN', 'herald:watch:gw-b') === '(integer) 0', { what: 'room rows removed' });
+  await player.close();
+  await queued.close();
 });
 
 test('gateway SIGTERM: clients get close 1001, their users go offline', async () => {
