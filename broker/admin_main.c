@@ -9,11 +9,16 @@
  *   herald-admin stats set NAME WINS LOSSES
  *   herald-admin token NAME [--ttl S]             prints a signed token
  *   herald-admin demo                             demo users and friendships
+ *   herald-admin [--redis-url U] status           the live picture from Redis
  */
+#include "bk.h"
 #include "bk_store.h"
 
 #include "config.h"
 #include "jwt_auth.h"
+#include "rds.h"
+
+#include <hiredis/hiredis.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,7 @@ struct admin_config {
     const char *db_path;
     const char *jwt_secret;
     const char *jwt_secret_file;
+    const char *redis_url;
 };
 
 #define OPT(name, type, field, def, min, max, flags, help)                                         \
@@ -36,6 +42,7 @@ static const struct cfg_opt admin_opts[] = {
     OPT("jwt-secret", CFG_STR, jwt_secret, NULL, 0, 0, CFG_SECRET, "HS256 secret (for token)"),
     OPT("jwt-secret-file", CFG_STR, jwt_secret_file, NULL, 0, 0, 0,
         "file holding the HS256 secret"),
+    OPT("redis-url", CFG_STR, redis_url, "redis://127.0.0.1:6379", 0, 0, 0, "Redis, for status"),
 };
 
 static const char admin_usage[] =
@@ -47,7 +54,8 @@ static const char admin_usage[] =
     "  friend add NAME NAME          make two users friends\n"
     "  stats set NAME WINS LOSSES    set a user's game stats\n"
     "  token NAME [--ttl SECONDS]    print an access token (default ttl 3600)\n"
-    "  demo                          add demo users (alice, bob, carol, dave, erin)";
+    "  demo                          add demo users (alice, bob, carol, dave, erin)\n"
+    "  status                        gateways, leases, online users, stream lag (from Redis)";
 
 static int die(const char *what, const char *detail)
 {
@@ -126,6 +134,58 @@ static int cmd_demo(struct bk_store *s)
     return 0;
 }
 
+static long long int_reply(redisContext *rc, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(rc, fmt, arg);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The live picture, read from Redis only (the broker's state is there). */
+static int cmd_status(const struct admin_config *cfg)
+{
+    char err[256];
+    redisContext *rc = rds_connect_sync(cfg->redis_url, err, sizeof(err));
+    if (!rc)
+        return die(err, NULL);
+    redisReply *r = redisCommand(rc, "GET %s", BK_ALIVE_KEY);
+    printf("broker:        %s\n", r && r->type == REDIS_REPLY_STRING ? r->str : "NOT RUNNING");
+    freeReplyObject(r);
+    printf("online users:  %lld\n", int_reply(rc, "SCARD %s", EV_ONLINE_SET));
+    printf("matchmaking:   %lld queued\n", int_reply(rc, "LLEN %s", BK_QUEUE_KEY));
+    printf("events stream: %lld entries", int_reply(rc, "XLEN %s", EV_STREAM_IN));
+    r = redisCommand(rc, "XINFO GROUPS %s", EV_STREAM_IN);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *g = r->element[i];
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2)
+            if (g->element[j + 1]->type == REDIS_REPLY_INTEGER &&
+                (strcmp(g->element[j]->str, "pending") == 0 ||
+                 strcmp(g->element[j]->str, "lag") == 0))
+                printf(", %s %lld", g->element[j]->str, g->element[j + 1]->integer);
+    }
+    freeReplyObject(r);
+    printf("\ngateways:\n");
+    r = redisCommand(rc, "SMEMBERS %s", BK_GATEWAYS_KEY);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        char key[300];
+        snprintf(key, sizeof(key), "%s%s:lease", EV_GW_STREAM_PREFIX, id);
+        long long ttl = int_reply(rc, "PTTL %s", key);
+        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, id);
+        long long conns = int_reply(rc, "HLEN %s", key);
+        printf("  %-24s %6lld connections  lease %s", id, conns, ttl > 0 ? "ok" : "LAPSED");
+        if (ttl > 0)
+            printf(" (%lld ms left)", ttl);
+        printf("\n");
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+        printf("  (none)\n");
+    freeReplyObject(r);
+    redisFree(rc);
+    return 0;
+}
+
 static int run(struct bk_store *s, const struct admin_config *cfg, int argc, char **argv)
 {
     const char *c1 = argv[0], *c2 = argc > 1 ? argv[1] : "";
@@ -191,6 +251,8 @@ int main(int argc, char **argv)
         cfg_usage(stderr, admin_opts, sizeof(admin_opts) / sizeof(admin_opts[0]), admin_usage);
         return 2;
     }
+    if (strcmp(argv[argi], "status") == 0)
+        return cmd_status(&cfg);
     struct bk_store s;
     bool create = strcmp(argv[argi], "init") == 0 || strcmp(argv[argi], "demo") == 0;
     if (bk_store_open(&s, cfg.db_path, create) != 0) {

@@ -59,10 +59,12 @@ struct bk_config {
     long chat_burst;      /* chat bucket size, messages */
     double chat_rate;     /* chat bucket refill, messages per second */
     const char *public_fields;
+    const char *admin_listen; /* host:port of /metrics, NULL: off */
 };
 
 struct bk_conn;
 struct bk_member;
+struct evhttp;
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
@@ -151,6 +153,7 @@ struct bk {
     struct bk_rate_list rates_lru;
     struct bk_queue queue; /* matchmaking, oldest first */
     size_t nqueued;
+    size_t nrooms;        /* rooms with members */
     char **public_fields; /* owned: parsed cfg.public_fields, NULL-terminated */
     uint64_t next_match;
     size_t nonline;
@@ -158,8 +161,11 @@ struct bk {
     bool pending_done; /* our own pending entries were replayed */
     char pending_cursor[64];
     bool stopping;
-    bool reconciled;       /* start-up reconciliation done */
-    struct event *tick_ev; /* owned: grace expiry, heartbeat, leases */
+    bool reconciled;                                  /* start-up reconciliation done */
+    struct event *tick_ev;                            /* owned: grace expiry, heartbeat, leases */
+    struct evhttp *admin;                             /* owned: the admin port, or NULL */
+    long long stream_len, stream_pending, stream_lag; /* from XINFO, for /metrics */
+    int64_t last_info_ms;
     int64_t last_heartbeat_ms, last_lease_check_ms;
     /* Counters. */
     uint64_t n_entries, n_transitions, n_reaped, n_chat, n_dm, n_rate_limited, n_matches,

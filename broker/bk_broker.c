@@ -440,7 +440,7 @@ static void send_online_users(struct bk *b, const struct bk_conn *c, const struc
             /* {"users":[...]} -> [[...]]: ':' at 8 and the final '}'. */
             buf[8] = '[';
             buf[len - 1] = ']';
-            bk_to_ack(b, c, e->req, buf + 8, len - 8);
+            bk_to_ack(b, c, e, buf + 8, len - 8);
         }
     } else {
         bk_to_conn(b, c, "online_users", buf, len);
@@ -673,6 +673,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = bk_now_ms();
     grace_expire(b, now);
     bk_social_tick(b, now);
+    if (now - b->last_info_ms >= BK_HEARTBEAT_MS) {
+        b->last_info_ms = now;
+        bk_admin_refresh(b);
+    }
     if (now - b->last_heartbeat_ms >= BK_HEARTBEAT_MS && b->cmd.up) {
         b->last_heartbeat_ms = now;
         rds_cmd(&b->cmd, NULL, NULL, "SET %s %s PX %d", BK_ALIVE_KEY, b->cfg.consumer,
@@ -819,6 +823,8 @@ int bk_start(struct bk *b)
     if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
         rds_init(&b->rd, b->base, b->cfg.redis_url, "read", on_rd_state, b) != 0)
         return -1;
+    if (bk_admin_start(b) != 0)
+        return -1;
     b->tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval tv = {0, BK_TICK_MS * 1000};
     event_add(b->tick_ev, &tv);
@@ -829,6 +835,7 @@ int bk_start(struct bk *b)
 void bk_stop(struct bk *b)
 {
     b->stopping = true;
+    bk_admin_stop(b);
     if (b->tick_ev)
         event_free(b->tick_ev);
     b->tick_ev = NULL;

@@ -29,8 +29,10 @@ void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, 
 void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
               const char *json, size_t jl);
 #define BK_REPLY_LIT(b, gw, e, status, lit) bk_reply(b, gw, e, status, lit, sizeof(lit) - 1)
-/* Socket.IO acknowledgement ack of connection c; args is a JSON array. */
-void bk_to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *args, size_t al);
+/* Socket.IO acknowledgement of the msg entry e (its ack id and timestamp)
+ * to connection c; args is a JSON array. */
+void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, const char *args,
+               size_t al);
 
 /*
  * A set of recipient connections, possibly on several gateways, possibly
@@ -62,6 +64,14 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist);
 void bk_user_delete(struct bk *b, struct bk_user *u);
 /* Frees u when nothing refers to it any more. */
 void bk_user_release(struct bk *b, struct bk_user *u);
+
+/* ---- bk_admin.c: the admin port ---------------------------------------- */
+
+/* Listens on cfg.admin_listen (nothing when unset). Returns 0 or -1. */
+int bk_admin_start(struct bk *b);
+void bk_admin_stop(struct bk *b);
+/* Asks Redis for the stream figures /metrics shows. */
+void bk_admin_refresh(struct bk *b);
 
 /* ---- bk_social.c: rooms, notifications, chat, matchmaking, search --------- */
 

@@ -111,10 +111,15 @@ void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, in
     ev_args_add_i64(&a, status);
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, jl);
+    if (e->ms > 0) {
+        ev_args_adds(&a, "m");
+        ev_args_add_i64(&a, e->ms);
+    }
     bk_xadd_gw(b, gw, &a);
 }
 
-void bk_to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *args, size_t al)
+void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, const char *args,
+               size_t al)
 {
     struct ev_args a;
     ev_args_init(&a);
@@ -123,9 +128,13 @@ void bk_to_ack(struct bk *b, const struct bk_conn *c, uint64_t ack, const char *
     ev_args_adds(&a, "c");
     ev_args_add_u64(&a, c->id);
     ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, ack);
+    ev_args_add_u64(&a, e->req);
     ev_args_adds(&a, "d");
     ev_args_add(&a, args, al);
+    if (e->ms > 0) {
+        ev_args_adds(&a, "m");
+        ev_args_add_i64(&a, e->ms);
+    }
     bk_xadd_gw(b, c->gw, &a);
 }
 

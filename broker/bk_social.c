@@ -69,7 +69,7 @@ static void answer_error(struct bk *b, const struct origin *o, int status, const
         if (o->c->kind == 's' && o->e->has_req) {
             n = snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",
                          word, message);
-            bk_to_ack(b, o->c, o->e->req, buf, (size_t)n);
+            bk_to_ack(b, o->c, o->e, buf, (size_t)n);
         } else {
             n = snprintf(buf, sizeof(buf), "{\"code\":\"%s\",\"message\":\"%s\"}", word, message);
             bk_to_conn(b, o->c, "error", buf, (size_t)n);
@@ -95,7 +95,7 @@ static void answer_ok(struct bk *b, const struct origin *o, const char *ack, siz
             buf[0] = '[';
             memcpy(buf + 1, ack, al);
             buf[al + 1] = ']';
-            bk_to_ack(b, o->c, o->e->req, buf, al + 2);
+            bk_to_ack(b, o->c, o->e, buf, al + 2);
             free(buf);
         }
     } else if (o->gw) {
@@ -347,12 +347,14 @@ static int room_join(struct bk *b, struct bk_conn *c, int64_t target, bool persi
         room->target = target;
         LIST_INIT(&room->members);
         RB_INSERT(bk_room_tree, &b->rooms, room);
+        b->nrooms++;
     }
     struct bk_member *m = calloc(1, sizeof(*m));
     if (!m) {
         if (LIST_EMPTY(&room->members)) {
             RB_REMOVE(bk_room_tree, &b->rooms, room);
             free(room);
+            b->nrooms--;
         }
         return -1;
     }
@@ -380,6 +382,7 @@ static void member_free(struct bk *b, struct bk_member *m)
     if (LIST_EMPTY(&room->members)) {
         RB_REMOVE(bk_room_tree, &b->rooms, room);
         free(room);
+        b->nrooms--;
     }
 }
 
@@ -1121,6 +1124,7 @@ void bk_social_free(struct bk *b)
         RB_REMOVE(bk_room_tree, &b->rooms, room);
         free(room);
     }
+    b->nrooms = 0;
     struct bk_rate *r;
     while ((r = TAILQ_FIRST(&b->rates_lru)) != NULL) {
         TAILQ_REMOVE(&b->rates_lru, r, lru);

@@ -56,6 +56,8 @@ static const struct cfg_opt bk_opts[] = {
     OPT("public-fields", CFG_STR, public_fields,
         "userID,userId,id,username,avatar,wins,losses,ratio", 0, 0, 0,
         "profile and stats keys everyone may see (the rest only the user and friends)"),
+    OPT("admin-listen", CFG_STR, admin_listen, NULL, 0, 0, 0,
+        "host:port for GET /metrics and /healthz (keep it private; off when unset)"),
 };
 
 static const char bk_usage[] =

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -165,49 +166,60 @@ void cfg_usage(FILE *out, const struct cfg_opt *opts, size_t n, const char *usag
     fprintf(out, "  --%-24s this text\n", "help");
 }
 
+/* Formats one option as " name=value" (secrets masked) into buf. */
+static void format_opt(const struct cfg_opt *opt, const void *src, char *buf, size_t size)
+{
+    const char *field = (const char *)src + opt->offset;
+    switch (opt->type) {
+    case CFG_STR: {
+        const char *v;
+        memcpy(&v, field, sizeof(v));
+        if (opt->flags & CFG_SECRET)
+            v = v ? "(set)" : "(unset)";
+        snprintf(buf, size, " %s=%.300s", opt->name, v ? v : "(unset)");
+        return;
+    }
+    case CFG_INT: {
+        long v;
+        memcpy(&v, field, sizeof(v));
+        snprintf(buf, size, " %s=%ld", opt->name, v);
+        return;
+    }
+    case CFG_REAL: {
+        double v;
+        memcpy(&v, field, sizeof(v));
+        snprintf(buf, size, " %s=%g", opt->name, v);
+        return;
+    }
+    case CFG_BOOL: {
+        int v;
+        memcpy(&v, field, sizeof(v));
+        snprintf(buf, size, " %s=%s", opt->name, v ? "true" : "false");
+        return;
+    }
+    }
+}
+
 void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
 {
-    char line[2048];
+    /* Log lines are capped near 1 KB: long configurations continue on a
+     * second line rather than being cut. */
+    char line[800], one[400];
     size_t pos = 0;
-    for (size_t i = 0; i < n && pos < sizeof(line) - 64; i++) {
-        const char *field = (const char *)src + opts[i].offset;
-        int w = 0;
-        size_t room = sizeof(line) - pos;
-        switch (opts[i].type) {
-        case CFG_STR: {
-            const char *v;
-            memcpy(&v, field, sizeof(v));
-            if (opts[i].flags & CFG_SECRET)
-                w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? "(set)" : "(unset)");
-            else
-                w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? v : "(unset)");
-            break;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        format_opt(&opts[i], src, one, sizeof(one));
+        size_t l = strlen(one);
+        if (pos + l >= sizeof(line)) {
+            log_info("config%s:%s", first ? "" : " (cont.)", line);
+            first = false;
+            pos = 0;
         }
-        case CFG_INT: {
-            long v;
-            memcpy(&v, field, sizeof(v));
-            w = snprintf(line + pos, room, " %s=%ld", opts[i].name, v);
-            break;
-        }
-        case CFG_REAL: {
-            double v;
-            memcpy(&v, field, sizeof(v));
-            w = snprintf(line + pos, room, " %s=%g", opts[i].name, v);
-            break;
-        }
-        case CFG_BOOL: {
-            int v;
-            memcpy(&v, field, sizeof(v));
-            w = snprintf(line + pos, room, " %s=%s", opts[i].name, v ? "true" : "false");
-            break;
-        }
-        }
-        if (w < 0 || (size_t)w >= room)
-            break;
-        pos += (size_t)w;
+        memcpy(line + pos, one, l + 1);
+        pos += l;
     }
-    line[pos] = '\0';
-    log_info("config:%s", line);
+    if (pos)
+        log_info("config%s:%s", first ? "" : " (cont.)", line);
 }
 
 unsigned char *cfg_read_secret_file(const char *path, size_t *len)

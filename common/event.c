@@ -104,6 +104,11 @@ int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *
                 return -1;
             e->status = (int)num;
             break;
+        case 'm':
+            if (parse_u64(v, vlen, &num) != 0)
+                return -1;
+            e->ms = (int64_t)num;
+            break;
         default:
             break;
         }

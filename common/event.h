@@ -17,13 +17,16 @@
  *   r      request id (HTTP requests relayed to the broker) or Socket.IO
  *          ack id (client events that want an answer)
  *   s      HTTP status of a reply, or the close code of a kick
+ *   m      when the gateway published the request (its clock, ms); the
+ *          broker copies it into the answer (reply, ack) so the gateway
+ *          measures the gateway->broker->gateway round trip
  *
  * herald:events (gateways and backends -> broker), t is one of:
  *   hello  a gateway (re)started: forget its old connections      gw
  *   open   an authenticated or guest connection is ready          gw c u k
  *   close  that connection is gone                                gw c
- *   msg    a client event                                         gw c e d [r]
- *   req    an HTTP request the broker answers (u: the token's     gw c r e d [u]
+ *   msg    a client event                                         gw c e d [r m]
+ *   req    an HTTP request the broker answers (u: the token's     gw c r e d [u m]
  *          user, for routes that need one)
  *   notify an application backend's notification (docs/API.md):   e d
  *          e = profile-update | game-stats-update |
@@ -75,6 +78,7 @@ struct ev_entry {
     uint64_t req; /* "r" */
     bool has_req; /* "r" was present (Socket.IO ack ids start at 0) */
     int status;   /* "s", 0 when absent */
+    int64_t ms;   /* "m", 0 when absent */
 };
 
 /*

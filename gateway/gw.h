@@ -48,6 +48,15 @@ struct gw_config {
     long max_payload;
     long sio_connect_timeout_ms;
     int dev_login;
+    const char *metrics_allow;
+};
+
+/* A latency histogram with fixed buckets (Prometheus "le" semantics). */
+#define GW_HIST_BUCKETS 10
+struct gw_hist {
+    uint64_t counts[GW_HIST_BUCKETS]; /* cumulative: observations <= bound i */
+    uint64_t count;
+    int64_t sum_ms;
 };
 
 struct gw {
@@ -73,8 +82,9 @@ struct gw {
      * loaded from herald:deleted_users and kept current by the broker. */
     int64_t *deleted; /* owned */
     size_t ndeleted, deleted_cap;
-    /* Counters. */
+    /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in, n_deliveries;
+    struct gw_hist rtt; /* gateway -> broker -> gateway */
 };
 
 /* gw_app.c: Herald's behaviour on top of gw_net. */
@@ -107,6 +117,11 @@ size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e);
  * and returns true. m caches the rendered event across the ids of one entry
  * (zero it first, release with gw_eio_msg_release() and free(m->text)). */
 bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_eio_msg *m);
+
+/* gw_metrics.c: GET /metrics (loopback or --metrics-allow only). */
+void gw_metrics_respond(struct gw *g, struct gw_conn *c);
+/* Records one gateway -> broker -> gateway round trip. */
+void gw_metrics_observe(struct gw *g, int64_t ms);
 
 /* gw_bus.c: the Redis side. */
 int gw_bus_start(struct gw *g);

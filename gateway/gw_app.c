@@ -555,6 +555,14 @@ static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct htt
         upgrade_ws(g, c, req);
         return;
     }
+    if (path_is(req, "/metrics")) {
+        if (!get) {
+            gw_http_error(c, 405, "method-not-allowed", "use GET");
+            return;
+        }
+        gw_metrics_respond(g, c);
+        return;
+    }
     if (path_is(req, "/healthz")) {
         bool ok = gw_bus_healthy(g);
         char b[128];
@@ -808,6 +816,8 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
         gw_shared_unref(raw);
         return;
     }
+    if (e->ms > 0)
+        gw_metrics_observe(g, gw_now_ms() - e->ms);
     bool kick = ev_is(e->type, e->type_len, "kick");
     if (kick || ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack")) {
         /* One pass over the ids: each is a Socket.IO session or a /ws

@@ -93,6 +93,8 @@ void gw_bus_msg(struct gw *g, uint64_t id, int64_t user_id, const char *type, co
     if (ack_id >= 0) {
         ev_args_adds(&a, "r");
         ev_args_add_i64(&a, ack_id);
+        ev_args_adds(&a, "m");
+        ev_args_add_i64(&a, gw_now_ms());
     }
     xadd(g, &a);
 }
@@ -117,6 +119,8 @@ uint64_t gw_bus_request(struct gw *g, struct gw_conn *c, const char *op, int64_t
     ev_args_adds(&a, op);
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, len);
+    ev_args_adds(&a, "m");
+    ev_args_add_i64(&a, gw_now_ms());
     xadd(g, &a);
     return rid;
 }

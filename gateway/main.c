@@ -79,6 +79,8 @@ static const struct cfg_opt gw_opts[] = {
         "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
         "enable POST /auth/dev-login (demo only)"),
+    OPT("metrics-allow", CFG_STR, metrics_allow, NULL, 0, 0, 0,
+        "comma list of client addresses (besides loopback) that may read /metrics; * for all"),
 };
 
 static const char gw_usage[] =

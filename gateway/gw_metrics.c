@@ -1,0 +1,166 @@
+/*
+ * gw_metrics.c - GET /metrics: the gateway's counters in the Prometheus
+ * text format (PROTOCOL.md §6), and the latency histogram of the
+ * gateway -> broker -> gateway path.
+ *
+ * The route is "bind-restricted": it answers only peers on the loopback
+ * interface or listed in --metrics-allow, because connection counts and
+ * latencies tell an outsider more than they should. Everything here is read
+ * from counters the other modules keep anyway; a scrape walks the
+ * connection list once (to count connections by kind), which is fine at a
+ * scrape every few seconds.
+ */
+#include "gw.h"
+
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Upper bounds of the latency buckets, ms: the path is ~1 ms on one host;
+ * the tail up to a second shows Redis or broker stalls. */
+static const int64_t gw_hist_bounds_ms[GW_HIST_BUCKETS] = {1,  2,   5,   10,  20,
+                                                           50, 100, 250, 500, 1000};
+
+void gw_metrics_observe(struct gw *g, int64_t ms)
+{
+    struct gw_hist *h = &g->rtt;
+    if (ms < 0)
+        ms = 0;
+    for (int i = 0; i < GW_HIST_BUCKETS; i++)
+        if (ms <= gw_hist_bounds_ms[i])
+            h->counts[i]++;
+    h->count++;
+    h->sum_ms += ms;
+}
+
+/* True when the peer may read /metrics: loopback, or an exact address in
+ * the comma list allow ("*" allows everyone). */
+static bool peer_allowed(const struct gw *g, const struct gw_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+            return true;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+    }
+    const char *list = g->cfg.metrics_allow;
+    size_t il = strlen(ip);
+    while (list && *list) {
+        const char *end = strchr(list, ',');
+        size_t l = end ? (size_t)(end - list) : strlen(list);
+        if ((l == 1 && *list == '*') || (il && l == il && memcmp(list, ip, l) == 0))
+            return true;
+        list = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+struct out {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->buf ? o->cap - o->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (o->buf && o->len + (size_t)n < o->cap) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = (o->cap ? o->cap : 4096);
+        while (cap <= o->len + (size_t)n)
+            cap *= 2;
+        char *nb = realloc(o->buf, cap);
+        if (!nb)
+            return;
+        o->buf = nb;
+        o->cap = cap;
+    }
+}
+
+static void metric(struct out *o, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+void gw_metrics_respond(struct gw *g, struct gw_conn *c)
+{
+    if (!peer_allowed(g, c)) {
+        gw_http_error(c, 403, "forbidden", "metrics are for the loopback or --metrics-allow");
+        return;
+    }
+    size_t raw = 0, http = 0;
+    struct gw_conn *x;
+    TAILQ_FOREACH(x, &g->net.conns, link)
+    {
+        if ((x->flags & GW_CONN_WS) && x->kind == GW_KIND_RAW)
+            raw++;
+        else if (!(x->flags & GW_CONN_WS) && x->kind != GW_KIND_SIO)
+            http++;
+    }
+    struct out o = {0};
+    put(&o, "# HELP herald_gateway_connections Open client connections by kind.\n"
+            "# TYPE herald_gateway_connections gauge\n");
+    put(&o, "herald_gateway_connections{kind=\"ws\"} %zu\n", raw);
+    put(&o, "herald_gateway_connections{kind=\"sio\"} %zu\n", g->eio.nsess);
+    put(&o, "herald_gateway_connections{kind=\"http\"} %zu\n", http);
+    metric(&o, "herald_gateway_accepted_total", "counter", "TCP connections accepted.",
+           (unsigned long long)g->net.n_accepted);
+    metric(&o, "herald_gateway_messages_in_total", "counter", "WebSocket messages received.",
+           (unsigned long long)g->net.n_msgs_in);
+    metric(&o, "herald_gateway_frames_out_total", "counter", "Frames and responses queued.",
+           (unsigned long long)g->net.n_frames_out);
+    metric(&o, "herald_gateway_published_total", "counter", "Entries written to herald:events.",
+           (unsigned long long)g->n_published);
+    metric(&o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
+           (unsigned long long)g->n_entries_in);
+    metric(&o, "herald_gateway_deliveries_total", "counter",
+           "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
+    metric(&o, "herald_gateway_slow_consumers_cut_total", "counter",
+           "Connections closed for exceeding the output cap.",
+           (unsigned long long)g->net.n_slow_cut);
+    metric(&o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
+           g->pub.up && g->sub.up);
+    metric(&o, "herald_gateway_broker_alive", "gauge", "1 when the broker's heartbeat is fresh.",
+           g->broker_alive);
+    const struct gw_hist *h = &g->rtt;
+    put(&o, "# HELP herald_gateway_broker_rtt_seconds Gateway to broker to gateway round trip "
+            "(answered requests and acks).\n"
+            "# TYPE herald_gateway_broker_rtt_seconds histogram\n");
+    for (int i = 0; i < GW_HIST_BUCKETS; i++)
+        put(&o, "herald_gateway_broker_rtt_seconds_bucket{le=\"%g\"} %llu\n",
+            (double)gw_hist_bounds_ms[i] / 1000.0, (unsigned long long)h->counts[i]);
+    put(&o, "herald_gateway_broker_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
+        (unsigned long long)h->count);
+    put(&o, "herald_gateway_broker_rtt_seconds_sum %.3f\n", (double)h->sum_ms / 1000.0);
+    put(&o, "herald_gateway_broker_rtt_seconds_count %llu\n", (unsigned long long)h->count);
+    if (!o.buf) {
+        gw_http_error(c, 500, "internal", "out of memory");
+        return;
+    }
+    gw_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, o.buf, o.len, true);
+    free(o.buf);
+}
