@@ -14,6 +14,10 @@
  *   herald:conns:<gw>       hash conn id -> "<user id>:<kind>" of that gateway
  *   herald:gw:<gw>:lease    the gateway's liveness lease (the gateway sets it)
  *   herald:broker:alive     our heartbeat, for the gateways' /healthz
+ *   herald:broker:lock      the active broker's name (SET NX PX, renewed
+ *                           every second): standbys wait for it to lapse,
+ *                           then claim the pending entries (XAUTOCLAIM),
+ *                           reload the state and carry on
  *   herald:watch:<gw>       hash "<conn id>:<watched user id>" -> 1: the
  *                           profile rooms of that gateway's connections
  *   herald:matchmaking      list of queued user ids, oldest first
@@ -40,6 +44,7 @@
 #define BK_GATEWAYS_KEY "herald:gateways"
 #define BK_CONNS_PREFIX "herald:conns:"
 #define BK_ALIVE_KEY "herald:broker:alive"
+#define BK_LOCK_KEY "herald:broker:lock"
 #define BK_WATCH_PREFIX "herald:watch:"
 #define BK_QUEUE_KEY "herald:matchmaking"
 #define BK_DELETED_KEY EV_DELETED_SET
@@ -60,6 +65,7 @@ struct bk_config {
     double chat_rate;     /* chat bucket refill, messages per second */
     const char *public_fields;
     const char *admin_listen; /* host:port of /metrics, NULL: off */
+    long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
 };
 
 struct bk_conn;
@@ -161,9 +167,13 @@ struct bk {
     bool pending_done; /* our own pending entries were replayed */
     char pending_cursor[64];
     bool stopping;
-    bool reconciled;                                  /* start-up reconciliation done */
-    struct event *tick_ev;                            /* owned: grace expiry, heartbeat, leases */
-    struct evhttp *admin;                             /* owned: the admin port, or NULL */
+    bool reconciled;          /* start-up reconciliation done */
+    struct event *tick_ev;    /* owned: grace expiry, heartbeat, leases */
+    struct evhttp *admin;     /* owned: the admin port, or NULL */
+    struct event *standby_ev; /* owned: tries for the lock while standing by */
+    bool leading;             /* we hold the lock and consume */
+    bool lost_lock;           /* another broker took over: exiting */
+    bool standby_logged;
     long long stream_len, stream_pending, stream_lag; /* from XINFO, for /metrics */
     int64_t last_info_ms;
     int64_t last_heartbeat_ms, last_lease_check_ms;

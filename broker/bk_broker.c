@@ -665,6 +665,8 @@ static void check_leases(struct bk *b)
     }
 }
 
+static void renew_lock(struct bk *b);
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct bk *b = arg;
@@ -681,6 +683,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         b->last_heartbeat_ms = now;
         rds_cmd(&b->cmd, NULL, NULL, "SET %s %s PX %d", BK_ALIVE_KEY, b->cfg.consumer,
                 BK_HEARTBEAT_TTL_MS);
+        renew_lock(b);
     }
     /* Checking four times per lease bounds the detection delay to 1.25
      * leases. */
@@ -794,36 +797,116 @@ static void resync(struct bk *b)
     rds_cmd(&b->cmd, NULL, NULL, "EXEC");
 }
 
-int bk_start(struct bk *b)
+/* ---- leadership: one active broker, any number of standbys -------------------- */
+
+/* Renews the lock only while it is still ours (compare and expire). */
+static const char lock_renew_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/* Releases it only while it is still ours (compare and delete). */
+static const char lock_release_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                       "return redis.call('DEL', KEYS[1]) else return 0 end";
+
+static void on_lock_renewed(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct bk *b = priv;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !b->stopping) {
+        /* Another broker holds the lock: it took over while we could not
+         * renew (a stall, a partition). Two brokers must never consume at
+         * once; stop, and let the supervisor restart us as a standby. */
+        log_error("lost the broker lock to another broker: stopping");
+        b->lost_lock = true;
+        event_base_loopexit(b->base, NULL);
+    }
+}
+
+static void renew_lock(struct bk *b)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", b->cfg.lock_ttl_ms);
+    rds_cmd(&b->cmd, on_lock_renewed, b, "EVAL %s 1 %s %s %s", lock_renew_lua, BK_LOCK_KEY,
+            b->cfg.consumer, ttl);
+}
+
+/* Moves every pending entry of the group to us: the previous broker is
+ * gone (we hold the lock), and what it had read but not acknowledged must
+ * still take effect. Returns the number claimed. */
+static long claim_pending(struct bk *b, redisContext *rc)
+{
+    char cursor[64] = "0-0";
+    long claimed = 0;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        redisReply *r = redisCommand(rc, "XAUTOCLAIM %s %s %s 0 %s COUNT 1000", EV_STREAM_IN,
+                                     EV_GROUP, b->cfg.consumer, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_ARRAY)
+            claimed += (long)r->element[1]->elements;
+        freeReplyObject(r);
+        if (strcmp(cursor, "0-0") == 0)
+            break;
+    }
+    return claimed;
+}
+
+/* Tries to become the active broker. Returns 1 (we lead: the lock is ours,
+ * pending entries claimed, state loaded), 0 (another broker leads, or
+ * Redis is unreachable: try again later), -1 (fatal). */
+static int try_lead(struct bk *b)
 {
     char err[256];
-    RB_INIT(&b->gws);
-    RB_INIT(&b->users);
-    RB_INIT(&b->conns);
-    TAILQ_INIT(&b->grace);
-    RB_INIT(&b->rooms);
-    RB_INIT(&b->rates);
-    TAILQ_INIT(&b->rates_lru);
-    TAILQ_INIT(&b->queue);
-    if (bk_social_init(b) != 0)
-        return -1;
     redisContext *rc = rds_connect_sync(b->cfg.redis_url, err, sizeof(err));
     if (!rc) {
-        log_error("%s", err);
-        return -1;
+        log_warn_rl(10, "%s (retrying)", err);
+        return 0;
     }
+    int lead = 0;
+    redisReply *r =
+        redisCommand(rc, "SET %s %s NX PX %ld", BK_LOCK_KEY, b->cfg.consumer, b->cfg.lock_ttl_ms);
+    if (r && r->type == REDIS_REPLY_STATUS)
+        lead = 1;
+    freeReplyObject(r);
+    if (!lead) {
+        /* Our own name: we were restarted before our lock expired. */
+        r = redisCommand(rc, "GET %s", BK_LOCK_KEY);
+        if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, b->cfg.consumer) == 0)
+            lead = 1;
+        else if (!b->standby_logged)
+            log_info("standby: broker %s is active; taking over when its lock lapses",
+                     r && r->type == REDIS_REPLY_STRING ? r->str : "?");
+        b->standby_logged = true;
+        freeReplyObject(r);
+    }
+    if (!lead) {
+        redisFree(rc);
+        return 0;
+    }
+    int64_t t0 = bk_now_ms();
     /* gw_get() persists through the async connection, which is not up yet:
      * the sets it would write already hold these gateways. */
     int lr = load_state(b, rc);
+    long claimed = lr == 0 ? claim_pending(b, rc) : 0;
     redisFree(rc);
     if (lr != 0) {
         log_error("cannot load state from Redis");
         return -1;
     }
+    log_info("active broker: lock taken, %ld pending entries claimed, state loaded in %lld ms",
+             claimed, (long long)(bk_now_ms() - t0));
+    return 1;
+}
+
+static int become_leader(struct bk *b)
+{
+    b->leading = true;
     if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
         rds_init(&b->rd, b->base, b->cfg.redis_url, "read", on_rd_state, b) != 0)
-        return -1;
-    if (bk_admin_start(b) != 0)
         return -1;
     b->tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval tv = {0, BK_TICK_MS * 1000};
@@ -832,16 +915,61 @@ int bk_start(struct bk *b)
     return 0;
 }
 
+/* Standby: tries for the lock a few times per lock period. */
+static void on_standby(evutil_socket_t fd, short what, void *arg)
+{
+    struct bk *b = arg;
+    (void)fd;
+    (void)what;
+    int t = try_lead(b);
+    if (t == 0)
+        return;
+    event_free(b->standby_ev);
+    b->standby_ev = NULL;
+    if (t < 0 || become_leader(b) != 0)
+        event_base_loopexit(b->base, NULL);
+}
+
+int bk_start(struct bk *b)
+{
+    RB_INIT(&b->gws);
+    RB_INIT(&b->users);
+    RB_INIT(&b->conns);
+    TAILQ_INIT(&b->grace);
+    RB_INIT(&b->rooms);
+    RB_INIT(&b->rates);
+    TAILQ_INIT(&b->rates_lru);
+    TAILQ_INIT(&b->queue);
+    if (bk_social_init(b) != 0 || bk_admin_start(b) != 0)
+        return -1;
+    int t = try_lead(b);
+    if (t < 0)
+        return -1;
+    if (t > 0)
+        return become_leader(b);
+    b->standby_ev = event_new(b->base, -1, EV_PERSIST, on_standby, b);
+    long every = b->cfg.lock_ttl_ms / 4;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
+    return b->standby_ev ? event_add(b->standby_ev, &tv) : -1;
+}
+
 void bk_stop(struct bk *b)
 {
     b->stopping = true;
     bk_admin_stop(b);
+    if (b->standby_ev)
+        event_free(b->standby_ev);
+    b->standby_ev = NULL;
     if (b->tick_ev)
         event_free(b->tick_ev);
     b->tick_ev = NULL;
     rds_free(&b->rd);
-    if (b->cmd.up)
+    if (b->cmd.up && b->leading && !b->lost_lock) {
+        /* A standby takes over at once instead of waiting for the TTL. */
         rds_cmd(&b->cmd, NULL, NULL, "DEL %s", BK_ALIVE_KEY);
+        rds_cmd(&b->cmd, NULL, NULL, "EVAL %s 1 %s %s", lock_release_lua, BK_LOCK_KEY,
+                b->cfg.consumer);
+    }
     rds_drain(&b->cmd, 1000);
     rds_free(&b->cmd);
     bk_social_free(b);

@@ -56,6 +56,10 @@ static const struct cfg_opt bk_opts[] = {
     OPT("public-fields", CFG_STR, public_fields,
         "userID,userId,id,username,avatar,wins,losses,ratio", 0, 0, 0,
         "profile and stats keys everyone may see (the rest only the user and friends)"),
+    /* A killed broker's standby takes over within about this long; a
+     * shorter lock costs a renewal per second either way. */
+    OPT("lock-ttl-ms", CFG_INT, lock_ttl_ms, "5000", 500, 600000, 0,
+        "the active broker's lock; a standby takes over this long after it dies"),
     OPT("admin-listen", CFG_STR, admin_listen, NULL, 0, 0, 0,
         "host:port for GET /metrics and /healthz (keep it private; off when unset)"),
 };
@@ -118,7 +122,7 @@ int main(int argc, char **argv)
     log_info("stopped: %llu entries applied, %llu presence transitions, %llu gateways reaped",
              (unsigned long long)b.n_entries, (unsigned long long)b.n_transitions,
              (unsigned long long)b.n_reaped);
-    rc = 0;
+    rc = b.lost_lock ? 3 : 0;
 cleanup:
     bk_stop(&b);
     bk_store_close(&b.store);

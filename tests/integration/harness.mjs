@@ -151,8 +151,11 @@ export class Stack {
     return this;
   }
 
-  async startBroker() {
-    this.broker = new Proc(`broker-${this.procs.length}`, path.join(BIN, 'herald-broker'), [], this.env(), this.logDir);
+  // Starts a broker (this.broker is the latest one); extraEnv overrides
+  // this.env(), e.g. { HERALD_CONSUMER: 'broker-2' } for a standby.
+  async startBroker(extraEnv = {}) {
+    this.broker = new Proc(`broker-${this.procs.length}`, path.join(BIN, 'herald-broker'), [],
+      { ...this.env(), ...extraEnv }, this.logDir);
     this.procs.push(this.broker);
     return this.broker;
   }
