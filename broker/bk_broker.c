@@ -793,16 +793,20 @@ static void resync(struct bk *b)
                 (unsigned long long)c->id, (long long)(c->user ? c->user->id : 0), c->kind);
     }
     bk_social_resync(b);
-    rds_cmd(&b->cmd, NULL, NULL, "XGROUP CREATE %s %s $ MKSTREAM", EV_STREAM_IN, EV_GROUP);
+    rds_cmd(&b->cmd, NULL, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", EV_STREAM_IN, EV_GROUP);
     rds_cmd(&b->cmd, NULL, NULL, "EXEC");
 }
 
 /* ---- leadership: one active broker, any number of standbys -------------------- */
 
-/* Renews the lock only while it is still ours (compare and expire). */
+/* Renews the lock only while it is still ours (compare and expire); takes
+ * it again when nobody holds it (Redis restarted empty, or our renewals
+ * stalled past the TTL and no standby took over). 0: another broker has it. */
 static const char lock_renew_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end "
+    "return 0";
 /* Releases it only while it is still ours (compare and delete). */
 static const char lock_release_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                        "return redis.call('DEL', KEYS[1]) else return 0 end";

@@ -142,13 +142,21 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
     /* Nothing may follow our close frame (RFC 6455 §5.5.1). */
     if ((c->flags & GW_CONN_CLOSE_SENT) && (c->flags & GW_CONN_WS))
         return;
-    if ((size_t)c->out_bytes + s->len > c->net->lim.out_cap) {
+    if ((size_t)c->out_bytes + s->len > c->net->lim.out_cap && !(c->flags & GW_CONN_CUT)) {
         /* A consumer that does not read cannot make us grow without bound;
-         * everyone else's fan-out goes on. */
+         * everyone else's fan-out goes on. A WebSocket gets close 1013 past
+         * the cap (a few bytes: one that catches up learns why), and is
+         * dropped when it has not drained within the close timeout. */
         c->net->n_slow_cut++;
+        c->flags |= GW_CONN_CUT;
         log_warn_rl(5, "conn %llu: output queue over %zu bytes, closing slow consumer",
                     (unsigned long long)c->id, c->net->lim.out_cap);
-        mark_dead(c);
+        if (!(c->flags & GW_CONN_WS) || (c->flags & GW_CONN_CLOSE_SENT)) {
+            mark_dead(c);
+            return;
+        }
+        gw_conn_close(c, 1013, "too slow: output queue full");
+        c->deadline_ms = gw_now_ms() + c->net->lim.close_timeout_ms;
         return;
     }
     struct gw_out *o = malloc(sizeof(*o));
@@ -711,7 +719,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         if (c->flags & GW_CONN_DEAD)
             continue;
         if (c->deadline_ms && now >= c->deadline_ms && !(c->flags & GW_CONN_BUSY) &&
-            (!(c->flags & GW_CONN_WS) || (c->flags & GW_CONN_LINGER))) {
+            (!(c->flags & GW_CONN_WS) || (c->flags & (GW_CONN_LINGER | GW_CONN_CUT)))) {
             /* Slowloris, idle keep-alive, or a peer that never finished the
              * close handshake. */
             gw_conn_abort(c, "deadline passed");

@@ -71,6 +71,7 @@ void gw_out_list_free(struct gw_out *head);
 #define GW_CONN_OPEN_SENT 0x0200u  /* application: the broker was told about it */
 #define GW_CONN_KEEPALIVE 0x0400u  /* the request being answered allows keep-alive */
 #define GW_CONN_IN_PROCESS 0x0800u /* its input is being parsed (re-entrancy guard) */
+#define GW_CONN_CUT 0x1000u        /* over the output cap: only the close frame may follow */
 
 /* Connection kinds (c->kind), set by the application on upgrade. */
 #define GW_KIND_NONE 0

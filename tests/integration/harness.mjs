@@ -140,15 +140,21 @@ export class Stack {
       if (m) this.users[m[1]] = Number(m[2]);
     }
     this.redisPort = await freePort();
-    this.redisProc = new Proc('redis', 'redis-server',
-      ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir],
-      {}, this.logDir);
-    this.procs.push(this.redisProc);
-    await waitFor(() => { this.redis('PING'); return true; }, { what: 'redis' });
+    await this.startRedis();
     await this.startBroker();
     for (const id of ['gw-a', 'gw-b']) await this.startGateway(id);
     await Promise.all(this.gateways.map((g) => this.waitHealthy(g)));
     return this;
+  }
+
+  // Starts redis-server on this.redisPort, without persistence: a restart
+  // loses everything, the worst case for the processes that use it.
+  async startRedis() {
+    this.redisProc = new Proc(`redis-${this.procs.length}`, 'redis-server',
+      ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir],
+      {}, this.logDir);
+    this.procs.push(this.redisProc);
+    await waitFor(() => { this.redis('PING'); return true; }, { what: 'redis' });
   }
 
   // Starts a broker (this.broker is the latest one); extraEnv overrides
@@ -212,7 +218,7 @@ export class Stack {
     for (const p of [...this.procs].reverse()) {
       const wasRunning = p.running;
       const info = await p.stop();
-      if (wasRunning && p !== this.redisProc && info.code !== 0) {
+      if (wasRunning && !p.name.startsWith('redis') && info.code !== 0) {
         problems.push(`${p.name} exited with ${info.code ?? info.sig}:\n${p.tail(40)}`);
       }
     }

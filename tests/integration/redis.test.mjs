@@ -1,0 +1,45 @@
+// Redis restarting empty under a running stack: clients stay connected,
+// /healthz says 503 meanwhile, and afterwards online_users is exact again
+// and events flow as before.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Stack, waitFor } from './harness.mjs';
+
+let s;
+before(async () => { s = await new Stack('redis-restart').start(); });
+after(async () => { await s.stop(); });
+
+const health = async (gw) => (await fetch(`${gw.url}/healthz`)).status;
+
+test('redis restart without persistence: no client dropped, state rewritten, events flow again', async () => {
+  const alice = await s.connect('alice', 0);
+  const bob = await s.connect('bob', 1);
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
+  let dropped = false;
+  alice.closed.then(() => { dropped = true; });
+  bob.closed.then(() => { dropped = true; });
+
+  const t0 = Date.now();
+  await s.redisProc.stop();
+  await waitFor(async () => (await health(s.gateways[0])) === 503, { what: '/healthz 503 while redis is down' });
+  await s.startRedis();
+  await waitFor(async () => (await health(s.gateways[0])) === 200 && (await health(s.gateways[1])) === 200,
+    { what: 'healthy again', timeout: 20000 });
+  await waitFor(async () => {
+    const on = await s.onlineUsers();
+    return on.length === 2 && on[0] === s.users.alice && on[1] === s.users.bob;
+  }, { what: 'online_users rewritten', timeout: 15000 });
+  console.log(`# redis down and back: healthy and online_users exact ${Date.now() - t0} ms after the stop`);
+  assert.equal(dropped, false, 'clients stay connected through a short outage');
+
+  // The pipeline works: a new user is announced, a leaving one too.
+  const carol = await s.connect('carol', 1);
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.carol && m.status === 'online', 10000);
+  await bob.close();
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
+  assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.carol].sort((a, b) => a - b));
+  const list = await alice.sync();
+  assert.deepEqual([...list.users].sort((a, b) => a - b), [s.users.alice, s.users.carol].sort((a, b) => a - b));
+  await carol.close();
+  await alice.close();
+});
