@@ -54,6 +54,7 @@ struct bk_config {
     const char *db_path;
     const char *consumer;
     const char *log_level;
+    const char *log_file;
     long presence_grace_ms;
     long gateway_lease_ms;
     long stream_maxlen;

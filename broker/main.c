@@ -3,7 +3,7 @@
  *
  * SIGTERM/SIGINT: stop reading new entries, let the writes already queued
  * reach Redis, exit. Entries read but not acknowledged are replayed by the
- * next broker with the same consumer name.
+ * next broker with the same consumer name. SIGHUP reopens the --log-file.
  */
 #include "bk.h"
 
@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <event2/event.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ static const struct cfg_opt bk_opts[] = {
     OPT("consumer", CFG_STR, consumer, "broker-1", 0, 0, 0,
         "consumer name in the group (a restarted broker reuses it to replay its pending entries)"),
     OPT("log-level", CFG_STR, log_level, "info", 0, 0, 0, "debug, info, warn or error"),
+    OPT("log-file", CFG_STR, log_file, NULL, 0, 0, 0,
+        "append logs to this file instead of stderr (SIGHUP reopens it)"),
     OPT("presence-grace-ms", CFG_INT, presence_grace_ms, "1500", 0, 600000, 0,
         "offline debounce: a reconnect within this announces nothing"),
     OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
@@ -69,6 +72,18 @@ static const char bk_usage[] =
     "Owns presence, rooms and lookups; consumes herald:events and writes to each\n"
     "gateway's stream.";
 
+/* SIGHUP: logrotate moved the log file; write to a fresh one. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    if (log_reopen() != 0)
+        log_error("cannot reopen the log file: %s", strerror(errno));
+    else
+        log_info("SIGHUP: log file reopened");
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct bk *b = arg;
@@ -97,12 +112,15 @@ int main(int argc, char **argv)
         return 2;
     }
     log_min_level = lvl;
+    if (b.cfg.log_file && log_open(b.cfg.log_file) != 0) {
+        fprintf(stderr, "cannot open --log-file %s: %s\n", b.cfg.log_file, strerror(errno));
+        return 2;
+    }
     char ident[160];
     snprintf(ident, sizeof(ident), "broker %s", b.cfg.consumer);
     log_set_ident(ident);
     cfg_log(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     if (bk_store_open(&b.store, b.cfg.db_path, false) != 0) {
         log_error("database %s: %s (create it with: herald-admin --db %s init)", b.cfg.db_path,
@@ -113,8 +131,10 @@ int main(int argc, char **argv)
     b.base = event_base_new();
     struct event *sigterm = evsignal_new(b.base, SIGTERM, on_signal, &b);
     struct event *sigint = evsignal_new(b.base, SIGINT, on_signal, &b);
+    struct event *sighup = evsignal_new(b.base, SIGHUP, on_sighup, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    event_add(sighup, NULL);
     if (bk_start(&b) != 0)
         goto cleanup;
     log_info("running");
@@ -128,6 +148,7 @@ cleanup:
     bk_store_close(&b.store);
     event_free(sigterm);
     event_free(sigint);
+    event_free(sighup);
     event_base_free(b.base);
     return rc;
 }

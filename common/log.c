@@ -5,6 +5,8 @@
  */
 #include "log.h"
 
+#include <fcntl.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -48,6 +50,26 @@ int log_ratelimit(long *sec, int *n, int *dropped, int per_sec)
     return 0;
 }
 
+static int log_fd = STDERR_FILENO;
+static const char *log_path;
+
+int log_open(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = fd;
+    log_path = path;
+    return 0;
+}
+
+int log_reopen(void)
+{
+    return log_path ? log_open(log_path) : 0;
+}
+
 void log_write(int level, const char *fmt, ...)
 {
     static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
@@ -79,6 +101,6 @@ void log_write(int level, const char *fmt, ...)
         }
     }
     line[pos++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, pos);
+    ssize_t w = write(log_fd, line, pos);
     (void)w;
 }

@@ -1,5 +1,5 @@
 /*
- * log.h - readable, leveled logging to stderr.
+ * log.h - readable, leveled logging to stderr or a file.
  *
  * One line per event: "2026-11-21T20:01:02.123Z INFO  gateway gw-1: text".
  * The level is checked before the arguments are evaluated, so a debug line
@@ -17,6 +17,13 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 extern int log_min_level;
 
+/* Writes to the file at path (appending) instead of stderr; path is
+ * borrowed and kept for log_reopen(). Returns 0, or -1 (errno) leaving the
+ * output as it was. */
+int log_open(const char *path);
+/* Reopens the log file (after logrotate moved it: SIGHUP). No-op on
+ * stderr. Returns 0 or -1. */
+int log_reopen(void);
 /* Sets the process name shown on every line (borrowed; keep it alive). */
 void log_set_ident(const char *ident);
 /* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */

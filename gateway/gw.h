@@ -33,6 +33,7 @@ struct gw_config {
     const char *web_root;
     const char *api_key;
     const char *log_level;
+    const char *log_file;
     long ping_interval_ms;
     long ping_timeout_ms;
     long token_recheck_ms;

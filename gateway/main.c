@@ -3,7 +3,7 @@
  *
  * SIGTERM/SIGINT: stop accepting, close every WebSocket with 1001 (clients
  * reconnect elsewhere), tell the broker, exit when the connections are gone
- * or after the drain deadline. SIGHUP is ignored (logs go to stderr).
+ * or after the drain deadline. SIGHUP reopens the --log-file.
  */
 #include "gw.h"
 
@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <event2/event.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ static const struct cfg_opt gw_opts[] = {
     OPT("web-root", CFG_STR, web_root, "web", 0, 0, 0, "directory of the web client"),
     OPT("api-key", CFG_STR, api_key, NULL, 0, 0, CFG_SECRET, "key for /api/notify/*"),
     OPT("log-level", CFG_STR, log_level, "info", 0, 0, 0, "debug, info, warn or error"),
+    OPT("log-file", CFG_STR, log_file, NULL, 0, 0, 0,
+        "append logs to this file instead of stderr (SIGHUP reopens it)"),
     OPT("ping-interval-ms", CFG_INT, ping_interval_ms, "25000", 50, 3600000, 0,
         "server ping period"),
     OPT("ping-timeout-ms", CFG_INT, ping_timeout_ms, "35000", 100, 3600000, 0,
@@ -99,6 +102,18 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (g->net.nconns == 0 || gw_now_ms() >= drain_deadline)
         event_base_loopexit(g->base, NULL);
+}
+
+/* SIGHUP: logrotate moved the log file; write to a fresh one. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    if (log_reopen() != 0)
+        log_error("cannot reopen the log file: %s", strerror(errno));
+    else
+        log_info("SIGHUP: log file reopened");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -178,6 +193,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_min_level = lvl;
+    if (g->cfg.log_file && log_open(g->cfg.log_file) != 0) {
+        fprintf(stderr, "cannot open --log-file %s: %s\n", g->cfg.log_file, strerror(errno));
+        return 2;
+    }
     if (g->cfg.gateway_id && *g->cfg.gateway_id) {
         snprintf(g->id, sizeof(g->id), "%s", g->cfg.gateway_id);
     } else {
@@ -205,11 +224,10 @@ int main(int argc, char **argv)
     g->base = event_base_new();
     struct event *sigterm = evsignal_new(g->base, SIGTERM, on_signal, g);
     struct event *sigint = evsignal_new(g->base, SIGINT, on_signal, g);
-    struct event *sighup = evsignal_new(g->base, SIGHUP, on_signal, NULL);
+    struct event *sighup = evsignal_new(g->base, SIGHUP, on_sighup, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
-    (void)sighup;
-    signal(SIGHUP, SIG_IGN);
+    event_add(sighup, NULL);
 
     struct gw_limits lim = {
         .http = {.max_request_line = (size_t)g->cfg.max_header_bytes,

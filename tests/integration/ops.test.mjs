@@ -81,3 +81,21 @@ test('herald-admin status prints the broker, online count and each gateway lease
   assert.match(out, /events stream: \d+ entries, pending \d+, lag \d+/);
   await dave.close();
 });
+
+test('--log-file and SIGHUP: after logrotate moves the file, the process writes a new one', async () => {
+  const fs = await import('node:fs');
+  const file = path.join(s.dir, 'gw-log.log');
+  const gw = await s.startGateway('gw-log', undefined, { HERALD_LOG_FILE: file });
+  try {
+    await s.waitHealthy(gw);
+    assert.match(fs.readFileSync(file, 'utf8'), /config: listen=/);
+    fs.renameSync(file, `${file}.1`);
+    gw.proc.kill('SIGHUP');
+    const { waitFor } = await import('./harness.mjs');
+    await waitFor(() => fs.existsSync(file) && /SIGHUP: log file reopened/.test(fs.readFileSync(file, 'utf8')),
+      { what: 'a fresh log file' });
+    assert.ok(!/SIGHUP/.test(fs.readFileSync(`${file}.1`, 'utf8')), 'the rotated file is left alone');
+  } finally {
+    assert.equal((await gw.proc.stop()).code, 0);
+  }
+});
