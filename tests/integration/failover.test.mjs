@@ -73,3 +73,21 @@ test('kill -9 in the middle of a chat burst: after the restart every message arr
   assert.deepEqual(firsts, sent);
   await Promise.all([alice.close(), bob.close()]);
 });
+
+test('a killed gateway restarted under the same id clears its old connections at once, not after the lease', async () => {
+  const watcher = await s.connect('alice', 0);
+  const erin = await s.connect('erin', 1);
+  await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin && m.status === 'online');
+  const gw = s.gateways[1];
+  gw.proc.kill('SIGKILL');
+  await gw.proc.exited;
+  const t0 = Date.now();
+  await s.waitHealthy(await s.startGateway('gw-b', gw.port));
+  await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin && m.status === 'offline', 8000);
+  const took = Date.now() - t0;
+  console.log(`# gateway restarted under its id: offline ${took} ms after the restart began (lease 3000 ms)`);
+  assert.ok(took < 3000, `cleared by the restart's hello (${took} ms), not by the 3000 ms lease`);
+  assert.ok(!(await s.onlineUsers()).includes(s.users.erin));
+  await erin.closed;
+  await watcher.close();
+});
