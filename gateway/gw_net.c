@@ -507,9 +507,15 @@ static size_t process_ws(struct gw_conn *c, uint8_t *buf, size_t len, size_t *ne
         switch (f.opcode) {
         case WS_OP_CLOSE:
             c->flags |= GW_CONN_CLOSE_RECV;
-            if (c->flags & GW_CONN_CLOSE_SENT) {
+            if ((c->flags & GW_CONN_CLOSE_SENT) && !c->out_head) {
                 /* Our close was answered: the handshake is complete. */
                 mark_dead(c);
+            } else if (c->flags & GW_CONN_CLOSE_SENT) {
+                /* Both closes crossed in one read (a client that sends its
+                 * last message and its close together): ours is still
+                 * queued. Flush it, then half-close and linger. */
+                c->flags |= GW_CONN_FINISH;
+                mark_dirty(c);
             } else {
                 /* Echo the peer's code (§5.5.1). */
                 gw_conn_close(c, f.close_code, "");

@@ -106,3 +106,13 @@ test('keep-alive: two pipelined requests on one connection both answered', async
   assert.equal((text.match(/HTTP\/1\.1 200/g) || []).length, 2, text);
   assert.match(text, /\{"online":false\}/);
 });
+
+test('a message that makes the server close, and the client close, in one write: our close frame still goes out', async () => {
+  // Regression: the client's close was taken as the answer to ours and the
+  // connection dropped before our queued close frame was written (browsers
+  // send a last message and their close in one segment).
+  const closeFrame = clientFrame(8, Buffer.from([0x03, 0xe8]));
+  const other = s.token('bob');
+  const code = await frameClose(clientFrame(1, JSON.stringify({ type: 'refresh-token', token: other })), closeFrame);
+  assert.equal(code, 4003);
+});
