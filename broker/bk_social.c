@@ -994,6 +994,48 @@ static void search(struct bk *b, const struct origin *o, struct json_object *arg
     json_object_put(s.arr);
 }
 
+/* ---- who: identity and names for a client ---------------------------------------- */
+
+/* The answer's length cap: a page asks for the names on its online list. */
+#define BK_GET_USERS_MAX 100
+
+/* whoami: {"id","username"} of the connection's user, {"id":0} for a guest
+ * (the Socket.IO CONNECT answer carries only the session id). */
+static void whoami(struct bk *b, const struct origin *o)
+{
+    char buf[160];
+    int n;
+    if (o->c->user)
+        n = snprintf(buf, sizeof(buf), "{\"id\":%lld,\"username\":\"%s\"}",
+                     (long long)o->c->user->id, o->c->user->username);
+    else
+        n = snprintf(buf, sizeof(buf), "{\"id\":0}");
+    answer_ok(b, o, buf, (size_t)n);
+}
+
+/* get-users {ids:[...]}: [{"id","username","avatar","online"}] for the
+ * known ones (public fields only, like search), at most 100 ids. */
+static void get_users(struct bk *b, const struct origin *o, struct json_object *args)
+{
+    struct json_object *ids;
+    if (!args || !json_object_object_get_ex(args, "ids", &ids) ||
+        !json_object_is_type(ids, json_type_array) ||
+        json_object_array_length(ids) > BK_GET_USERS_MAX) {
+        answer_error(b, o, 400, "bad-field", "ids must be an array of at most 100 user ids");
+        return;
+    }
+    struct search_ctx sc = {b, json_object_new_array()};
+    for (size_t i = 0; i < json_object_array_length(ids); i++) {
+        int64_t id;
+        struct bk_user_row row;
+        if (id_value(json_object_array_get_idx(ids, i), &id) &&
+            bk_store_user_by_id(&b->store, id, &row) == 1)
+            search_row(&sc, &row);
+    }
+    answer_ok_json(b, o, sc.arr);
+    json_object_put(sc.arr);
+}
+
 /* ---- entry points ------------------------------------------------------------------ */
 
 bool bk_social_msg(struct bk *b, struct bk_conn *c, const struct ev_entry *e)
@@ -1013,6 +1055,10 @@ bool bk_social_msg(struct bk *b, struct bk_conn *c, const struct ev_entry *e)
         matchmaking(b, &o, true);
     else if (ev_is(e->event, e->event_len, "leave-matchmaking"))
         matchmaking(b, &o, false);
+    else if (ev_is(e->event, e->event_len, "whoami"))
+        whoami(b, &o);
+    else if (ev_is(e->event, e->event_len, "get-users"))
+        get_users(b, &o, args);
     else
         handled = false;
     json_object_put(args);

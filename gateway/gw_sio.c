@@ -50,10 +50,15 @@ static const char *broker_name(const char *name, size_t len)
     static const struct {
         const char *sio, *broker;
     } names[] = {
-        {"get-online-users", "get_online_users"},   {"livechat", "livechat"},
-        {"direct_message", "direct_message"},       {"watch-profile", "watch-profile"},
-        {"unwatch-profile", "unwatch-profile"},     {"join-matchmaking", "join-matchmaking"},
+        {"get-online-users", "get_online_users"},
+        {"livechat", "livechat"},
+        {"direct_message", "direct_message"},
+        {"watch-profile", "watch-profile"},
+        {"unwatch-profile", "unwatch-profile"},
+        {"join-matchmaking", "join-matchmaking"},
         {"leave-matchmaking", "leave-matchmaking"},
+        {"whoami", "whoami"},
+        {"get-users", "get-users"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (ev_is(name, len, names[i].sio))

@@ -460,3 +460,18 @@ test('watch-profile acks: unknown-user, bad-field, too-many-rooms at the 5th (ac
   assert.equal(evs(guest, 'game-stats-update', m).length, 1, 'nothing about dave');
   guest.disconnect();
 });
+
+test('whoami names the connection\'s user (id 0 for a guest); get-users resolves ids to names with live online', async () => {
+  const alice = await s.sio('alice', 0);
+  const guest = await s.sio(null, 1);
+  assert.deepEqual(await sioAck(alice, 'whoami'), { id: s.users.alice, username: 'alice' });
+  assert.deepEqual(await sioAck(guest, 'whoami'), { id: 0 });
+  const rows = await sioAck(guest, 'get-users', { ids: [s.users.alice, s.users.bob, 999999, 'x'] });
+  assert.deepEqual(rows.map((r) => [r.id, r.username, r.online]),
+    [[s.users.alice, 'alice', true], [s.users.bob, 'bob', false]]);
+  assert.deepEqual(Object.keys(rows[0]).sort(), ['avatar', 'id', 'online', 'username']);
+  const bad = await sioAck(guest, 'get-users', { ids: Array.from({ length: 101 }, (_, i) => i + 1) });
+  assert.equal(bad.error, 'bad-field');
+  alice.disconnect();
+  guest.disconnect();
+});
