@@ -11,7 +11,7 @@ let s;
 before(async () => {
   s = await new Stack('socketio', {
     pingIntervalMs: 300,
-    pingTimeoutMs: 800,
+    pingTimeoutMs: 2000, // generous: a loaded 2-core CI box must not drop healthy clients
     recheckMs: 100,
     env: { HERALD_MAX_PAYLOAD: '4000' },
   }).start();
@@ -159,7 +159,7 @@ test('heartbeat: a client that stops answering pings is dropped and goes offline
   const t0 = Date.now();
   await closed;
   assert.ok(frames.includes('2'), 'the server pinged');
-  assert.ok(Date.now() - t0 < 3000);
+  assert.ok(Date.now() - t0 < 8000, "dropped within a few ping periods");
   await waitFor(() => statusOf(watcher, s.users.erin).includes('offline'), { what: 'erin offline' });
   watcher.disconnect();
 });
