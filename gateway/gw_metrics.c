@@ -55,8 +55,9 @@ static bool peer_allowed(const struct gw *g, const struct gw_conn *c)
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
     } else if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+            (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127))
+            return true; /* ::1, or 127.x.x.x on a dual-stack socket */
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
     }
     const char *list = g->cfg.metrics_allow;
