@@ -78,7 +78,7 @@ struct bk_gw {
     char *id; /* owned */
     LIST_HEAD(, bk_conn) conns;
     size_t nconns;
-    int64_t seen_ms; /* last sign of life (event or lease) */
+    int64_t seen_ms; /* last entry, registration or Redis reconnect (lease grace) */
 };
 
 struct bk_user {

@@ -641,9 +641,10 @@ static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
     struct bk_gw *gw = gw_get(b, lc->id, strlen(lc->id), false);
     if (r && r->type == REDIS_REPLY_INTEGER && gw) {
         int64_t now = bk_now_ms();
-        if (r->integer > 0)
-            gw->seen_ms = now;
-        else if (now - gw->seen_ms >= b->cfg.gateway_lease_ms)
+        /* A present key says nothing newer than its last renewal, so only
+         * entries, registration and Redis reconnects refresh seen_ms: the
+         * grace it gives covers a gateway whose key Redis lost. */
+        if (r->integer == 0 && now - gw->seen_ms >= EV_LEASE_TTL(b->cfg.gateway_lease_ms))
             gw_reap(b, gw);
     }
     free(lc);
@@ -685,9 +686,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 BK_HEARTBEAT_TTL_MS);
         renew_lock(b);
     }
-    /* Checking four times per lease bounds the detection delay to 1.25
-     * leases. */
-    if (now - b->last_lease_check_ms >= b->cfg.gateway_lease_ms / 4 && b->cmd.up) {
+    /* See EV_LEASE_TTL: a dead gateway is reaped within 4/5 of the lease. */
+    if (now - b->last_lease_check_ms >= EV_LEASE_RENEW(b->cfg.gateway_lease_ms) && b->cmd.up) {
         b->last_lease_check_ms = now;
         check_leases(b);
     }
@@ -776,6 +776,12 @@ static void reconcile(struct bk *b)
 static void resync(struct bk *b)
 {
     log_warn("redis reconnected: rewriting presence state (%zu online)", b->nonline);
+    /* Redis may have lost the lease keys with everything else: every
+     * gateway gets a full lease TTL to renew before it counts as dead. */
+    int64_t now = bk_now_ms();
+    struct bk_gw *g;
+    RB_FOREACH(g, bk_gw_tree, &b->gws)
+    g->seen_ms = now;
     rds_cmd(&b->cmd, NULL, NULL, "MULTI");
     rds_cmd(&b->cmd, NULL, NULL, "DEL %s", EV_ONLINE_SET);
     struct bk_user *u;

@@ -55,6 +55,17 @@
 #define EV_ONLINE_SET "online_users"
 #define EV_DELETED_SET "herald:deleted_users"
 
+/*
+ * Gateway liveness (PROTOCOL.md §2: a dead gateway's users are announced
+ * offline within gateway_lease_ms). The gateway renews its lease key every
+ * lease/5 with a TTL of 3/5 lease, so two renewals may be lost before it
+ * lapses; the broker checks every lease/5 and reaps a gateway whose key is
+ * gone and which it has not seen for 3/5 lease. From a kill to the reap:
+ * at most 3/5 + 1/5 of the lease.
+ */
+#define EV_LEASE_TTL(lease_ms) ((lease_ms)*3 / 5)
+#define EV_LEASE_RENEW(lease_ms) ((lease_ms) / 5)
+
 /* Most fields an entry may carry; entries with more are malformed. */
 #define EV_MAX_FIELDS 16
 

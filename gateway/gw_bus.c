@@ -155,7 +155,7 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     rds_cmd(&g->pub, NULL, NULL, "SET %s %d PX %ld", g->lease_key, (int)getpid(),
-            g->cfg.gateway_lease_ms);
+            EV_LEASE_TTL(g->cfg.gateway_lease_ms));
     rds_cmd(&g->pub, on_broker_alive, g, "GET %s", GW_BROKER_ALIVE_KEY);
 }
 
@@ -311,9 +311,9 @@ int gw_bus_start(struct gw *g)
         return -1;
     if (rds_init(&g->sub, g->base, g->cfg.redis_url, "sub", on_sub_state, g) != 0)
         return -1;
-    /* Renew the lease three times per lease period: one lost renewal does
-     * not make us look dead. */
-    long every = g->cfg.gateway_lease_ms / 3;
+    /* Three renewals per lease TTL: two lost ones do not make us look dead
+     * (see EV_LEASE_TTL). */
+    long every = EV_LEASE_RENEW(g->cfg.gateway_lease_ms);
     struct timeval tv = {every / 1000, (every % 1000) * 1000};
     g->lease_ev = event_new(g->base, -1, EV_PERSIST, on_lease_timer, g);
     if (!g->lease_ev)
