@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -19,13 +20,6 @@
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
-
-static void metric(struct evbuffer *o, const char *name, const char *type, const char *help,
-                   long long v)
-{
-    evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name,
-                        v);
-}
 
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
@@ -42,38 +36,39 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         gws++;
         conns += gw->nconns;
     }
-    metric(o, "herald_broker_entries_total", "counter", "Entries of herald:events applied.",
-           (long long)b->n_entries);
-    metric(o, "herald_broker_presence_transitions_total", "counter",
-           "Online/offline transitions announced.", (long long)b->n_transitions);
-    metric(o, "herald_broker_gateways_reaped_total", "counter",
-           "Gateways dropped after their lease lapsed.", (long long)b->n_reaped);
-    metric(o, "herald_broker_livechat_total", "counter", "Live chat messages broadcast.",
-           (long long)b->n_chat);
-    metric(o, "herald_broker_direct_messages_total", "counter", "Direct messages routed.",
-           (long long)b->n_dm);
-    metric(o, "herald_broker_rate_limited_total", "counter",
-           "Chat messages and DMs refused by the rate limit.", (long long)b->n_rate_limited);
-    metric(o, "herald_broker_matches_total", "counter", "Matchmaking pairs made.",
-           (long long)b->n_matches);
-    metric(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",
-           (long long)b->n_notifications);
-    metric(o, "herald_broker_online_users", "gauge", "Users online.", (long long)b->nonline);
-    metric(o, "herald_broker_connections", "gauge", "Connections known, all gateways.",
-           (long long)conns);
-    metric(o, "herald_broker_gateways", "gauge", "Gateways with a stream.", (long long)gws);
-    metric(o, "herald_broker_rooms", "gauge", "Profile rooms with members.", (long long)b->nrooms);
-    metric(o, "herald_broker_matchmaking_queued", "gauge", "Users waiting for a match.",
-           (long long)b->nqueued);
-    metric(o, "herald_broker_stream_length", "gauge", "Entries in herald:events.", b->stream_len);
-    metric(o, "herald_broker_stream_pending", "gauge",
-           "Entries delivered to the group but not acknowledged.", b->stream_pending);
-    metric(o, "herald_broker_stream_lag", "gauge", "Entries not yet delivered to the group.",
-           b->stream_lag);
-    metric(o, "herald_broker_redis_up", "gauge", "1 when both Redis connections are up.",
-           b->cmd.up && b->rd.up);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
+    metrics_put(o, "herald_broker_entries_total", "counter", "Entries of herald:events applied.",
+                (long long)b->n_entries);
+    metrics_put(o, "herald_broker_presence_transitions_total", "counter",
+                "Online/offline transitions announced.", (long long)b->n_transitions);
+    metrics_put(o, "herald_broker_gateways_reaped_total", "counter",
+                "Gateways dropped after their lease lapsed.", (long long)b->n_reaped);
+    metrics_put(o, "herald_broker_livechat_total", "counter", "Live chat messages broadcast.",
+                (long long)b->n_chat);
+    metrics_put(o, "herald_broker_direct_messages_total", "counter", "Direct messages routed.",
+                (long long)b->n_dm);
+    metrics_put(o, "herald_broker_rate_limited_total", "counter",
+                "Chat messages and DMs refused by the rate limit.", (long long)b->n_rate_limited);
+    metrics_put(o, "herald_broker_matches_total", "counter", "Matchmaking pairs made.",
+                (long long)b->n_matches);
+    metrics_put(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",
+                (long long)b->n_notifications);
+    metrics_put(o, "herald_broker_online_users", "gauge", "Users online.", (long long)b->nonline);
+    metrics_put(o, "herald_broker_connections", "gauge", "Connections known, all gateways.",
+                (long long)conns);
+    metrics_put(o, "herald_broker_gateways", "gauge", "Gateways with a stream.", (long long)gws);
+    metrics_put(o, "herald_broker_rooms", "gauge", "Profile rooms with members.",
+                (long long)b->nrooms);
+    metrics_put(o, "herald_broker_matchmaking_queued", "gauge", "Users waiting for a match.",
+                (long long)b->nqueued);
+    metrics_put(o, "herald_broker_stream_length", "gauge", "Entries in herald:events.",
+                b->stream_len);
+    metrics_put(o, "herald_broker_stream_pending", "gauge",
+                "Entries delivered to the group but not acknowledged.", b->stream_pending);
+    metrics_put(o, "herald_broker_stream_lag", "gauge", "Entries not yet delivered to the group.",
+                b->stream_lag);
+    metrics_put(o, "herald_broker_redis_up", "gauge", "1 when both Redis connections are up.",
+                b->cmd.up && b->rd.up);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", METRICS_CONTENT_TYPE);
     evhttp_send_reply(req, 200, "OK", o);
     evbuffer_free(o);
 }

@@ -13,10 +13,12 @@
 #include "gw.h"
 
 #include "log.h"
+#include "metrics.h"
+
+#include <event2/buffer.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,41 +74,6 @@ static bool peer_allowed(const struct gw *g, const struct gw_conn *c)
     return false;
 }
 
-struct out {
-    char *buf;
-    size_t len, cap;
-};
-
-static void put(struct out *o, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->buf ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (o->buf && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t cap = (o->cap ? o->cap : 4096);
-        while (cap <= o->len + (size_t)n)
-            cap *= 2;
-        char *nb = realloc(o->buf, cap);
-        if (!nb)
-            return;
-        o->buf = nb;
-        o->cap = cap;
-    }
-}
-
-static void metric(struct out *o, const char *name, const char *type, const char *help,
-                   unsigned long long v)
-{
-    put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
-}
-
 void gw_metrics_respond(struct gw *g, struct gw_conn *c)
 {
     if (!peer_allowed(g, c)) {
@@ -122,46 +89,51 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
         else if (!(x->flags & GW_CONN_WS) && x->kind != GW_KIND_SIO)
             http++;
     }
-    struct out o = {0};
-    put(&o, "# HELP herald_gateway_connections Open client connections by kind.\n"
-            "# TYPE herald_gateway_connections gauge\n");
-    put(&o, "herald_gateway_connections{kind=\"ws\"} %zu\n", raw);
-    put(&o, "herald_gateway_connections{kind=\"sio\"} %zu\n", g->eio.nsess);
-    put(&o, "herald_gateway_connections{kind=\"http\"} %zu\n", http);
-    metric(&o, "herald_gateway_accepted_total", "counter", "TCP connections accepted.",
-           (unsigned long long)g->net.n_accepted);
-    metric(&o, "herald_gateway_messages_in_total", "counter", "WebSocket messages received.",
-           (unsigned long long)g->net.n_msgs_in);
-    metric(&o, "herald_gateway_frames_out_total", "counter", "Frames and responses queued.",
-           (unsigned long long)g->net.n_frames_out);
-    metric(&o, "herald_gateway_published_total", "counter", "Entries written to herald:events.",
-           (unsigned long long)g->n_published);
-    metric(&o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
-           (unsigned long long)g->n_entries_in);
-    metric(&o, "herald_gateway_deliveries_total", "counter",
-           "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
-    metric(&o, "herald_gateway_slow_consumers_cut_total", "counter",
-           "Connections closed for exceeding the output cap.",
-           (unsigned long long)g->net.n_slow_cut);
-    metric(&o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
-           g->pub.up && g->sub.up);
-    metric(&o, "herald_gateway_broker_alive", "gauge", "1 when the broker's heartbeat is fresh.",
-           g->broker_alive);
-    const struct gw_hist *h = &g->rtt;
-    put(&o, "# HELP herald_gateway_broker_rtt_seconds Gateway to broker to gateway round trip "
-            "(answered requests and acks).\n"
-            "# TYPE herald_gateway_broker_rtt_seconds histogram\n");
-    for (int i = 0; i < GW_HIST_BUCKETS; i++)
-        put(&o, "herald_gateway_broker_rtt_seconds_bucket{le=\"%g\"} %llu\n",
-            (double)gw_hist_bounds_ms[i] / 1000.0, (unsigned long long)h->counts[i]);
-    put(&o, "herald_gateway_broker_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
-        (unsigned long long)h->count);
-    put(&o, "herald_gateway_broker_rtt_seconds_sum %.3f\n", (double)h->sum_ms / 1000.0);
-    put(&o, "herald_gateway_broker_rtt_seconds_count %llu\n", (unsigned long long)h->count);
-    if (!o.buf) {
+    struct evbuffer *o = evbuffer_new();
+    if (!o) {
         gw_http_error(c, 500, "internal", "out of memory");
         return;
     }
-    gw_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, o.buf, o.len, true);
-    free(o.buf);
+    evbuffer_add_printf(o, "# HELP herald_gateway_connections Open client connections by kind.\n"
+                           "# TYPE herald_gateway_connections gauge\n");
+    evbuffer_add_printf(o, "herald_gateway_connections{kind=\"ws\"} %zu\n", raw);
+    evbuffer_add_printf(o, "herald_gateway_connections{kind=\"sio\"} %zu\n", g->eio.nsess);
+    evbuffer_add_printf(o, "herald_gateway_connections{kind=\"http\"} %zu\n", http);
+    metrics_put(o, "herald_gateway_accepted_total", "counter", "TCP connections accepted.",
+                (unsigned long long)g->net.n_accepted);
+    metrics_put(o, "herald_gateway_messages_in_total", "counter", "WebSocket messages received.",
+                (unsigned long long)g->net.n_msgs_in);
+    metrics_put(o, "herald_gateway_frames_out_total", "counter", "Frames and responses queued.",
+                (unsigned long long)g->net.n_frames_out);
+    metrics_put(o, "herald_gateway_published_total", "counter", "Entries written to herald:events.",
+                (unsigned long long)g->n_published);
+    metrics_put(o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
+                (unsigned long long)g->n_entries_in);
+    metrics_put(o, "herald_gateway_deliveries_total", "counter",
+                "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
+    metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
+                "Connections closed for exceeding the output cap.",
+                (unsigned long long)g->net.n_slow_cut);
+    metrics_put(o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
+                g->pub.up && g->sub.up);
+    metrics_put(o, "herald_gateway_broker_alive", "gauge",
+                "1 when the broker's heartbeat is fresh.", g->broker_alive);
+    const struct gw_hist *h = &g->rtt;
+    evbuffer_add_printf(
+        o, "# HELP herald_gateway_broker_rtt_seconds Gateway to broker to gateway round trip "
+           "(answered requests and acks).\n"
+           "# TYPE herald_gateway_broker_rtt_seconds histogram\n");
+    for (int i = 0; i < GW_HIST_BUCKETS; i++)
+        evbuffer_add_printf(o, "herald_gateway_broker_rtt_seconds_bucket{le=\"%g\"} %llu\n",
+                            (double)gw_hist_bounds_ms[i] / 1000.0,
+                            (unsigned long long)h->counts[i]);
+    evbuffer_add_printf(o, "herald_gateway_broker_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        (unsigned long long)h->count);
+    evbuffer_add_printf(o, "herald_gateway_broker_rtt_seconds_sum %.3f\n",
+                        (double)h->sum_ms / 1000.0);
+    evbuffer_add_printf(o, "herald_gateway_broker_rtt_seconds_count %llu\n",
+                        (unsigned long long)h->count);
+    size_t len = evbuffer_get_length(o);
+    gw_http_respond(c, 200, METRICS_CONTENT_TYPE, NULL, evbuffer_pullup(o, -1), len, true);
+    evbuffer_free(o);
 }
