@@ -940,7 +940,6 @@ static void matchmaking(struct bk *b, const struct origin *o, bool join)
     b->n_matches++;
     log_info("match %s: user %lld vs user %lld", match_id, (long long)other->id, (long long)u->id);
     ANSWER_OK_LIT(b, o, "{\"ok\":true,\"status\":\"matched\"}");
-    bk_user_release(b, other);
 }
 
 /* ---- search ----------------------------------------------------------------------- */
