@@ -50,6 +50,8 @@ struct gw_config {
     long sio_connect_timeout_ms;
     int dev_login;
     const char *metrics_allow;
+    long conns_per_ip;
+    double conn_rate_per_ip;
 };
 
 /* A latency histogram with fixed buckets (Prometheus "le" semantics). */

@@ -114,6 +114,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
                 "Connections closed for exceeding the output cap.",
                 (unsigned long long)g->net.n_slow_cut);
+    metrics_put(o, "herald_gateway_ip_refused_total", "counter",
+                "Connections refused (429) for the per-address limits.",
+                (long long)g->net.n_ip_refused);
     metrics_put(o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
                 g->pub.up && g->sub.up);
     metrics_put(o, "herald_gateway_broker_alive", "gauge",

@@ -686,6 +686,7 @@ static void conn_free(struct gw_conn *c)
     TAILQ_REMOVE(&n->conns, c, link);
     RB_REMOVE(gw_conn_tree, &n->by_id, c);
     n->nconns--;
+    gw_ip_release(&n->ips, c->ip);
     free_queue(c);
     free(c->rbuf);
     free(c->msg);
@@ -719,6 +720,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     int64_t now = gw_now_ms();
+    gw_ip_prune(&n->ips, now);
     struct gw_conn *c;
     TAILQ_FOREACH(c, &n->conns, link)
     {
@@ -751,22 +753,50 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Refuses a connection before reading it: one best-effort write of a 429
+ * (the socket buffer of a new connection always takes it), then close. */
+static void refuse_429(struct gw_net *n, int fd, const char *why)
+{
+    char resp[320], body[160];
+    int bl = snprintf(body, sizeof(body), "{\"error\":\"rate-limited\",\"message\":\"%s\"}", why);
+    int rl = snprintf(resp, sizeof(resp),
+                      "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+                      bl, body);
+    ssize_t w = send(fd, resp, (size_t)rl, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    n->n_ip_refused++;
+    log_warn_rl(5, "refused a connection: %s", why);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     struct gw_net *n = arg;
     (void)what;
     for (int i = 0; i < GW_ACCEPT_BATCH && !n->draining; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_warn_rl(1, "accept: %s", strerror(errno));
             return;
         }
+        const char *why;
+        struct gw_ip *ip = gw_ip_admit(&n->ips, &ss, gw_now_ms(), &why);
+        if (!ip) {
+            if (why)
+                refuse_429(n, fd, why);
+            close(fd);
+            continue;
+        }
         struct gw_conn *c = calloc(1, sizeof(*c));
         if (!c) {
+            gw_ip_release(&n->ips, ip);
             close(fd);
             return;
         }
+        c->ip = ip;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->net = n;
@@ -838,6 +868,7 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
     n->listen_fd = -1;
     TAILQ_INIT(&n->conns);
     RB_INIT(&n->by_id);
+    gw_ip_init(&n->ips, lim->conns_per_ip, lim->conn_rate_per_ip);
     /* Ids stay unique across restarts of a gateway under the same id, so a
      * stale entry in Redis can never name a new connection. */
     struct timespec ts;
@@ -900,6 +931,7 @@ void gw_net_free(struct gw_net *n)
         conn_free(c);
     }
     n->dead = n->dirty = NULL;
+    gw_ip_free(&n->ips);
     if (n->listen_ev)
         event_free(n->listen_ev);
     if (n->listen_fd >= 0)

@@ -23,6 +23,7 @@
 #ifndef HERALD_GW_NET_H
 #define HERALD_GW_NET_H
 
+#include "gw_ip.h"
 #include "http.h"
 #include "ws.h"
 
@@ -111,6 +112,7 @@ struct gw_conn {
     uint64_t req_id;       /* pending asynchronous HTTP request */
     uint8_t req_op;        /* how to finish it: GW_REQ_* (gw_app) */
     struct gw_sess *sess;  /* borrowed: Engine.IO session this carries, or NULL */
+    struct gw_ip *ip;      /* borrowed: its client address's entry (gw_ip) */
 };
 
 struct gw_limits {
@@ -121,7 +123,9 @@ struct gw_limits {
     size_t out_cap;         /* per-connection output queue cap (slow consumers are cut) */
     long ping_interval_ms;
     long ping_timeout_ms;
-    long close_timeout_ms; /* how long to wait for the peer after our close/response */
+    long close_timeout_ms;   /* how long to wait for the peer after our close/response */
+    long conns_per_ip;       /* open connections per client address (0: no limit) */
+    double conn_rate_per_ip; /* new connections per second per address (0: no limit) */
 };
 
 struct gw_net_handlers {
@@ -164,7 +168,8 @@ struct gw_net {
     bool draining;    /* shutting down: no new connections */
     uint8_t *scratch; /* owned: the shared read buffer */
     /* Counters for /metrics and logs. */
-    uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut;
+    uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut, n_ip_refused;
+    struct gw_ip_table ips; /* per-address limits */
 };
 
 /*

@@ -82,6 +82,13 @@ static const struct cfg_opt gw_opts[] = {
         "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
         "enable POST /auth/dev-login (demo only)"),
+    /* Generous for one browser or an office behind NAT, tight for one
+     * script opening thousands; behind a load balancer every client has its
+     * address: raise both or set 0 (no limit). */
+    OPT("conns-per-ip", CFG_INT, conns_per_ip, "1024", 0, 10000000, 0,
+        "open connections one client address may hold (0: no limit; 429 above)"),
+    OPT("conn-rate-per-ip", CFG_REAL, conn_rate_per_ip, "200", 0, 10000000, 0,
+        "new connections per second one client address may open (0: no limit; 429 above)"),
     OPT("metrics-allow", CFG_STR, metrics_allow, NULL, 0, 0, 0,
         "comma list of client addresses (besides loopback) that may read /metrics; * for all"),
 };
@@ -242,6 +249,8 @@ int main(int argc, char **argv)
         .ping_interval_ms = g->cfg.ping_interval_ms,
         .ping_timeout_ms = g->cfg.ping_timeout_ms,
         .close_timeout_ms = 2000,
+        .conns_per_ip = g->cfg.conns_per_ip,
+        .conn_rate_per_ip = g->cfg.conn_rate_per_ip,
     };
     struct gw_net_handlers h = gw_app_handlers;
     h.arg = g;

@@ -116,3 +116,39 @@ test('a message that makes the server close, and the client close, in one write:
   const code = await frameClose(clientFrame(1, JSON.stringify({ type: 'refresh-token', token: other })), closeFrame);
   assert.equal(code, 4003);
 });
+
+test('per-address limits: connections held and connection rate, answered 429 before parsing, counted', async () => {
+  const { Client, waitFor } = await import('./harness.mjs');
+  // Plain one-shot HTTP (fetch would keep an idle pooled socket, a slot).
+  const get = (p, path) => rawExchange(p, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { wait: 800 });
+  const gw = await s.startGateway('gw-ip', undefined, { HERALD_CONNS_PER_IP: '3', HERALD_CONN_RATE_PER_IP: '0' });
+  const gr = await s.startGateway('gw-rate', undefined, { HERALD_CONNS_PER_IP: '0', HERALD_CONN_RATE_PER_IP: '2' });
+  try {
+    await waitFor(async () => statusOf(await get(gw.port, '/healthz')) === 200, { what: 'gw-ip healthy' });
+    const connect = () => new Client(gw.ws, { headers: { Authorization: `Bearer ${tok}` } }).opened();
+    const open = [await connect(), await connect(), await connect()];
+    const refused = await rawExchange(gw.port, upgradeRequest(gw.port, tok));
+    assert.equal(statusOf(refused), 429);
+    assert.match(refused.toString(), /"error":"rate-limited"/);
+    await open[0].close();
+    // A slot freed by a close is usable again.
+    const again = await waitFor(() => connect().catch(() => null), { what: 'a freed slot' });
+    await Promise.all([again.close(), open[1].close(), open[2].close()]);
+    const metrics = await waitFor(async () => {
+      const r = await get(gw.port, '/metrics');
+      return statusOf(r) === 200 && r.toString();
+    }, { what: '/metrics' });
+    assert.match(metrics, /^herald_gateway_ip_refused_total [1-9]/m);
+
+    // Rate: a burst of 2, refilled at 2 per second: 8 connections at once
+    // cannot all be admitted.
+    await waitFor(async () => statusOf(await get(gr.port, '/healthz')) === 200, { what: 'gw-rate healthy' });
+    await new Promise((r) => setTimeout(r, 1100)); // a full bucket again
+    const statuses = await Promise.all(Array.from({ length: 8 }, () => get(gr.port, '/healthz').then(statusOf)));
+    assert.ok(statuses.includes(429), `some refused: ${statuses}`);
+    assert.ok(statuses.includes(200), `some admitted: ${statuses}`);
+  } finally {
+    assert.equal((await gw.proc.stop()).code, 0);
+    assert.equal((await gr.proc.stop()).code, 0);
+  }
+});
