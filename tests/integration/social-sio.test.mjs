@@ -6,24 +6,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Stack, waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
+  waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
 } from './harness.mjs';
-
-const API_KEY = 'test-api-key';
-const PUBLIC = new Set(['userID', 'userId', 'id', 'username', 'avatar', 'wins', 'losses', 'ratio']);
+import {
+  socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom, statusOf,
+  assertPublic,
+} from './social-lib.mjs';
 
 let s;
-before(async () => {
-  s = await new Stack('social-sio', {
-    env: {
-      HERALD_API_KEY: API_KEY,
-      HERALD_CHAT_BURST: '3',
-      HERALD_CHAT_RATE: '0.5',
-      HERALD_MAX_ROOMS: '4',
-      HERALD_CHAT_MAX_LENGTH: '50',
-    },
-  }).start();
-});
+before(async () => { s = await socialStack('social-sio'); });
 after(async () => {
   closeSioClients();
   if (s) await s.stop();
@@ -31,36 +22,16 @@ after(async () => {
 
 // ---- helpers ------------------------------------------------------------
 
-async function http(method, gi, path, { body, bearer } = {}) {
-  const headers = {};
-  if (bearer) headers.Authorization = `Bearer ${bearer}`;
-  let payload;
-  if (body !== undefined) {
-    payload = typeof body === 'string' ? body : JSON.stringify(body);
-    headers['Content-Type'] = 'application/json';
-  }
-  const r = await fetch(`${s.gateways[gi].url}${path}`, { method, headers, body: payload });
-  const text = await r.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: r.status, json, text };
-}
-const notify = (event, body, gi = 0) => http('POST', gi, `/api/notify/${event}`, { body, bearer: API_KEY });
-const xadd = (event, body) => s.redis('XADD', 'herald:events', '*', 't', 'notify', 'e', event, 'd', JSON.stringify(body));
+const http = (...args) => httpOn(s, ...args);
+const notify = (event, body, gi = 0) => notifyOn(s, event, body, { gi });
+const xadd = (event, body) => xaddOn(s, event, body);
 
-const is = (type, pred = () => true) => (m) => m.type === type && pred(m);
-const since = (c, from, pred) => c.messages.slice(from).filter(pred);
-const nextFrom = (c, from, pred, what) => c.next((m) => c.messages.indexOf(m) >= from && pred(m), 5000, what);
 const evs = (sock, name, from = 0) => sock.events.slice(from).filter((e) => e[0] === name).map((e) => e[1]);
-const statusOf = (sock, uid) => sock.events.filter(([n, d]) => n === 'user-status-change' && d.userId === uid).map(([, d]) => d.status);
 
 function assertFail(ack, word, what) {
   assert.equal(ack?.ok, false, `${what}: ${JSON.stringify(ack)}`);
   assert.equal(ack.error, word, `${what}: ${JSON.stringify(ack)}`);
   assert.equal(typeof ack.message, 'string', what);
-}
-function assertPublic(u, what) {
-  for (const k of Object.keys(u)) assert.ok(PUBLIC.has(k), `${what}: key ${k} is not public: ${JSON.stringify(u)}`);
 }
 const byId = (a) => [...a].sort((x, y) => x.id - y.id);
 const pubUser = (name, avatar = `/avatars/${name}.svg`) => {

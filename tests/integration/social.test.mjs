@@ -5,24 +5,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Stack, waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
+  waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
 } from './harness.mjs';
-
-const API_KEY = 'test-api-key';
-const PUBLIC = new Set(['userID', 'userId', 'id', 'username', 'avatar', 'wins', 'losses', 'ratio']);
+import {
+  API_KEY, socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom,
+  statusOf, assertPublic,
+} from './social-lib.mjs';
 
 let s;
-before(async () => {
-  s = await new Stack('social', {
-    env: {
-      HERALD_API_KEY: API_KEY,
-      HERALD_CHAT_BURST: '3',
-      HERALD_CHAT_RATE: '0.5',
-      HERALD_MAX_ROOMS: '4',
-      HERALD_CHAT_MAX_LENGTH: '50',
-    },
-  }).start();
-});
+before(async () => { s = await socialStack('social'); });
 after(async () => {
   closeSioClients();
   if (s) await s.stop();
@@ -30,33 +21,14 @@ after(async () => {
 
 // ---- helpers ------------------------------------------------------------
 
-async function http(method, gi, path, { body, bearer, headers = {} } = {}) {
-  const h = { ...headers };
-  if (bearer) h.Authorization = `Bearer ${bearer}`;
-  let payload;
-  if (body !== undefined) {
-    payload = typeof body === 'string' ? body : JSON.stringify(body);
-    h['Content-Type'] = 'application/json';
-  }
-  const r = await fetch(`${s.gateways[gi].url}${path}`, { method, headers: h, body: payload });
-  const text = await r.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: r.status, json, text };
-}
-const notify = (event, body, { key = API_KEY, gi = 0 } = {}) =>
-  http('POST', gi, `/api/notify/${event}`, { body, bearer: key });
+const http = (...args) => httpOn(s, ...args);
+const notify = (...args) => notifyOn(s, ...args);
 const search = async (qs, gi = 0) => {
   const r = await http('GET', gi, `/users/search?${qs}`);
   assert.equal(r.status, 200, r.text);
   return r.json;
 };
 
-const is = (type, pred = () => true) => (m) => m.type === type && pred(m);
-// Messages of client c received at index >= from that match pred.
-const since = (c, from, pred) => c.messages.slice(from).filter(pred);
-// Next message at index >= from matching pred.
-const nextFrom = (c, from, pred, what) => c.next((m) => c.messages.indexOf(m) >= from && pred(m), 5000, what);
 async function rawError(c, from, code) {
   const m = await nextFrom(c, from, is('error'), `error ${code}`);
   assert.equal(m.code, code, JSON.stringify(m));
@@ -64,11 +36,6 @@ async function rawError(c, from, code) {
   return m;
 }
 const sioCount = (sock, name, from = 0) => sock.events.slice(from).filter((e) => e[0] === name).length;
-const statusOf = (sock, uid) => sock.events.filter(([n, d]) => n === 'user-status-change' && d.userId === uid).map(([, d]) => d.status);
-
-function assertPublic(u, what) {
-  for (const k of Object.keys(u)) assert.ok(PUBLIC.has(k), `${what}: key ${k} is not a public field: ${JSON.stringify(u)}`);
-}
 function assertHas(u, expected, what) {
   for (const [k, v] of Object.entries(expected)) assert.deepEqual(u[k], v, `${what}: ${k}`);
 }
@@ -187,8 +154,7 @@ test('game-stats-update over HTTP and XADD reaches watchers and the user, shaped
 
   // The same event written straight onto the broker's stream.
   const [nb, na, nc, ng] = [bob.messages.length, alice.messages.length, carol.messages.length, guest.events.length];
-  s.redis('XADD', 'herald:events', '*', 't', 'notify', 'e', 'game-stats-update', 'd',
-    JSON.stringify({ userId: C, stats: { wins: 2, losses: 1 } }));
+  xaddOn(s, 'game-stats-update', { userId: C, stats: { wins: 2, losses: 1 } });
   for (const [c, n, what] of [[bob, nb, 'friend'], [alice, na, 'non-friend'], [carol, nc, 'self']]) {
     const m = await nextFrom(c, n, is('game-stats-update'), `XADD stats at ${what}`);
     checkStats(m.stats, 2, 1, 0.667, `XADD ${what}`);

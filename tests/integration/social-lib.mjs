@@ -1,0 +1,60 @@
+// social-lib.mjs - what the two social test files share: their stack (the
+// limits small enough to hit), HTTP and notify helpers, message filters and
+// the public-fields check.
+import assert from 'node:assert/strict';
+import { Stack } from './harness.mjs';
+
+export const API_KEY = 'test-api-key';
+export const PUBLIC = new Set(['userID', 'userId', 'id', 'username', 'avatar', 'wins', 'losses', 'ratio']);
+
+// A started stack whose chat bucket (3, then 0.5/s), room bound (4) and
+// message length (50) are small enough for the tests to reach.
+export function socialStack(name) {
+  return new Stack(name, {
+    env: {
+      HERALD_API_KEY: API_KEY,
+      HERALD_CHAT_BURST: '3',
+      HERALD_CHAT_RATE: '0.5',
+      HERALD_MAX_ROOMS: '4',
+      HERALD_CHAT_MAX_LENGTH: '50',
+    },
+  }).start();
+}
+
+// HTTP against gateway gi of stack s: {status, json, text}.
+export async function http(s, method, gi, path, { body, bearer, headers = {} } = {}) {
+  const h = { ...headers };
+  if (bearer) h.Authorization = `Bearer ${bearer}`;
+  let payload;
+  if (body !== undefined) {
+    payload = typeof body === 'string' ? body : JSON.stringify(body);
+    h['Content-Type'] = 'application/json';
+  }
+  const r = await fetch(`${s.gateways[gi].url}${path}`, { method, headers: h, body: payload });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, json, text };
+}
+
+// POST /api/notify/<event> with the API key (or key).
+export const notify = (s, event, body, { key = API_KEY, gi = 0 } = {}) =>
+  http(s, 'POST', gi, `/api/notify/${event}`, { body, bearer: key });
+
+// The same notification written straight to the broker's stream.
+export const xadd = (s, event, body) =>
+  s.redis('XADD', 'herald:events', '*', 't', 'notify', 'e', event, 'd', JSON.stringify(body));
+
+export const is = (type, pred = () => true) => (m) => m.type === type && pred(m);
+// Messages of raw client c received at index >= from that match pred.
+export const since = (c, from, pred) => c.messages.slice(from).filter(pred);
+// Next message of raw client c at index >= from matching pred.
+export const nextFrom = (c, from, pred, what) =>
+  c.next((m) => c.messages.indexOf(m) >= from && pred(m), 5000, what);
+// The user-status-change statuses a socket.io client saw for uid.
+export const statusOf = (sock, uid) =>
+  sock.events.filter(([n, d]) => n === 'user-status-change' && d.userId === uid).map(([, d]) => d.status);
+
+export function assertPublic(u, what) {
+  for (const k of Object.keys(u)) assert.ok(PUBLIC.has(k), `${what}: key ${k} is not a public field: ${JSON.stringify(u)}`);
+}
