@@ -527,6 +527,22 @@ static void watch_profile(struct bk *b, const struct origin *o, struct json_obje
 
 /* ---- notifications from the application -------------------------------------- */
 
+/* Sends event {key: obj} about user target through deliver_about() (full
+ * object to the user and friends, public fields to the rest), then answers
+ * the notifier. Takes ownership of obj. */
+static void announce_about(struct bk *b, const struct origin *o, int64_t target, const char *event,
+                           const char *key, struct json_object *obj)
+{
+    struct json_object *full = json_object_new_object(), *pub = json_object_new_object();
+    json_object_object_add(pub, key, public_copy(b, obj));
+    json_object_object_add(full, key, obj);
+    size_t n = deliver_about(b, target, event, full, pub);
+    log_info("%s of user %lld reached %zu connections", event, (long long)target, n);
+    json_object_put(full);
+    json_object_put(pub);
+    ANSWER_OK_LIT(b, o, "{\"ok\":true}");
+}
+
 static void notify_profile(struct bk *b, const struct origin *o, const struct bk_user_row *row,
                            struct json_object *given)
 {
@@ -557,14 +573,7 @@ static void notify_profile(struct bk *b, const struct origin *o, const struct bk
     json_object_object_add(user, "userID", json_object_new_int64(row->id));
     if (!name)
         json_object_object_add(user, "username", json_object_new_string(row->username));
-    struct json_object *full = json_object_new_object(), *pub = json_object_new_object();
-    json_object_object_add(pub, "user", public_copy(b, user));
-    json_object_object_add(full, "user", user);
-    size_t n = deliver_about(b, row->id, "profile-update", full, pub);
-    log_info("profile-update of user %lld reached %zu connections", (long long)row->id, n);
-    json_object_put(full);
-    json_object_put(pub);
-    ANSWER_OK_LIT(b, o, "{\"ok\":true}");
+    announce_about(b, o, row->id, "profile-update", "user", user);
 }
 
 static bool count_field(struct json_object *o, const char *key, long *out)
@@ -599,14 +608,7 @@ static void notify_stats(struct bk *b, const struct origin *o, const struct bk_u
     }
     if (json_object_object_get_ex(given, "ratio", &v))
         json_object_object_add(stats, "ratio", json_object_get(v));
-    struct json_object *full = json_object_new_object(), *pub = json_object_new_object();
-    json_object_object_add(pub, "stats", public_copy(b, stats));
-    json_object_object_add(full, "stats", stats);
-    size_t n = deliver_about(b, row->id, "game-stats-update", full, pub);
-    log_info("game-stats-update of user %lld reached %zu connections", (long long)row->id, n);
-    json_object_put(full);
-    json_object_put(pub);
-    ANSWER_OK_LIT(b, o, "{\"ok\":true}");
+    announce_about(b, o, row->id, "game-stats-update", "stats", stats);
 }
 
 /* Tells every gateway to refuse this account's tokens from now on. */

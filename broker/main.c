@@ -78,10 +78,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     (void)sig;
     (void)what;
     (void)arg;
-    if (log_reopen() != 0)
-        log_error("cannot reopen the log file: %s", strerror(errno));
-    else
-        log_info("SIGHUP: log file reopened");
+    log_reopen_on_signal();
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -5,6 +5,7 @@
  */
 #include "log.h"
 
+#include <errno.h>
 #include <fcntl.h>
 
 #include <stdio.h>
@@ -68,6 +69,14 @@ int log_open(const char *path)
 int log_reopen(void)
 {
     return log_path ? log_open(log_path) : 0;
+}
+
+void log_reopen_on_signal(void)
+{
+    if (log_reopen() != 0)
+        log_error("cannot reopen the log file %s: %s", log_path, strerror(errno));
+    else if (log_path)
+        log_info("SIGHUP: log file reopened");
 }
 
 void log_write(int level, const char *fmt, ...)

@@ -24,6 +24,9 @@ int log_open(const char *path);
 /* Reopens the log file (after logrotate moved it: SIGHUP). No-op on
  * stderr. Returns 0 or -1. */
 int log_reopen(void);
+/* SIGHUP's work for both programs: log_reopen(), and a line saying how it
+ * went (in the new file). */
+void log_reopen_on_signal(void);
 /* Sets the process name shown on every line (borrowed; keep it alive). */
 void log_set_ident(const char *ident);
 /* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */
