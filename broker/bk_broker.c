@@ -352,25 +352,9 @@ static void on_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     conn_add(b, gw, e->conn, u, kind, true);
 }
 
-static struct json_object *parse_obj(const struct ev_entry *e)
-{
-    if (!e->data)
-        return NULL;
-    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-    if (!tok)
-        return NULL;
-    struct json_object *o = json_tokener_parse_ex(tok, e->data, (int)e->data_len);
-    json_tokener_free(tok);
-    if (o && !json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
-}
-
 static void on_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
-    struct json_object *args = parse_obj(e), *v;
+    struct json_object *args = ev_json_parse(e->data, e->data_len, json_type_object), *v;
     if (ev_is(e->event, e->event_len, "user")) {
         /* {"id","username"} of a username (the gateways' demo login). */
         struct bk_user_row row;

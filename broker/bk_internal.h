@@ -45,6 +45,8 @@ struct bk_targets {
     size_t n, cap;
 };
 void bk_targets_add(struct bk_targets *t, struct bk_conn *c);
+/* Adds every connection (tab) of user u. */
+void bk_targets_add_user(struct bk_targets *t, const struct bk_user *u);
 /* Sends event to every target (each once) and empties the set. t may be
  * sent again; free with bk_targets_free(). Returns the number reached. */
 size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, const char *json,

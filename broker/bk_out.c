@@ -155,6 +155,13 @@ void bk_targets_add(struct bk_targets *t, struct bk_conn *c)
     t->v[t->n++] = c;
 }
 
+void bk_targets_add_user(struct bk_targets *t, const struct bk_user *u)
+{
+    struct bk_conn *c;
+    LIST_FOREACH(c, &u->conns, user_link)
+    bk_targets_add(t, c);
+}
+
 static int target_cmp(const void *pa, const void *pb)
 {
     const struct bk_conn *a = *(struct bk_conn *const *)pa, *b = *(struct bk_conn *const *)pb;

@@ -113,23 +113,6 @@ static void answer_ok_json(struct bk *b, const struct origin *o, struct json_obj
 
 /* ---- reading fields ---------------------------------------------------------- */
 
-static struct json_object *parse_args(const struct ev_entry *e)
-{
-    if (!e->data)
-        return NULL;
-    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-    if (!tok)
-        return NULL;
-    struct json_object *o = json_tokener_parse_ex(tok, e->data, (int)e->data_len);
-    bool complete = json_tokener_get_error(tok) == json_tokener_success;
-    json_tokener_free(tok);
-    if (o && (!complete || !json_object_is_type(o, json_type_object))) {
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
-}
-
 /* A user id: a positive integer, or a string of digits (JavaScript clients
  * send either). Returns true with *id set. */
 static bool id_value(struct json_object *v, int64_t *id)
@@ -288,10 +271,8 @@ static size_t deliver_about(struct bk *b, int64_t target, const char *event,
                   b->store.err);
     struct bk_targets tf = {0}, tp = {0};
     struct bk_user *u = bk_user_get(b, target, false);
-    struct bk_conn *c;
     if (u)
-        LIST_FOREACH(c, &u->conns, user_link)
-    bk_targets_add(&tf, c);
+        bk_targets_add_user(&tf, u);
     struct bk_room key = {.target = target};
     struct bk_room *room = RB_FIND(bk_room_tree, &b->rooms, &key);
     struct bk_member *m;
@@ -634,12 +615,9 @@ static void notify_deleted(struct bk *b, const struct origin *o, const struct bk
         /* The event first, then the close: each gateway's stream keeps
          * this order, so every tab sees why it is being closed. */
         struct bk_targets t = {0};
-        struct bk_conn *c;
-        LIST_FOREACH(c, &u->conns, user_link)
-        bk_targets_add(&t, c);
+        bk_targets_add_user(&t, u);
         tabs = bk_targets_send(b, &t, "account-deleted", "{}", 2);
-        LIST_FOREACH(c, &u->conns, user_link)
-        bk_targets_add(&t, c);
+        bk_targets_add_user(&t, u);
         bk_targets_kick(b, &t, 4003);
         bk_targets_free(&t);
         bk_user_delete(b, u); /* offline now, out of the queue; u is gone */
@@ -711,7 +689,7 @@ void bk_social_notify(struct bk *b, const struct ev_entry *e)
         log_warn_rl(5, "notify entry with unknown event \"%.*s\"", (int)e->event_len, e->event);
         return;
     }
-    struct json_object *args = parse_args(e);
+    struct json_object *args = ev_json_parse(e->data, e->data_len, json_type_object);
     notify(b, &o, args);
     json_object_put(args);
 }
@@ -852,9 +830,7 @@ static void direct_message(struct bk *b, const struct origin *o, struct json_obj
     size_t tabs = 0;
     if (u) {
         struct bk_targets t = {0};
-        struct bk_conn *c;
-        LIST_FOREACH(c, &u->conns, user_link)
-        bk_targets_add(&t, c);
+        bk_targets_add_user(&t, u);
         struct json_object *ev = chat_json(id, name, message);
         size_t jl;
         const char *js = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &jl);
@@ -897,9 +873,7 @@ static void send_match(struct bk *b, const char *match_id, struct bk_user *to,
     json_object_object_add(ev, "matchId", json_object_new_string(match_id));
     json_object_object_add(ev, "opponent", op);
     struct bk_targets t = {0};
-    struct bk_conn *c;
-    LIST_FOREACH(c, &to->conns, user_link)
-    bk_targets_add(&t, c);
+    bk_targets_add_user(&t, to);
     size_t jl;
     const char *js = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &jl);
     bk_targets_send(b, &t, "match-found", js, jl);
@@ -1042,7 +1016,7 @@ static void get_users(struct bk *b, const struct origin *o, struct json_object *
 bool bk_social_msg(struct bk *b, struct bk_conn *c, const struct ev_entry *e)
 {
     struct origin o = {.gw = c->gw, .e = e, .c = c};
-    struct json_object *args = parse_args(e);
+    struct json_object *args = ev_json_parse(e->data, e->data_len, json_type_object);
     bool handled = true;
     if (ev_is(e->event, e->event_len, "livechat"))
         livechat(b, &o, args);
@@ -1069,7 +1043,7 @@ bool bk_social_msg(struct bk *b, struct bk_conn *c, const struct ev_entry *e)
 bool bk_social_request(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     struct origin o = {.gw = gw, .e = e};
-    struct json_object *args = parse_args(e);
+    struct json_object *args = ev_json_parse(e->data, e->data_len, json_type_object);
     bool handled = true;
     if (ev_is(e->event, e->event_len, "search"))
         search(b, &o, args);

@@ -196,24 +196,34 @@ const struct ev_name *ev_name_find(const char *logical, size_t len)
     return NULL;
 }
 
+struct json_object *ev_json_parse(const char *json, size_t len, int want)
+{
+    if (!json || len == 0 || len > INT32_MAX)
+        return NULL;
+    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
+    if (!tok)
+        return NULL;
+    struct json_object *obj = json_tokener_parse_ex(tok, json, (int)len);
+    /* The whole input must be one JSON value: trailing bytes are an error. */
+    bool ok = obj && json_tokener_get_error(tok) == json_tokener_success &&
+              json_tokener_get_parse_end(tok) == len &&
+              (want < 0 || json_object_is_type(obj, (enum json_type)want));
+    json_tokener_free(tok);
+    if (!ok) {
+        json_object_put(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 struct json_object *ev_client_parse(const char *json, size_t len, const char **type,
                                     const char **err)
 {
-    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-    if (!tok) {
+    struct json_object *obj = ev_json_parse(json, len, -1);
+    if (!obj) {
         *err = "bad-json";
         return NULL;
     }
-    struct json_object *obj = json_tokener_parse_ex(tok, json, (int)len);
-    /* The whole frame must be one JSON value: trailing bytes are an error. */
-    if (!obj || json_tokener_get_error(tok) != json_tokener_success ||
-        json_tokener_get_parse_end(tok) != len) {
-        json_tokener_free(tok);
-        json_object_put(obj);
-        *err = "bad-json";
-        return NULL;
-    }
-    json_tokener_free(tok);
     struct json_object *t;
     if (!json_object_is_type(obj, json_type_object) ||
         !json_object_object_get_ex(obj, "type", &t) || !json_object_is_type(t, json_type_string)) {

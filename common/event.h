@@ -148,6 +148,14 @@ const struct ev_name *ev_name_find(const char *logical, size_t len);
 #define EV_JSON_MAX_DEPTH 8
 
 /*
+ * Parses untrusted JSON (a client event, an HTTP body, a stream entry's d
+ * field): one complete value, nothing after it, at most EV_JSON_MAX_DEPTH
+ * deep, of type want (an enum json_type, or -1 for any). Returns it (caller
+ * frees with json_object_put()), or NULL.
+ */
+struct json_object *ev_json_parse(const char *json, size_t len, int want);
+
+/*
  * Reads a client's raw-endpoint JSON event: an object with a string "type".
  * Returns the parsed object (caller frees with json_object_put()) and points
  * *type at its type (borrowed from the object), or NULL with *err set to a

@@ -334,17 +334,7 @@ static void route_online_status(struct gw *g, struct gw_conn *c, const struct ht
  * or NULL after answering 400. */
 static struct json_object *body_object(struct gw_conn *c, const uint8_t *body, size_t len)
 {
-    struct json_object *o = NULL;
-    struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-    if (tok && len > 0) {
-        o = json_tokener_parse_ex(tok, (const char *)body, (int)len);
-        if (json_tokener_get_error(tok) != json_tokener_success ||
-            !json_object_is_type(o, json_type_object)) {
-            json_object_put(o);
-            o = NULL;
-        }
-    }
-    json_tokener_free(tok);
+    struct json_object *o = ev_json_parse((const char *)body, len, json_type_object);
     if (!o)
         gw_http_error(c, 400, "bad-json", "the body must be a JSON object");
     return o;
@@ -444,11 +434,8 @@ static void route_dev_login(struct gw *g, struct gw_conn *c, const uint8_t *body
 static void finish_dev_login(struct gw *g, struct gw_conn *c, const struct ev_entry *e)
 {
     struct json_object *o = NULL, *id = NULL, *name = NULL;
-    if (e->status == 200 && e->data) {
-        struct json_tokener *tok = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-        o = tok ? json_tokener_parse_ex(tok, e->data, (int)e->data_len) : NULL;
-        json_tokener_free(tok);
-    }
+    if (e->status == 200)
+        o = ev_json_parse(e->data, e->data_len, json_type_object);
     if (!o || !json_object_object_get_ex(o, "id", &id) ||
         !json_object_object_get_ex(o, "username", &name)) {
         int status = e->status >= 400 && e->status <= 599 ? e->status : 502;

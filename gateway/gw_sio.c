@@ -176,11 +176,7 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         return; /* a second CONNECT to "/" changes nothing */
     struct json_object *auth = NULL, *t = NULL;
     int64_t uid = 0, exp = 0;
-    if (p->data) {
-        struct json_tokener *tk = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-        auth = tk ? json_tokener_parse_ex(tk, p->data, (int)p->data_len) : NULL;
-        json_tokener_free(tk);
-    }
+    auth = ev_json_parse(p->data, p->data_len, json_type_object);
     if (auth && json_object_object_get_ex(auth, "token", &t) &&
         json_object_is_type(t, json_type_string)) {
         enum jwt_auth_status vs =
@@ -257,11 +253,8 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const s
     if (sio_event_split(p->data, p->data_len, &name, &nl, &args, &al) != 0)
         return;
     /* The first argument, when it is an object, carries the fields. */
-    struct json_object *arr = NULL, *arg = NULL;
-    struct json_tokener *tk = json_tokener_new_ex(EV_JSON_MAX_DEPTH);
-    arr = tk ? json_tokener_parse_ex(tk, p->data, (int)p->data_len) : NULL;
-    json_tokener_free(tk);
-    if (arr && json_object_is_type(arr, json_type_array) && json_object_array_length(arr) > 1) {
+    struct json_object *arr = ev_json_parse(p->data, p->data_len, json_type_array), *arg = NULL;
+    if (arr && json_object_array_length(arr) > 1) {
         arg = json_object_array_get_idx(arr, 1);
         if (!json_object_is_type(arg, json_type_object))
             arg = NULL;
