@@ -4,6 +4,7 @@
  *
  *   herald-admin [--db F] init
  *   herald-admin user add NAME [--avatar URL]     prints the new id
+ *   herald-admin user bulk PREFIX COUNT           COUNT users PREFIX<id>, prints the first id
  *   herald-admin user del NAME
  *   herald-admin friend add NAME NAME
  *   herald-admin stats set NAME WINS LOSSES
@@ -50,6 +51,8 @@ static const char admin_usage[] =
     "Commands:\n"
     "  init                          create or migrate the database schema\n"
     "  user add NAME [--avatar URL]  add a user, print its id\n"
+    "  user bulk PREFIX COUNT        add COUNT users named PREFIX<id> at once (benchmarks),\n"
+    "                                print the first id (the others follow it)\n"
     "  user del NAME                 delete a user (friendships and stats go too)\n"
     "  friend add NAME NAME          make two users friends\n"
     "  stats set NAME WINS LOSSES    set a user's game stats\n"
@@ -203,6 +206,17 @@ static int run(struct bk_store *s, const struct admin_config *cfg, int argc, cha
         if (id < 0)
             return die(s->err, NULL);
         printf("%lld\n", (long long)id);
+        return 0;
+    }
+    if (strcmp(c1, "user") == 0 && strcmp(c2, "bulk") == 0 && argc == 4) {
+        char *end;
+        long long n = strtoll(argv[3], &end, 10);
+        if (*end || end == argv[3])
+            return die("usage", "user bulk PREFIX COUNT");
+        int64_t first = bk_store_users_add_bulk(s, argv[2], n);
+        if (first < 0)
+            return die(s->err, NULL);
+        printf("%lld\n", (long long)first);
         return 0;
     }
     if (strcmp(c1, "user") == 0 && strcmp(c2, "del") == 0 && argc == 3) {

@@ -416,6 +416,39 @@ int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avat
     return id;
 }
 
+int64_t bk_store_users_add_bulk(struct bk_store *s, const char *prefix, int64_t count)
+{
+    /* Names are prefix + id, so they stay unique across calls and a caller
+     * can tell every name from the first id alone. */
+    char probe[BK_USERNAME_MAX + 24];
+    snprintf(probe, sizeof(probe), "%s%lld", prefix, (long long)INT64_C(1) << 53);
+    if (count < 1 || count > 10000000 || check_user_fields(s, probe, NULL) != 0) {
+        if (count < 1 || count > 10000000)
+            snprintf(s->err, sizeof(s->err), "count must be 1..10000000");
+        return -1;
+    }
+    if (exec(s, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    /* One statement per table for the whole batch: a benchmark's 60 000
+     * users take a fraction of a second instead of 60 000 transactions. */
+    if (run(s,
+            "WITH RECURSIVE base(b) AS (SELECT 1 + max("
+            "coalesce((SELECT max(id) FROM users), 0),"
+            " coalesce((SELECT max(id) FROM deleted_users), 0))),"
+            " seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < ?)"
+            " INSERT INTO users(id, username, avatar)"
+            " SELECT b + n, ? || (b + n), NULL FROM base, seq",
+            "it", count, prefix) != count) {
+        return rollback(s);
+    }
+    int64_t last = sqlite3_last_insert_rowid(s->db);
+    if (run(s, "INSERT INTO game_stats(user_id) SELECT id FROM users WHERE id > ?", "i",
+            last - count) != count ||
+        exec(s, "COMMIT") != 0)
+        return rollback(s);
+    return last - count + 1;
+}
+
 int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, const char *avatar)
 {
     if (check_user_fields(s, username, avatar) != 0)

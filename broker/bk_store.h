@@ -97,6 +97,10 @@ int bk_store_search(struct bk_store *s, const char *prefix, int limit, int offse
 /* Returns the new id, or -1 (duplicate name, bad name: s->err). Ids are
  * never reused: a new id is above every current and deleted id. */
 int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avatar);
+/* Adds count users named prefix<id> (no avatar) in one transaction, for
+ * benchmarks and load tests. Returns the first new id (the rest follow it
+ * without gaps), -1 with s->err set (nothing added). */
+int64_t bk_store_users_add_bulk(struct bk_store *s, const char *prefix, int64_t count);
 /* Deletes by name through bk_store_user_delete_id(): same returns. */
 int bk_store_user_del(struct bk_store *s, const char *name);
 /* Deletes user id, its friendships and stats (cascade), and records id in

@@ -613,6 +613,38 @@ static void test_migration_v1(void)
     tmp_remove(path);
 }
 
+/* The benchmarks' bulk insert: ids follow the highest ever used, names are
+ * prefix<id>, each user has a stats row, and a bad batch adds nothing. */
+static void test_bulk(void)
+{
+    char path[64];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    CHECK_INT(bk_store_user_add(&s, "first", NULL), 1);
+    CHECK_INT(bk_store_user_add(&s, "second", NULL), 2);
+    CHECK_INT(bk_store_user_delete_id(&s, 2), 1);
+    CHECK_INT(bk_store_users_add_bulk(&s, "lg", 1000), 3);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM users"), 1001);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM game_stats"), 1001);
+    struct bk_user_row row;
+    CHECK_INT(bk_store_user_by_name(&s, "LG1002", &row), 1);
+    CHECK_INT(row.id, 1002);
+    CHECK_INT(bk_store_user_by_id(&s, 3, &row), 1);
+    CHECK_STR(row.username, "lg3");
+    /* The same prefix again continues after the last id, so no clash. */
+    CHECK_INT(bk_store_users_add_bulk(&s, "lg", 2), 1003);
+    /* A name that would clash with an existing one rolls the batch back. */
+    CHECK_INT(bk_store_user_add(&s, "x1006", NULL), 1005);
+    CHECK_INT(bk_store_users_add_bulk(&s, "x", 3), -1);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM users"), 1004);
+    CHECK_INT(bk_store_users_add_bulk(&s, "bad prefix", 3), -1);
+    CHECK_INT(bk_store_users_add_bulk(&s, "ok", 0), -1);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM users"), 1004);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
 int main(void)
 {
     test_basics();
@@ -622,5 +654,6 @@ int main(void)
     test_delete();
     test_search();
     test_migration_v1();
+    test_bulk();
     return check_report("test_store");
 }
