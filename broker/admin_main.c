@@ -255,6 +255,11 @@ static int run(struct bk_store *s, const struct admin_config *cfg, int argc, cha
 int main(int argc, char **argv)
 {
     struct admin_config cfg;
+    /* `token` holds the JWT secret: no core dump of it either. */
+    if (cfg_protect_secrets() != 0) {
+        perror("cannot disable core dumps");
+        return 2;
+    }
     int argi = cfg_load(admin_opts, sizeof(admin_opts) / sizeof(admin_opts[0]), &cfg, argc, argv,
                         admin_usage);
     if (argi == CFG_LOAD_HELP)

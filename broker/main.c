@@ -93,6 +93,12 @@ int main(int argc, char **argv)
 {
     static struct bk b;
     int rc = 1;
+    /* No secret is configured here, but the broker holds what users wrote
+     * (direct messages, private profile fields) in memory. */
+    if (cfg_protect_secrets() != 0) {
+        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
+        return 2;
+    }
     int argi =
         cfg_load(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv, bk_usage);
     if (argi == CFG_LOAD_HELP)

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 static void env_name(const char *name, char *out, size_t size)
 {
@@ -220,6 +222,14 @@ void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
     }
     if (pos)
         log_info("config%s:%s", first ? "" : " (cont.)", line);
+}
+
+int cfg_protect_secrets(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0)
+        return -1;
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : -1;
 }
 
 unsigned char *cfg_read_secret_file(const char *path, size_t *len)

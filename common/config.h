@@ -57,6 +57,19 @@ void cfg_log(const struct cfg_opt *opts, size_t n, const void *src);
  */
 unsigned char *cfg_read_secret_file(const char *path, size_t *len);
 
+/*
+ * Keeps the secrets this process holds (the JWT secret or key, the API key,
+ * tokens in flight) out of reach: no core dump (RLIMIT_CORE 0, soft and
+ * hard), and not dumpable (PR_SET_DUMPABLE 0). The second matters most: a
+ * core_pattern that pipes to a handler (systemd-coredump, apport, a
+ * container runtime's) ignores RLIMIT_CORE 0, but no core is written at all
+ * for a non-dumpable process; it also stops other processes of the same
+ * user from attaching with ptrace or reading /proc/<pid>/mem and environ
+ * (only root can debug us now). Call first thing in main(). Returns 0, or
+ * -1 (errno) when either call failed (the process should refuse to start).
+ */
+int cfg_protect_secrets(void);
+
 /* Parses "host:port" into host (NUL-terminated, brackets removed for IPv6)
  * and port. Returns 0, or -1 when malformed. */
 int cfg_parse_hostport(const char *s, char *host, size_t host_size, int *port);

@@ -197,6 +197,8 @@ static void connection_options(struct http_request *req)
     req->upgrade = upgrade;
 }
 
+const char http_reason_too_many_headers[] = "too many header fields";
+
 /* Fails the parse: sets the status and the log reason, returns -1. */
 #define HTTP_FAIL(code, why)                                                                       \
     do {                                                                                           \
@@ -373,7 +375,7 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
             if (!is_tchar(c))
                 HTTP_FAIL(400, "invalid field name");
             if (req->num_headers >= max_headers)
-                HTTP_FAIL(431, "too many header fields");
+                HTTP_FAIL(431, http_reason_too_many_headers);
             h = &req->headers[req->num_headers];
             h->name = buf + i;
             st = HTTP_ST_NAME;

@@ -68,6 +68,11 @@ struct http_request {
 int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
                        struct http_request *req, int *status, const char **reason);
 
+/* The *reason of the 431 for "more than max_headers fields" (the other 431
+ * is "head too large"), so that a caller can count the two apart by
+ * comparing pointers. */
+extern const char http_reason_too_many_headers[];
+
 /* Returns the first header named name (case-insensitive), or NULL. */
 const struct http_header *http_header_find(const struct http_request *req, const char *name);
 

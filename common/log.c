@@ -7,7 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -79,17 +80,93 @@ void log_reopen_on_signal(void)
         log_info("SIGHUP: log file reopened");
 }
 
+/* Length of the valid UTF-8 sequence at p[0..n) (2..4) with its code point
+ * in *cp, or 0 when p does not start one (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static size_t utf8_sequence(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    size_t len;
+    uint32_t c, min;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        len = 2, c = p[0] & 0x1Fu, min = 0x80;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        len = 3, c = p[0] & 0x0Fu, min = 0x800;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        len = 4, c = p[0] & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3Fu);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* Code points that are valid text but steer what a reader sees. */
+static bool unsafe_code_point(uint32_t c)
+{
+    return (c >= 0x80 && c <= 0x9F) || c == 0x2028 || c == 0x2029 || (c >= 0x202A && c <= 0x202E) ||
+           (c >= 0x2066 && c <= 0x2069);
+}
+
+size_t log_escape(char *dst, size_t size, const char *src, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)src, *end = p + len;
+    size_t pos = 0;
+    if (size == 0)
+        return 0;
+    while (p < end) {
+        char esc[12];
+        const char *out = esc;
+        size_t ol, used = 1;
+        uint32_t cp;
+        if (*p == '\\') {
+            out = "\\\\", ol = 2;
+        } else if (*p >= 0x20 && *p < 0x7f) {
+            out = (const char *)p, ol = 1;
+        } else if (*p >= 0x80 && (used = utf8_sequence(p, (size_t)(end - p), &cp)) > 0) {
+            if (unsafe_code_point(cp))
+                ol = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
+            else
+                out = (const char *)p, ol = used;
+        } else {
+            used = 1;
+            ol = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+        }
+        if (pos + ol >= size)
+            break;
+        memcpy(dst + pos, out, ol);
+        pos += ol;
+        p += used;
+    }
+    dst[pos] = '\0';
+    return pos;
+}
+
 void log_write(int level, const char *fmt, ...)
 {
     static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-    char msg[1024], line[2200];
+    /* line: the prefix (~60 bytes plus the ident) and msg escaped, which may
+     * grow it fourfold; what does not fit is cut, never half an escape. */
+    char msg[1024], line[4400];
     struct timeval tv;
     struct tm tm;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int ml = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (ml < 0)
+        return;
+    if ((size_t)ml >= sizeof(msg))
+        ml = (int)sizeof(msg) - 1;
 
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
@@ -97,18 +174,12 @@ void log_write(int level, const char *fmt, ...)
                      "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      (int)(tv.tv_usec / 1000), tags[level & 3], log_ident);
-    if (n < 0)
+    if (n < 0 || (size_t)n >= sizeof(line) - 1)
         return;
     size_t pos = (size_t)n;
-    /* Escape control characters: text that came from a peer must not be able
-     * to start a fake log line. */
-    for (const unsigned char *p = (const unsigned char *)msg; *p && pos < sizeof(line) - 6; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\\x%02x", *p);
-        } else {
-            line[pos++] = (char)*p;
-        }
-    }
+    /* Text that came from a peer must not be able to start a fake log line:
+     * escaped, with room kept for the newline. */
+    pos += log_escape(line + pos, sizeof(line) - pos - 1, msg, (size_t)ml);
     line[pos++] = '\n';
     ssize_t w = write(log_fd, line, pos);
     (void)w;

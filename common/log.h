@@ -3,15 +3,17 @@
  *
  * One line per event: "2026-11-21T20:01:02.123Z INFO  gateway gw-1: text".
  * The level is checked before the arguments are evaluated, so a debug line
- * on a hot path costs one comparison when debug is off. Control characters
- * in the formatted text are escaped, so a peer cannot forge log lines with
- * newlines. Per-connection lines carry the connection id by convention
+ * on a hot path costs one comparison when debug is off. Everything a peer
+ * could have put into the formatted text is escaped (log_escape()), so it can
+ * neither start a forged line nor drive the terminal or log viewer that shows
+ * it. Per-connection lines carry the connection id by convention
  * ("conn 42: ...").
  */
 #ifndef HERALD_LOG_H
 #define HERALD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
@@ -32,6 +34,24 @@ void log_set_ident(const char *ident);
 /* Parses "debug", "info", "warn", "error"; returns -1 when unknown. */
 int log_parse_level(const char *name);
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * The escaping every log line goes through, exposed for its unit test.
+ * Copies src[0..len) into dst so that it stays one harmless line:
+ *   - "\\" for a backslash, so an escape in the output is always ours;
+ *   - "\xNN" for C0 controls (newline, carriage return, escape, tab...),
+ *     DEL, and every byte that is not part of valid UTF-8;
+ *   - "\uNNNN" for the valid UTF-8 encodings of C1 controls (U+0080..U+009F:
+ *     U+009B is a one-character CSI for some terminals), the line and
+ *     paragraph separators U+2028/U+2029 (line breaks to some viewers) and
+ *     the bidirectional overrides U+202A..U+202E, U+2066..U+2069 (which can
+ *     make a line read as something else);
+ *   - everything else (printable ASCII, other UTF-8) unchanged.
+ * Stops before an escape or a UTF-8 sequence that would not fit, so the
+ * output never ends in half of one. dst is NUL-terminated when size > 0.
+ * Returns the number of bytes written, without the NUL.
+ */
+size_t log_escape(char *dst, size_t size, const char *src, size_t len);
 
 #define LOG_AT(lvl, ...)                                                                           \
     do {                                                                                           \

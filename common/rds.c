@@ -190,6 +190,15 @@ void rds_drain(struct rds *r, int timeout_ms)
     if (!r->ac)
         return;
     r->closing = true;
+    if (!(r->ac->c.flags & REDIS_CONNECTED)) {
+        /* Still connecting: nothing was sent. hiredis would free the
+         * context at once without calling on_disconnect (that is only for
+         * connected ones), leaving r->ac dangling for rds_free(). */
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        redisAsyncFree(ac);
+        return;
+    }
     /* redisAsyncDisconnect waits for pending replies, then calls
      * on_disconnect, which clears r->ac. */
     redisAsyncDisconnect(r->ac);

@@ -41,7 +41,9 @@ struct gw_config {
     long max_header_bytes;
     long max_headers;
     long max_body;
+    long max_body_unauth;
     long max_message;
+    long max_message_unauth;
     long output_cap;
     long header_timeout_ms;
     long request_timeout_ms;
@@ -52,6 +54,8 @@ struct gw_config {
     const char *metrics_allow;
     long conns_per_ip;
     double conn_rate_per_ip;
+    double chat_rate_per_ip;
+    long chat_burst_per_ip;
 };
 
 /* A latency histogram with fixed buckets (Prometheus "le" semantics). */
@@ -103,6 +107,15 @@ enum gw_token_source gw_find_token(struct gw *g, const struct http_request *req,
                                    size_t size, const char **tok, size_t *len);
 /* Cross-site WebSocket hijacking rule for cookie-authenticated upgrades. */
 bool gw_origin_allowed(struct gw *g, const struct http_request *req);
+
+/* The per-address chat bucket (--chat-rate-per-ip) for a chat message or
+ * DM that arrived on via: true when it may go on to the broker; false when
+ * the address is over its rate (counted and logged; the caller answers
+ * rate-limited as the broker's per-user bucket does). */
+bool gw_chat_allowed(struct gw *g, const struct gw_conn *via);
+/* True for the client events the per-address chat bucket applies to
+ * (their broker names: livechat, direct_message). */
+bool gw_is_chat(const char *type);
 
 /* Deleted accounts (PROTOCOL.md §5): their tokens are refused. */
 bool gw_user_deleted(const struct gw *g, int64_t user_id);

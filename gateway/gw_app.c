@@ -140,48 +140,105 @@ void gw_user_deleted_add(struct gw *g, int64_t user_id)
     g->ndeleted++;
 }
 
+/* What identify() found. */
+enum gw_identity { GW_ID_OK, GW_ID_NONE, GW_ID_FOREIGN_ORIGIN, GW_ID_REFUSED, GW_ID_DELETED };
+
 /*
- * Who sent an HTTP request that needs a token (/ws, the chat routes): the
- * token sources of PROTOCOL.md §1, the origin rule for cookies, the JWT
- * checks, deleted accounts. Returns the user id (and *exp), or 0 after
- * answering 401/403.
+ * Who sent an HTTP request, without answering or logging: the token sources
+ * of PROTOCOL.md §1, the origin rule for cookies, the JWT checks, deleted
+ * accounts. GW_ID_OK sets *uid and *exp; GW_ID_REFUSED sets *st.
  */
-static int64_t authenticate(struct gw *g, struct gw_conn *c, const struct http_request *req,
-                            int64_t *exp)
+static enum gw_identity identify(struct gw *g, const struct http_request *req, int64_t *uid,
+                                 int64_t *exp, enum jwt_auth_status *st)
 {
     char qbuf[JWT_AUTH_MAX_TOKEN + 1];
     const char *tok = NULL;
     size_t tl = 0;
     enum gw_token_source src = gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
-    if (src == GW_TOKEN_NONE) {
+    if (src == GW_TOKEN_NONE)
+        return GW_ID_NONE;
+    if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req))
+        return GW_ID_FOREIGN_ORIGIN;
+    *st = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), uid, exp);
+    if (*st != JWT_AUTH_OK)
+        return GW_ID_REFUSED;
+    return gw_user_deleted(g, *uid) ? GW_ID_DELETED : GW_ID_OK;
+}
+
+/* True when req would be authenticated by the session cookie, from a page
+ * of an origin that may not use it. */
+static bool foreign_cookie(struct gw *g, const struct http_request *req)
+{
+    char qbuf[JWT_AUTH_MAX_TOKEN + 1];
+    const char *tok;
+    size_t tl;
+    return gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl) == GW_TOKEN_COOKIE &&
+           !gw_origin_allowed(g, req);
+}
+
+/* Answers 403 to a cookie sent from a foreign origin (cross-site request
+ * forgery or WebSocket hijacking), counted and logged. */
+static void refuse_foreign_origin(struct gw *g, struct gw_conn *c, const struct http_request *req)
+{
+    const struct http_header *o = http_header_find(req, "origin");
+    g->net.n_limit[GW_LIMIT_ORIGIN]++;
+    log_warn_rl(5, "conn %llu: %.*s with the session cookie from foreign origin %.*s: 403",
+                (unsigned long long)c->id, (int)(req->path_len > 64 ? 64 : req->path_len),
+                req->path, o ? (int)(o->value_len > 100 ? 100 : o->value_len) : 0,
+                o ? o->value : "");
+    gw_http_error(c, 403, "origin-forbidden", "this origin may not use the session cookie");
+}
+
+/*
+ * Who sent an HTTP request that needs a token (/ws, the chat routes).
+ * Returns the user id (and *exp), or 0 after answering 401/403; every
+ * refusal is logged with its reason.
+ */
+static int64_t authenticate(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                            int64_t *exp)
+{
+    int64_t uid = 0;
+    enum jwt_auth_status st = JWT_AUTH_OK;
+    switch (identify(g, req, &uid, exp, &st)) {
+    case GW_ID_OK:
+        return uid;
+    case GW_ID_NONE:
         log_info("conn %llu: %.*s without a token: 401", (unsigned long long)c->id,
                  (int)req->path_len, req->path);
         gw_http_error(c, 401, "auth-required", "an access token is required");
         return 0;
-    }
-    if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
-        const struct http_header *o = http_header_find(req, "origin");
-        log_warn_rl(5, "conn %llu: cookie request from foreign origin %.*s: 403",
-                    (unsigned long long)c->id, (int)(o->value_len > 100 ? 100 : o->value_len),
-                    o->value);
-        gw_http_error(c, 403, "origin-forbidden", "this origin may not use the session cookie");
+    case GW_ID_FOREIGN_ORIGIN:
+        refuse_foreign_origin(g, c, req);
         return 0;
-    }
-    int64_t uid = 0;
-    enum jwt_auth_status st = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &uid, exp);
-    if (st != JWT_AUTH_OK) {
+    case GW_ID_REFUSED:
         log_info("conn %llu: token refused: %s: 401", (unsigned long long)c->id,
                  jwt_auth_status_str(st));
         gw_http_error(c, 401, jwt_auth_status_str(st), "the access token was refused");
         return 0;
-    }
-    if (gw_user_deleted(g, uid)) {
+    case GW_ID_DELETED:
         log_info("conn %llu: token of deleted account %lld: 401", (unsigned long long)c->id,
                  (long long)uid);
         gw_http_error(c, 401, "account-deleted", "this account was deleted");
         return 0;
     }
-    return uid;
+    return 0;
+}
+
+/* ---- per-address chat bucket ------------------------------------------------ */
+
+bool gw_is_chat(const char *type)
+{
+    return strcmp(type, "livechat") == 0 || strcmp(type, "direct_message") == 0;
+}
+
+bool gw_chat_allowed(struct gw *g, const struct gw_conn *via)
+{
+    if (gw_ip_chat_take(&g->net.ips, via ? via->ip : NULL, gw_now_ms()))
+        return true;
+    g->net.n_limit[GW_LIMIT_CHAT_RATE_PER_IP]++;
+    log_warn_rl(5, "conn %llu: its address is over the chat rate (%g/s): rate-limited",
+                via ? (unsigned long long)via->id : 0ULL, g->cfg.chat_rate_per_ip);
+    return false;
 }
 
 static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_request *req)
@@ -351,7 +408,10 @@ static void route_chat(struct gw *g, struct gw_conn *c, const struct http_reques
     struct json_object *args = body_object(c, body, body_len);
     if (!args)
         return;
-    relay_request(g, c, op, uid, args);
+    if (gw_chat_allowed(g, c))
+        relay_request(g, c, op, uid, args);
+    else
+        gw_http_error(c, 429, "rate-limited", "too many messages from this address: slow down");
     json_object_put(args);
 }
 
@@ -482,6 +542,15 @@ static bool key_equal(const char *a, size_t al, const char *b, size_t bl)
     return d == 0;
 }
 
+/* True when req carries the configured API key as a Bearer token. */
+static bool api_key_valid(const struct gw *g, const struct http_request *req)
+{
+    const struct http_header *h = http_header_find(req, "authorization");
+    return g->cfg.api_key && *g->cfg.api_key && h && h->value_len >= 7 &&
+           strncasecmp(h->value, "Bearer ", 7) == 0 &&
+           key_equal(h->value + 7, h->value_len - 7, g->cfg.api_key, strlen(g->cfg.api_key));
+}
+
 /* POST /api/notify/<event>: the application backend's notifications. */
 static void route_notify(struct gw *g, struct gw_conn *c, const struct http_request *req,
                          const uint8_t *body, size_t body_len)
@@ -505,9 +574,7 @@ static void route_notify(struct gw *g, struct gw_conn *c, const struct http_requ
         gw_http_error(c, 403, "forbidden", "no API key is configured on this gateway");
         return;
     }
-    const struct http_header *h = http_header_find(req, "authorization");
-    if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0 ||
-        !key_equal(h->value + 7, h->value_len - 7, g->cfg.api_key, strlen(g->cfg.api_key))) {
+    if (!api_key_valid(g, req)) {
         log_warn_rl(5, "conn %llu: notify with a missing or wrong API key: 401",
                     (unsigned long long)c->id);
         gw_http_error(c, 401, "bad-api-key", "a valid API key is required");
@@ -525,12 +592,59 @@ static bool path_is(const struct http_request *req, const char *p)
     return ev_is(req->path, req->path_len, p);
 }
 
+static bool path_starts(const struct http_request *req, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return req->path_len >= n && memcmp(req->path, prefix, n) == 0;
+}
+
+/*
+ * Limits tighter before authentication (docs/SECURITY.md): a request head
+ * announces a body over --max-body-unauth. Its credentials (token, API key,
+ * or an authenticated Socket.IO session) are checked before a byte of the
+ * body is buffered: with them the route's own cap applies (--max-body, or
+ * --max-payload on /socket.io/), without them --max-body-unauth does.
+ */
+static bool app_on_large_body(struct gw_net *n, struct gw_conn *c, const struct http_request *req)
+{
+    struct gw *g = app_gw(n);
+    if (path_starts(req, "/socket.io/"))
+        return gw_eio_body_allowed(&g->eio, c, req);
+    bool authed;
+    if (path_starts(req, "/api/notify/")) {
+        authed = api_key_valid(g, req);
+    } else {
+        int64_t uid = 0, exp = 0;
+        enum jwt_auth_status st;
+        authed = identify(g, req, &uid, &exp, &st) == GW_ID_OK;
+    }
+    size_t cap = (size_t)(authed ? g->cfg.max_body : g->cfg.max_body_unauth);
+    if (req->content_length <= cap)
+        return true;
+    enum gw_limit l = authed ? GW_LIMIT_BODY : GW_LIMIT_BODY_UNAUTH;
+    n->n_limit[l]++;
+    log_warn_rl(5, "conn %llu: %.*s with a %zu-byte body over the %s cap (%zu): 413",
+                (unsigned long long)c->id, (int)(req->path_len > 64 ? 64 : req->path_len),
+                req->path, req->content_length, gw_limit_name(l), cap);
+    gw_http_error(c, 413, "too-large",
+                  authed ? "the request body is too large"
+                         : "the request body is too large for a request without valid credentials");
+    return false;
+}
+
 static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct http_request *req,
                            const uint8_t *body, size_t body_len)
 {
     struct gw *g = app_gw(n);
     bool get = ev_is(req->method, req->method_len, "GET");
-    if (req->path_len >= 11 && memcmp(req->path, "/socket.io/", 11) == 0) {
+    if (path_starts(req, "/socket.io/")) {
+        /* The origin rule before a session exists: a foreign page's
+         * handshake or upgrade with the victim's cookie never gets one (403,
+         * as on /ws), whatever it would send in CONNECT later. */
+        if (foreign_cookie(g, req)) {
+            refuse_foreign_origin(g, c, req);
+            return;
+        }
         gw_eio_request(&g->eio, c, req, body, body_len);
         return;
     }
@@ -567,7 +681,7 @@ static void app_on_request(struct gw_net *n, struct gw_conn *c, const struct htt
         route_chat(g, c, req, req->path[1] == 'l' ? "livechat" : "direct_message", body, body_len);
         return;
     }
-    if (req->path_len > 12 && memcmp(req->path, "/api/notify/", 12) == 0) {
+    if (req->path_len > 12 && path_starts(req, "/api/notify/")) {
         route_notify(g, c, req, body, body_len);
         return;
     }
@@ -637,6 +751,8 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
         return;
     }
     if (gw_user_deleted(g, uid)) {
+        log_info("conn %llu: refresh-token of deleted account %lld: 4003",
+                 (unsigned long long)c->id, (long long)uid);
         gw_conn_close(c, 4003, "account deleted");
         return;
     }
@@ -688,7 +804,9 @@ static void app_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcod
         for (i = 0; i < nt; i++)
             if (strcmp(type, relayed_types[i]) == 0)
                 break;
-        if (i < nt)
+        if (i < nt && gw_is_chat(type) && !gw_chat_allowed(g, c))
+            send_raw_error(c, "rate-limited", "too many messages from this address: slow down");
+        else if (i < nt)
             gw_bus_msg(g, c->id, c->user_id, type, (const char *)data, len, -1);
         else
             send_raw_error(c, "unknown-type", "unknown event type");
@@ -727,6 +845,7 @@ static void app_on_tick(struct gw_net *n, struct gw_conn *c, int64_t now)
 
 const struct gw_net_handlers gw_app_handlers = {
     .on_request = app_on_request,
+    .on_large_body = app_on_large_body,
     .on_ws_message = app_on_ws_message,
     .on_closed = app_on_closed,
     .on_tick = app_on_tick,

@@ -199,7 +199,8 @@ static void sess_close(struct gw_sess *s, uint16_t code, const char *reason, con
     if (s->flags & GW_SESS_CLOSED)
         return;
     s->flags |= GW_SESS_CLOSED;
-    log_debug("session %llu (%s): closed: %s", (unsigned long long)s->id, s->sid, reason);
+    /* Never the sid: it is the polling credential of a live session. */
+    log_debug("session %llu: closed: %s", (unsigned long long)s->id, reason);
     if (e->h.on_close)
         e->h.on_close(e, s, reason);
     if (s->poll)
@@ -355,16 +356,47 @@ static void send_open(struct gw_sess *s, bool upgrade_ws, struct gw_conn *http)
         gw_ws_send_text(s->ws, buf, n);
 }
 
+/* ---- size caps --------------------------------------------------------------- */
+
+/* What one message or polling payload of s may weigh, and the limit that
+ * is for /metrics. Until the application trusts the session (its user
+ * authenticated) the tighter cap holds: an anonymous peer gets no more than
+ * a CONNECT with a token needs. */
+static size_t sess_cap(const struct gw_eio *e, const struct gw_sess *s, uint8_t *limit)
+{
+    bool small = e->cfg.max_payload_unauth > 0 && e->cfg.max_payload_unauth < e->cfg.max_payload &&
+                 !(s && (s->flags & GW_SESS_TRUSTED));
+    if (limit)
+        *limit = small ? GW_LIMIT_PAYLOAD_UNAUTH : GW_LIMIT_PAYLOAD;
+    return (size_t)(small ? e->cfg.max_payload_unauth : e->cfg.max_payload);
+}
+
+/* Applies the session's cap to a WebSocket carrying it (close 1009 above). */
+static void ws_apply_cap(const struct gw_eio *e, const struct gw_sess *s, struct gw_conn *c)
+{
+    if (c)
+        c->wsp.max_msg = sess_cap(e, s, &c->msg_limit);
+}
+
+void gw_eio_trust(struct gw_sess *s)
+{
+    s->flags |= GW_SESS_TRUSTED;
+    ws_apply_cap(s->eio, s, s->ws);
+    ws_apply_cap(s->eio, s, s->probe);
+}
+
 /* ---- incoming packets ------------------------------------------------------ */
 
-/* Applies one packet from the client. Returns false when the session closed. */
-static bool handle_packet(struct gw_sess *s, const struct eio_packet *p, bool over_ws)
+/* Applies one packet from the client, which came on via. Returns false when
+ * the session closed. */
+static bool handle_packet(struct gw_sess *s, struct gw_conn *via, const struct eio_packet *p)
 {
     struct gw_eio *e = s->eio;
+    bool over_ws = via == s->ws;
     switch (p->type) {
     case EIO_MESSAGE:
         if (e->h.on_message)
-            e->h.on_message(e, s, p->binary, p->data, p->len);
+            e->h.on_message(e, s, via, p->binary, p->data, p->len);
         break;
     case EIO_PONG:
         on_pong(s, gw_now_ms());
@@ -439,7 +471,7 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
         return;
     if (opcode == WS_OP_BINARY) {
         if (e->h.on_message)
-            e->h.on_message(e, s, true, data, len);
+            e->h.on_message(e, s, c, true, data, len);
         return;
     }
     /* eio_parse_packet also takes "b<base64>" text frames (clients with
@@ -452,7 +484,7 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
         sess_close(s, 1002, "invalid packet", "1");
         return;
     }
-    handle_packet(s, &p, true);
+    handle_packet(s, c, &p);
 }
 
 void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c)
@@ -475,11 +507,42 @@ void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c)
 
 /* ---- requests ------------------------------------------------------------- */
 
+/* Answers 413 for a polling payload over the session's cap (limit: which
+ * one) and closes the session, as the reference server does. */
+static void refuse_payload(struct gw_sess *s, struct gw_conn *c, size_t len, uint8_t limit)
+{
+    s->eio->net->n_limit[limit]++;
+    log_warn_rl(5, "session %llu: %zu-byte payload over the %s cap: 413", (unsigned long long)s->id,
+                len, gw_limit_name((enum gw_limit)limit));
+    gw_http_error(c, 413, "too-large", "payload over maxPayload");
+    sess_close(s, 1009, "payload too large", "1");
+}
+
+bool gw_eio_body_allowed(struct gw_eio *e, struct gw_conn *c, const struct http_request *req)
+{
+    const char *sid = NULL;
+    size_t sid_len = 0;
+    struct gw_sess *s = NULL;
+    if (req->query && http_query_param(req->query, req->query_len, "sid", &sid, &sid_len))
+        s = find_sid(e, sid, sid_len);
+    uint8_t limit;
+    size_t cap = sess_cap(e, s, &limit);
+    if (req->content_length <= cap)
+        return true;
+    if (s) {
+        refuse_payload(s, c, req->content_length, limit);
+    } else {
+        e->net->n_limit[limit]++;
+        gw_http_error(c, 413, "too-large", "payload over maxPayload");
+    }
+    return false;
+}
+
 static void handle_post(struct gw_sess *s, struct gw_conn *c, const uint8_t *body, size_t len)
 {
-    if ((long)len > s->eio->cfg.max_payload) {
-        gw_http_error(c, 413, "too-large", "payload over maxPayload");
-        sess_close(s, 1009, "payload too large", "1");
+    uint8_t limit;
+    if (len > sess_cap(s->eio, s, &limit)) {
+        refuse_payload(s, c, len, limit);
         return;
     }
     /* Everything we relay from here ends up in WebSocket text frames of
@@ -511,7 +574,7 @@ static void handle_post(struct gw_sess *s, struct gw_conn *c, const uint8_t *bod
             ok = false;
             break;
         }
-        if (!handle_packet(s, &p, false))
+        if (!handle_packet(s, c, &p))
             break;
     }
     free(buf);
@@ -573,8 +636,9 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             return;
         }
         c->kind = GW_KIND_SIO;
-        /* maxPayload bounds every message of the session (close 1009). */
-        c->wsp.max_msg = (size_t)e->cfg.max_payload;
+        /* maxPayload (or the tighter cap of a session not yet trusted)
+         * bounds every message of the session (close 1009). */
+        ws_apply_cap(e, s, c);
         if (s) {
             s->probe = c;
             c->sess = s;

@@ -27,6 +27,7 @@ struct gw_eio;
 #define GW_SESS_CLOSED 0x01u    /* waiting for the reap point */
 #define GW_SESS_UPGRADING 0x02u /* probe answered: GETs get a noop */
 #define GW_SESS_PROBED 0x04u
+#define GW_SESS_TRUSTED 0x08u /* gw_eio_trust(): messages up to max_payload */
 
 struct gw_sess {
     RB_ENTRY(gw_sess) by_sid;
@@ -53,15 +54,21 @@ struct gw_eio_config {
     long ping_interval_ms;
     long ping_timeout_ms;
     long max_payload; /* bytes of one polling payload or message */
+    /* The same cap until the application trusts the session
+     * (gw_eio_trust()); 0: max_payload from the start. Advertised is always
+     * max_payload, what a trusted session gets. */
+    long max_payload_unauth;
 };
 
 struct gw_eio_handlers {
     /* A new session. req is the request that opened it (borrowed, for the
      * application's token sources). */
     void (*on_open)(struct gw_eio *e, struct gw_sess *s, const struct http_request *req);
-    /* One Engine.IO message (data borrowed for the call). */
-    void (*on_message)(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
-                       size_t len);
+    /* One Engine.IO message (data borrowed for the call) that arrived on
+     * connection via (borrowed for the call: the WebSocket, or the polling
+     * POST that carried it). */
+    void (*on_message)(struct gw_eio *e, struct gw_sess *s, struct gw_conn *via, bool binary,
+                       const uint8_t *data, size_t len);
     /* The session is closing: the application releases s->app. */
     void (*on_close)(struct gw_eio *e, struct gw_sess *s, const char *reason);
     /* Called by the sweep for every live session. May be NULL. */
@@ -91,6 +98,16 @@ int gw_eio_init(struct gw_eio *e, struct gw_net *net, const struct gw_eio_config
                 const struct gw_eio_handlers *h);
 /* Closes every session (no callbacks into freed state) and frees. */
 void gw_eio_free(struct gw_eio *e);
+
+/* A request on the Engine.IO path announces a body over the net layer's
+ * max_body_unauth (gw_net_handlers.on_large_body): true when the session it
+ * names may send that much (max_payload once trusted, max_payload_unauth
+ * before); otherwise answers 413, closes the session and returns false. */
+bool gw_eio_body_allowed(struct gw_eio *e, struct gw_conn *c, const struct http_request *req);
+
+/* The application vouches for the session (its user is authenticated):
+ * from now on its messages and payloads may be up to max_payload. */
+void gw_eio_trust(struct gw_sess *s);
 
 /* Handles an HTTP request on the Engine.IO path (handshake, poll, post,
  * WebSocket upgrade). */

@@ -5,7 +5,8 @@
  * open or a bucket not yet full again; behind a load balancer that is one
  * address per balancer (raise the limits there, or disable them with 0).
  * Dominant operations: one tree lookup per accept and per close; a prune
- * walks the tree once a second.
+ * walks the tree once a second. A chat message costs no lookup: the
+ * connection it arrived on holds its entry.
  */
 #include "gw_ip.h"
 
@@ -31,6 +32,12 @@ void gw_ip_init(struct gw_ip_table *t, long max_conns, double rate)
     /* A page load opens a few connections at once; one second's worth of
      * the rate is the burst. */
     t->burst = rate > 1 ? rate : 1;
+}
+
+void gw_ip_set_chat(struct gw_ip_table *t, double rate, long burst)
+{
+    t->chat_rate = rate;
+    t->chat_burst = burst > 1 ? (double)burst : 1;
 }
 
 void gw_ip_free(struct gw_ip_table *t)
@@ -65,46 +72,82 @@ static void key_of(const struct sockaddr_storage *ss, struct gw_ip *k)
     }
 }
 
+/* Adds what rate per second earned since *last (up to burst) to *tokens. */
+static void bucket_refill(double *tokens, int64_t *last, double rate, double burst, int64_t now)
+{
+    *tokens += (double)(now - *last) * rate / 1000.0;
+    if (*tokens > burst)
+        *tokens = burst;
+    *last = now;
+}
+
 static void refill(const struct gw_ip_table *t, struct gw_ip *ip, int64_t now)
 {
-    ip->tokens += (double)(now - ip->last_ms) * t->rate / 1000.0;
-    if (ip->tokens > t->burst)
-        ip->tokens = t->burst;
-    ip->last_ms = now;
+    bucket_refill(&ip->tokens, &ip->last_ms, t->rate, t->burst, now);
+    bucket_refill(&ip->chat_tokens, &ip->chat_last_ms, t->chat_rate, t->chat_burst, now);
+}
+
+const char *gw_ip_verdict_str(enum gw_ip_verdict v)
+{
+    switch (v) {
+    case GW_IP_ADMITTED:
+        return "admitted";
+    case GW_IP_NO_MEMORY:
+        return "out of memory";
+    case GW_IP_TOO_MANY:
+        return "too many connections from this address";
+    case GW_IP_TOO_FAST:
+        return "connecting too fast from this address";
+    }
+    return "refused";
 }
 
 struct gw_ip *gw_ip_admit(struct gw_ip_table *t, const struct sockaddr_storage *ss, int64_t now,
-                          const char **why)
+                          enum gw_ip_verdict *v)
 {
     struct gw_ip key;
     key_of(ss, &key);
-    *why = NULL;
     struct gw_ip *ip = RB_FIND(gw_ip_tree, &t->tree, &key);
     if (!ip) {
         ip = malloc(sizeof(*ip));
-        if (!ip)
+        if (!ip) {
+            *v = GW_IP_NO_MEMORY;
             return NULL;
+        }
         *ip = key;
         ip->tokens = t->burst;
-        ip->last_ms = now;
+        ip->chat_tokens = t->chat_burst;
+        ip->last_ms = ip->chat_last_ms = now;
         RB_INSERT(gw_ip_tree, &t->tree, ip);
         t->n++;
     } else {
         refill(t, ip, now);
     }
     if (t->max_conns > 0 && ip->nconns >= (uint32_t)t->max_conns) {
-        *why = "too many connections from this address";
+        *v = GW_IP_TOO_MANY;
         return NULL;
     }
     if (t->rate > 0) {
         if (ip->tokens < 1.0) {
-            *why = "connecting too fast from this address";
+            *v = GW_IP_TOO_FAST;
             return NULL;
         }
         ip->tokens -= 1.0;
     }
     ip->nconns++;
+    *v = GW_IP_ADMITTED;
     return ip;
+}
+
+bool gw_ip_chat_take(struct gw_ip_table *t, struct gw_ip *ip, int64_t now)
+{
+    if (!ip || t->chat_rate <= 0)
+        return true;
+    bucket_refill(&ip->chat_tokens, &ip->chat_last_ms, t->chat_rate, t->chat_burst, now);
+    if (ip->chat_tokens < 1.0)
+        return false;
+    ip->chat_tokens -= 1.0;
+    return true;
 }
 
 void gw_ip_release(struct gw_ip_table *t, struct gw_ip *ip)
@@ -112,8 +155,8 @@ void gw_ip_release(struct gw_ip_table *t, struct gw_ip *ip)
     (void)t;
     if (ip && ip->nconns > 0)
         ip->nconns--;
-    /* Kept until gw_ip_prune() finds its bucket full: forgetting it at once
-     * would let a client reset its bucket by closing everything. */
+    /* Kept until gw_ip_prune() finds its buckets full: forgetting it at once
+     * would let a client reset them by closing everything. */
 }
 
 void gw_ip_prune(struct gw_ip_table *t, int64_t now)
@@ -127,7 +170,8 @@ void gw_ip_prune(struct gw_ip_table *t, int64_t now)
         if (ip->nconns)
             continue;
         refill(t, ip, now);
-        if (t->rate <= 0 || ip->tokens >= t->burst) {
+        if ((t->rate <= 0 || ip->tokens >= t->burst) &&
+            (t->chat_rate <= 0 || ip->chat_tokens >= t->chat_burst)) {
             RB_REMOVE(gw_ip_tree, &t->tree, ip);
             free(ip);
             t->n--;

@@ -1,8 +1,11 @@
 /*
- * gw_ip.h - per-client-address limits, checked when a TCP connection is
- * accepted, before a single byte of it is parsed: how many connections one
- * address may hold, and how fast it may open new ones (a token bucket).
- * Internal to gw_net.
+ * gw_ip.h - per-client-address limits. Two are checked when a TCP
+ * connection is accepted, before a single byte of it is parsed: how many
+ * connections one address may hold, and how fast it may open new ones (a
+ * token bucket). A third bucket bounds the chat messages and direct
+ * messages one address may send, whatever the accounts it uses: the
+ * broker's per-user bucket cannot see a script that spreads a flood over
+ * many accounts (gw_app and gw_sio take from it).
  */
 #ifndef HERALD_GW_IP_H
 #define HERALD_GW_IP_H
@@ -15,38 +18,58 @@
 
 struct sockaddr_storage;
 
-/* One client address: its open connections and its connection bucket. */
+/* One client address: its open connections and its two buckets. */
 struct gw_ip {
     RB_ENTRY(gw_ip) node;
     uint8_t addr[16]; /* IPv4 in the first 4 bytes */
     uint8_t family;   /* AF_INET or AF_INET6 */
     uint32_t nconns;
-    double tokens;
+    double tokens; /* new connections */
     int64_t last_ms;
+    double chat_tokens; /* chat messages and DMs */
+    int64_t chat_last_ms;
 };
 RB_HEAD(gw_ip_tree, gw_ip);
 
 struct gw_ip_table {
     struct gw_ip_tree tree;
     size_t n;
-    long max_conns; /* per address; 0: no limit */
-    double rate;    /* new connections per second per address; 0: no limit */
-    double burst;   /* bucket size */
+    long max_conns;    /* per address; 0: no limit */
+    double rate;       /* new connections per second per address; 0: no limit */
+    double burst;      /* bucket size */
+    double chat_rate;  /* chat messages per second per address; 0: no limit */
+    double chat_burst; /* chat bucket size */
     int64_t last_prune_ms;
 };
 
+/* What gw_ip_admit() decided. */
+enum gw_ip_verdict {
+    GW_IP_ADMITTED,
+    GW_IP_NO_MEMORY,
+    GW_IP_TOO_MANY, /* max_conns open already */
+    GW_IP_TOO_FAST, /* connection bucket empty */
+};
+
 void gw_ip_init(struct gw_ip_table *t, long max_conns, double rate);
+/* Sets the chat bucket: rate per second (0: no limit) and burst. */
+void gw_ip_set_chat(struct gw_ip_table *t, double rate, long burst);
 void gw_ip_free(struct gw_ip_table *t);
 /*
  * Admits a new connection from ss at time now: returns its address entry
- * (count taken), or NULL when the address is over a limit (*why says
- * which) or out of memory (*why NULL).
+ * (count taken), or NULL with *v saying why (over a limit, out of memory).
  */
 struct gw_ip *gw_ip_admit(struct gw_ip_table *t, const struct sockaddr_storage *ss, int64_t now,
-                          const char **why);
+                          enum gw_ip_verdict *v);
+/* The log text of a refusal. */
+const char *gw_ip_verdict_str(enum gw_ip_verdict v);
+/* Takes one chat message or DM from ip's chat bucket at time now. Returns
+ * false when it is empty (the message must be refused); true when taken, or
+ * when there is no limit or no entry (NULL ip: a connection without an
+ * address, e.g. the conformance target's). */
+bool gw_ip_chat_take(struct gw_ip_table *t, struct gw_ip *ip, int64_t now);
 /* The connection holding ip is gone. */
 void gw_ip_release(struct gw_ip_table *t, struct gw_ip *ip);
-/* Forgets idle addresses whose bucket is full again (call every second
+/* Forgets idle addresses whose buckets are full again (call every second
  * or so). */
 void gw_ip_prune(struct gw_ip_table *t, int64_t now);
 

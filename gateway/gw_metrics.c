@@ -117,6 +117,15 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     metrics_put(o, "herald_gateway_ip_refused_total", "counter",
                 "Connections refused (429) for the per-address limits.",
                 (long long)g->net.n_ip_refused);
+    const char *names[GW_LIMIT_COUNT];
+    unsigned long long counts[GW_LIMIT_COUNT];
+    for (int i = 0; i < GW_LIMIT_COUNT; i++) {
+        names[i] = gw_limit_name((enum gw_limit)i);
+        counts[i] = (unsigned long long)g->net.n_limit[i];
+    }
+    metrics_put_labelled(o, "herald_gateway_limit_refusals_total", "counter",
+                         "Requests, messages and connections refused for a limit, by limit.",
+                         "limit", names, counts, GW_LIMIT_COUNT);
     metrics_put(o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
                 g->pub.up && g->sub.up);
     metrics_put(o, "herald_gateway_broker_alive", "gauge",

@@ -38,6 +38,27 @@ static int conn_cmp(const struct gw_conn *a, const struct gw_conn *b)
 }
 RB_GENERATE_INTERNAL(gw_conn_tree, gw_conn, node, conn_cmp, static __attribute__((unused)))
 
+const char *gw_limit_name(enum gw_limit l)
+{
+    static const char *const names[GW_LIMIT_COUNT] = {
+        [GW_LIMIT_REQUEST_LINE] = "request_line",
+        [GW_LIMIT_HEADER_BYTES] = "header_bytes",
+        [GW_LIMIT_HEADER_COUNT] = "header_count",
+        [GW_LIMIT_HEADER_TIMEOUT] = "header_timeout",
+        [GW_LIMIT_BODY] = "body",
+        [GW_LIMIT_BODY_UNAUTH] = "body_unauth",
+        [GW_LIMIT_MESSAGE] = "message",
+        [GW_LIMIT_PAYLOAD] = "payload",
+        [GW_LIMIT_PAYLOAD_UNAUTH] = "payload_unauth",
+        [GW_LIMIT_CONNS_PER_IP] = "conns_per_ip",
+        [GW_LIMIT_CONN_RATE_PER_IP] = "conn_rate_per_ip",
+        [GW_LIMIT_CHAT_RATE_PER_IP] = "chat_rate_per_ip",
+        [GW_LIMIT_ORIGIN] = "origin",
+        [GW_LIMIT_OUTPUT_CAP] = "output_cap",
+    };
+    return (unsigned)l < GW_LIMIT_COUNT && names[l] ? names[l] : "unknown";
+}
+
 int64_t gw_now_ms(void)
 {
     struct timespec ts;
@@ -148,6 +169,7 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
          * the cap (a few bytes: one that catches up learns why), and is
          * dropped when it has not drained within the close timeout. */
         c->net->n_slow_cut++;
+        c->net->n_limit[GW_LIMIT_OUTPUT_CAP]++;
         c->flags |= GW_CONN_CUT;
         log_warn_rl(5, "conn %llu: output queue over %zu bytes, closing slow consumer",
                     (unsigned long long)c->id, c->net->lim.out_cap);
@@ -364,7 +386,25 @@ void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char
     c->deadline_ms = 0;
     c->last_seen_ms = c->last_ping_ms = gw_now_ms();
     ws_parser_init(&c->wsp, true, c->net->lim.max_msg);
+    c->msg_limit = GW_LIMIT_MESSAGE;
     conn_update_events(c);
+}
+
+/* The limit behind a parse failure, or GW_LIMIT_COUNT when it is no limit
+ * (a malformed request). */
+static enum gw_limit parse_limit(int status, const char *reason)
+{
+    switch (status) {
+    case 414:
+        return GW_LIMIT_REQUEST_LINE;
+    case 431:
+        return reason == http_reason_too_many_headers ? GW_LIMIT_HEADER_COUNT
+                                                      : GW_LIMIT_HEADER_BYTES;
+    case 413:
+        return GW_LIMIT_BODY;
+    default:
+        return GW_LIMIT_COUNT;
+    }
 }
 
 /* Parses HTTP requests from buf. Returns bytes consumed; stops early when the
@@ -386,17 +426,30 @@ static size_t process_http(struct gw_conn *c, uint8_t *buf, size_t len, size_t *
         if (hl < 0) {
             log_warn_rl(5, "conn %llu: bad HTTP request: %d %s", (unsigned long long)c->id, status,
                         reason ? reason : "");
+            enum gw_limit l = parse_limit(status, reason);
+            if (l != GW_LIMIT_COUNT)
+                c->net->n_limit[l]++;
             const char *word = status == 431 || status == 414 || status == 413 ? "too-large"
                                : status == 411                                 ? "length-required"
                                                                                : "bad-request";
             gw_http_error(c, status, word, reason ? reason : http_status_text(status));
             return len; /* discard the rest */
         }
+        /* Credentials first, then the body: a peer without them cannot
+         * make us buffer more than max_body_unauth (the buffer for the whole
+         * request is allocated as soon as its size is known). */
+        if (req.content_length > c->net->lim.max_body_unauth && c->net->h.on_large_body &&
+            !(c->flags & GW_CONN_BODY_OK)) {
+            if (!c->net->h.on_large_body(c->net, c, &req))
+                return len; /* answered; discard the rest */
+            c->flags |= GW_CONN_BODY_OK;
+        }
         size_t total = (size_t)hl + req.content_length;
         if (len - off < total) {
             *need = total;
             break;
         }
+        c->flags = (c->flags & ~(unsigned)GW_CONN_BODY_OK) | GW_CONN_SERVED;
         c->deadline_ms = gw_now_ms() + c->net->lim.keepalive_ms;
         if (req.keep_alive)
             c->flags |= GW_CONN_KEEPALIVE;
@@ -497,6 +550,8 @@ static size_t process_ws(struct gw_conn *c, uint8_t *buf, size_t len, size_t *ne
             uint16_t code = ws_status_close_code(st);
             log_warn_rl(5, "conn %llu: protocol error: %s, closing with %u",
                         (unsigned long long)c->id, ws_status_str(st), code);
+            if (st == WS_ERR_TOO_BIG)
+                c->net->n_limit[c->msg_limit]++;
             if (c->flags & GW_CONN_CLOSE_SENT)
                 mark_dead(c);
             else
@@ -645,11 +700,20 @@ static void conn_read(struct gw_conn *c)
         base = c->rbuf;
         len = c->rlen;
     }
+    bool held = c->rbuf != NULL;
     size_t used = process(c, base, len, &need);
     if (c->flags & GW_CONN_DEAD)
         return;
-    if (keep_rest(c, base, used, len, need) != 0)
+    if (keep_rest(c, base, used, len, need) != 0) {
         gw_conn_abort(c, "out of memory");
+        return;
+    }
+    /* A new request started on a kept-alive connection and is incomplete:
+     * it gets the header deadline too, not what is left of the idle one
+     * (else one quick request would buy a slowloris a minute). */
+    if (!held && c->rbuf && (c->flags & GW_CONN_SERVED) &&
+        !(c->flags & (GW_CONN_WS | GW_CONN_BUSY | GW_CONN_FINISH | GW_CONN_LINGER)))
+        c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
 }
 
 static void conn_on_io(evutil_socket_t fd, short what, void *arg)
@@ -729,7 +793,14 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         if (c->deadline_ms && now >= c->deadline_ms && !(c->flags & GW_CONN_BUSY) &&
             (!(c->flags & GW_CONN_WS) || (c->flags & (GW_CONN_LINGER | GW_CONN_CUT)))) {
             /* Slowloris, idle keep-alive, or a peer that never finished the
-             * close handshake. */
+             * close handshake. Only the first is a limit hit: a head that
+             * was started (or never sent) and not completed in time. */
+            if (!(c->flags & (GW_CONN_WS | GW_CONN_LINGER | GW_CONN_FINISH)) &&
+                (c->rbuf || !(c->flags & GW_CONN_SERVED))) {
+                n->n_limit[GW_LIMIT_HEADER_TIMEOUT]++;
+                log_warn_rl(5, "conn %llu: request head not complete within %ld ms, dropping",
+                            (unsigned long long)c->id, n->lim.header_timeout_ms);
+            }
             gw_conn_abort(c, "deadline passed");
             continue;
         }
@@ -755,8 +826,9 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 /* Refuses a connection before reading it: one best-effort write of a 429
  * (the socket buffer of a new connection always takes it), then close. */
-static void refuse_429(struct gw_net *n, int fd, const char *why)
+static void refuse_429(struct gw_net *n, int fd, enum gw_ip_verdict v)
 {
+    const char *why = gw_ip_verdict_str(v);
     char resp[320], body[160];
     int bl = snprintf(body, sizeof(body), "{\"error\":\"rate-limited\",\"message\":\"%s\"}", why);
     int rl = snprintf(resp, sizeof(resp),
@@ -766,6 +838,7 @@ static void refuse_429(struct gw_net *n, int fd, const char *why)
     ssize_t w = send(fd, resp, (size_t)rl, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)w;
     n->n_ip_refused++;
+    n->n_limit[v == GW_IP_TOO_MANY ? GW_LIMIT_CONNS_PER_IP : GW_LIMIT_CONN_RATE_PER_IP]++;
     log_warn_rl(5, "refused a connection: %s", why);
 }
 
@@ -782,11 +855,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 log_warn_rl(1, "accept: %s", strerror(errno));
             return;
         }
-        const char *why;
-        struct gw_ip *ip = gw_ip_admit(&n->ips, &ss, gw_now_ms(), &why);
+        enum gw_ip_verdict v;
+        struct gw_ip *ip = gw_ip_admit(&n->ips, &ss, gw_now_ms(), &v);
         if (!ip) {
-            if (why)
-                refuse_429(n, fd, why);
+            if (v != GW_IP_NO_MEMORY)
+                refuse_429(n, fd, v);
             close(fd);
             continue;
         }
@@ -869,6 +942,7 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
     TAILQ_INIT(&n->conns);
     RB_INIT(&n->by_id);
     gw_ip_init(&n->ips, lim->conns_per_ip, lim->conn_rate_per_ip);
+    gw_ip_set_chat(&n->ips, lim->chat_rate_per_ip, lim->chat_burst_per_ip);
     /* Ids stay unique across restarts of a gateway under the same id, so a
      * stale entry in Redis can never name a new connection. */
     struct timespec ts;

@@ -73,6 +73,33 @@ void gw_out_list_free(struct gw_out *head);
 #define GW_CONN_KEEPALIVE 0x0400u  /* the request being answered allows keep-alive */
 #define GW_CONN_IN_PROCESS 0x0800u /* its input is being parsed (re-entrancy guard) */
 #define GW_CONN_CUT 0x1000u        /* over the output cap: only the close frame may follow */
+#define GW_CONN_SERVED 0x2000u     /* at least one request head completed */
+#define GW_CONN_BODY_OK 0x4000u    /* the body being read was allowed by on_large_body */
+
+/*
+ * Every limit whose refusal /metrics counts
+ * (herald_gateway_limit_refusals_total{limit="<gw_limit_name()>"}), so an
+ * operator sees which one clients run into. Answers in brackets.
+ */
+enum gw_limit {
+    GW_LIMIT_REQUEST_LINE,     /* request line over --max-header-bytes (414) */
+    GW_LIMIT_HEADER_BYTES,     /* request head over --max-header-bytes (431) */
+    GW_LIMIT_HEADER_COUNT,     /* more header fields than --max-headers (431) */
+    GW_LIMIT_HEADER_TIMEOUT,   /* head not complete within --header-timeout-ms (dropped) */
+    GW_LIMIT_BODY,             /* body over --max-body (413) */
+    GW_LIMIT_BODY_UNAUTH,      /* body over --max-body-unauth without valid credentials (413) */
+    GW_LIMIT_MESSAGE,          /* /ws message over --max-message (1009) */
+    GW_LIMIT_PAYLOAD,          /* Engine.IO message or payload over --max-payload (1009/413) */
+    GW_LIMIT_PAYLOAD_UNAUTH,   /* the same before CONNECT as a user, --max-message-unauth */
+    GW_LIMIT_CONNS_PER_IP,     /* --conns-per-ip (429 before parsing) */
+    GW_LIMIT_CONN_RATE_PER_IP, /* --conn-rate-per-ip (429 before parsing) */
+    GW_LIMIT_CHAT_RATE_PER_IP, /* --chat-rate-per-ip (rate-limited / 429) */
+    GW_LIMIT_ORIGIN,           /* session cookie from a foreign Origin (403) */
+    GW_LIMIT_OUTPUT_CAP,       /* output queue over --output-cap (1013, dropped) */
+    GW_LIMIT_COUNT
+};
+/* The label value of a limit ("header_bytes"). */
+const char *gw_limit_name(enum gw_limit l);
 
 /* Connection kinds (c->kind), set by the application on upgrade. */
 #define GW_KIND_NONE 0
@@ -93,8 +120,9 @@ struct gw_conn {
     uint32_t flags;
     short ev_flags; /* EV_READ/EV_WRITE currently registered */
     uint8_t kind;
-    uint64_t id;   /* unique in this gateway's lifetime and across restarts */
-    uint8_t *rbuf; /* owned; NULL when no partial input is held */
+    uint8_t msg_limit; /* enum gw_limit that wsp.max_msg is, for /metrics */
+    uint64_t id;       /* unique in this gateway's lifetime and across restarts */
+    uint8_t *rbuf;     /* owned; NULL when no partial input is held */
     uint32_t rlen, rcap;
     uint8_t *msg; /* owned; fragments of an open WebSocket message */
     uint32_t msg_len, msg_cap;
@@ -116,7 +144,10 @@ struct gw_conn {
 };
 
 struct gw_limits {
-    struct http_limits http;
+    struct http_limits http; /* max_body: the largest body any route takes */
+    /* A request announcing a bigger body than this goes through
+     * on_large_body before a byte of the body is read (0: always). */
+    size_t max_body_unauth;
     long header_timeout_ms; /* a request head must complete within this (slowloris) */
     long keepalive_ms;      /* idle HTTP keep-alive connections are closed after this */
     size_t max_msg;         /* WebSocket message cap (1009 above) */
@@ -126,6 +157,8 @@ struct gw_limits {
     long close_timeout_ms;   /* how long to wait for the peer after our close/response */
     long conns_per_ip;       /* open connections per client address (0: no limit) */
     double conn_rate_per_ip; /* new connections per second per address (0: no limit) */
+    double chat_rate_per_ip; /* chat messages per second per address (0: no limit) */
+    long chat_burst_per_ip;  /* ... at once */
 };
 
 struct gw_net_handlers {
@@ -135,6 +168,13 @@ struct gw_net_handlers {
      * borrowed for the duration of the call. */
     void (*on_request)(struct gw_net *n, struct gw_conn *c, const struct http_request *req,
                        const uint8_t *body, size_t body_len);
+    /* A request head announces a body over lim.max_body_unauth (the body
+     * may not have arrived yet; called once per request). Returns true when
+     * the body may be read; false after answering (413), and the rest of the
+     * input is discarded. This is where credentials are checked before a
+     * peer may make us buffer a large body. May be NULL (every body up to
+     * lim.http.max_body is read). req is borrowed for the call. */
+    bool (*on_large_body)(struct gw_net *n, struct gw_conn *c, const struct http_request *req);
     /* A complete WebSocket message (text already UTF-8 checked). data is
      * borrowed for the call, and writable. */
     void (*on_ws_message)(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
@@ -169,7 +209,8 @@ struct gw_net {
     uint8_t *scratch; /* owned: the shared read buffer */
     /* Counters for /metrics and logs. */
     uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut, n_ip_refused;
-    struct gw_ip_table ips; /* per-address limits */
+    uint64_t n_limit[GW_LIMIT_COUNT]; /* refusals by limit */
+    struct gw_ip_table ips;           /* per-address limits */
 };
 
 /*

@@ -4,9 +4,12 @@
  * The stock socket.io-client connects unchanged (PROTOCOL.md §4): the main
  * namespace "/" is Herald's, any other gets CONNECT_ERROR. Identity comes
  * from the CONNECT auth payload's "token", else from the token sources of
- * the request that opened the session (Bearer, cookie with the origin rule,
- * ?token=); no token at all makes a guest, a bad one a CONNECT_ERROR the
- * client shows as connect_error.
+ * the request that opened the session (Bearer, cookie, ?token=; gw_app
+ * refuses a cookie from a foreign origin with 403 before a session opens);
+ * no token at all makes a guest, a bad one a CONNECT_ERROR the client shows
+ * as connect_error. Until a user's CONNECT is accepted the session keeps
+ * the tighter message cap (gw_eio_trust()); guests keep it for good, since
+ * nothing a guest may send is large.
  *
  * Client events go to the broker through the same path as /ws events (the
  * broker answers both endpoints with one implementation); the broker's
@@ -33,7 +36,7 @@ struct gw_sio {
     bool open_sent;              /* the broker knows this session */
     /* The token found on the request that opened the session, checked then. */
     bool hs_token;
-    enum jwt_auth_status hs_status; /* JWT_AUTH_OK, an error, or ... */
+    enum jwt_auth_status hs_status; /* JWT_AUTH_OK or why it was refused */
     bool hs_forbidden;              /* cookie token from a foreign origin */
     int64_t hs_uid, hs_exp;
 };
@@ -128,6 +131,8 @@ static void sio_open(struct gw_eio *e, struct gw_sess *s, const struct http_requ
     if (src == GW_TOKEN_NONE)
         return;
     st->hs_token = true;
+    /* gw_app answers such a request 403 before a session exists; checked
+     * again here so the rule holds whatever opens sessions. */
     if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
         st->hs_forbidden = true;
         return;
@@ -191,12 +196,16 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         }
     } else if (st->hs_token) {
         if (st->hs_forbidden) {
+            log_info("session %llu: CONNECT with the session cookie from a foreign origin",
+                     (unsigned long long)s->id);
             connect_error(s, "/", 1, "origin-forbidden",
                           "this origin may not use the session cookie");
             json_object_put(auth);
             return;
         }
         if (st->hs_status != JWT_AUTH_OK) {
+            log_info("session %llu: CONNECT with a refused handshake token: %s",
+                     (unsigned long long)s->id, jwt_auth_status_str(st->hs_status));
             connect_error(s, "/", 1, jwt_auth_status_str(st->hs_status), "invalid token");
             json_object_put(auth);
             return;
@@ -216,6 +225,8 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     st->user_id = uid;
     st->token_exp = exp;
     st->next_check_ms = gw_now_ms() + g->cfg.token_recheck_ms;
+    if (uid)
+        gw_eio_trust(s);
     char ok[64];
     int n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", s->sid);
     send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
@@ -246,7 +257,21 @@ static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         send_sio(s, SIO_ACK, ack, "[{\"ok\":true}]", 13);
 }
 
-static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const struct sio_packet *p)
+/* A refusal made here, answered as the broker answers its own: the
+ * callback gets {ok:false, error, message}, else an "error" event. */
+static void answer_error(struct gw_sess *s, int64_t ack, const char *word, const char *message)
+{
+    char buf[256];
+    int n = ack >= 0
+                ? snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",
+                           word, message)
+                : snprintf(buf, sizeof(buf), "[\"error\",{\"code\":\"%s\",\"message\":\"%s\"}]",
+                           word, message);
+    send_sio(s, ack >= 0 ? SIO_ACK : SIO_EVENT, ack, buf, (size_t)n);
+}
+
+static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struct gw_sio *st,
+                     const struct sio_packet *p)
 {
     const char *name, *args;
     size_t nl, al;
@@ -271,7 +296,12 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const s
             send_event0(s, "pong");
     } else {
         const char *bn = broker_name(name, nl);
-        if (bn) {
+        /* Guests' chat goes on to be refused by the broker (auth-required):
+         * only a user's takes from the address's bucket. */
+        if (bn && st->user_id && gw_is_chat(bn) && !gw_chat_allowed(g, via)) {
+            answer_error(s, p->ack_id, "rate-limited",
+                         "too many messages from this address: slow down");
+        } else if (bn) {
             size_t jl = 2;
             const char *js =
                 arg ? json_object_to_json_string_length(arg, JSON_C_TO_STRING_PLAIN, &jl) : "{}";
@@ -286,8 +316,8 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_sio *st, const s
     json_object_put(arr);
 }
 
-static void sio_message(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
-                        size_t len)
+static void sio_message(struct gw_eio *e, struct gw_sess *s, struct gw_conn *via, bool binary,
+                        const uint8_t *data, size_t len)
 {
     struct gw *g = sio_gw(e);
     struct gw_sio *st = s->app;
@@ -321,7 +351,7 @@ static void sio_message(struct gw_eio *e, struct gw_sess *s, bool binary, const 
         return;
     case SIO_EVENT:
         if (main_ns && st->connected)
-            on_event(g, s, st, &p);
+            on_event(g, s, via, st, &p);
         return;
     case SIO_BINARY_EVENT:
     case SIO_BINARY_ACK:

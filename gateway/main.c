@@ -64,6 +64,12 @@ static const struct cfg_opt gw_opts[] = {
     OPT("max-headers", CFG_INT, max_headers, "48", 4, HTTP_MAX_HEADERS, 0,
         "header count cap (431 above)"),
     OPT("max-body", CFG_INT, max_body, "65536", 0, 16777216, 0, "request body cap (413 above)"),
+    /* Limits are tighter before authentication (as in Redis): no route a
+     * client may use without credentials takes more than a username (a
+     * dev-login body is ~40 bytes), so a peer without a valid token or API
+     * key cannot make us buffer --max-body per connection. */
+    OPT("max-body-unauth", CFG_INT, max_body_unauth, "4096", 0, 16777216, 0,
+        "request body cap without valid credentials (413 above; at most --max-body)"),
     /* Chat messages and events are small; 64 KB leaves room for profiles. */
     OPT("max-message", CFG_INT, max_message, "65536", 125, 268435456, 0,
         "WebSocket message cap (close 1009 above)"),
@@ -78,6 +84,12 @@ static const struct cfg_opt gw_opts[] = {
     /* Engine.IO's own default: 1 MB per polling payload or message. */
     OPT("max-payload", CFG_INT, max_payload, "1000000", 1024, 268435456, 0,
         "Engine.IO maxPayload (polling payload and message cap)"),
+    /* A CONNECT carrying the largest token we accept (8 KB) fits twice;
+     * everything a guest may send (watch-profile, ping) is under 200 bytes.
+     * A session gets --max-payload once a user's CONNECT is accepted. */
+    OPT("max-message-unauth", CFG_INT, max_message_unauth, "16384", 1024, 268435456, 0,
+        "Socket.IO message and polling payload cap before a user's CONNECT, and for guests "
+        "(close 1009 / 413 above; at most --max-payload)"),
     OPT("sio-connect-timeout-ms", CFG_INT, sio_connect_timeout_ms, "45000", 100, 600000, 0,
         "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
@@ -89,6 +101,16 @@ static const struct cfg_opt gw_opts[] = {
         "open connections one client address may hold (0: no limit; 429 above)"),
     OPT("conn-rate-per-ip", CFG_REAL, conn_rate_per_ip, "200", 0, 10000000, 0,
         "new connections per second one client address may open (0: no limit; 429 above)"),
+    /* The broker allows one user 10 at once, then 2 per second; an address
+     * gets four users' burst and ten users' rate: people behind one NAT
+     * never notice, a script rotating through many accounts from one
+     * address is held to it. Behind a load balancer every client has its
+     * address: set 0 there. */
+    OPT("chat-rate-per-ip", CFG_REAL, chat_rate_per_ip, "20", 0, 10000000, 0,
+        "chat messages and DMs per second one client address may send, whatever the users "
+        "(0: no limit; rate-limited / 429 above)"),
+    OPT("chat-burst-per-ip", CFG_INT, chat_burst_per_ip, "40", 1, 10000000, 0,
+        "chat messages and DMs one client address may send at once"),
     OPT("metrics-allow", CFG_STR, metrics_allow, NULL, 0, 0, 0,
         "comma list of client addresses (besides loopback) that may read /metrics; * for all"),
 };
@@ -177,10 +199,24 @@ static int setup_jwt(struct gw *g)
     return rc;
 }
 
+/* Caps that hold before authentication may not exceed the ones after:
+ * lowering --max-body or --max-payload lowers both. */
+static void clamp_unauth(long *unauth, long cap, const char *name, const char *cap_name)
+{
+    if (*unauth > cap) {
+        log_warn("%s (%ld) is above %s (%ld): using %ld", name, *unauth, cap_name, cap, cap);
+        *unauth = cap;
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct gw *g = &g_gw;
     int rc = 1;
+    if (cfg_protect_secrets() != 0) {
+        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
+        return 2;
+    }
     int argi =
         cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv, gw_usage);
     if (argi == CFG_LOAD_HELP)
@@ -214,6 +250,9 @@ int main(int argc, char **argv)
     if (g->cfg.ping_timeout_ms <= g->cfg.ping_interval_ms)
         log_warn("ping-timeout-ms (%ld) <= ping-interval-ms (%ld): healthy clients may be dropped",
                  g->cfg.ping_timeout_ms, g->cfg.ping_interval_ms);
+    clamp_unauth(&g->cfg.max_body_unauth, g->cfg.max_body, "max-body-unauth", "max-body");
+    clamp_unauth(&g->cfg.max_message_unauth, g->cfg.max_payload, "max-message-unauth",
+                 "max-payload");
     cfg_log(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg);
     char host[256];
     int port;
@@ -239,6 +278,7 @@ int main(int argc, char **argv)
                  .max_headers = (size_t)g->cfg.max_headers,
                  .max_body = (size_t)(g->cfg.max_body > g->cfg.max_payload ? g->cfg.max_body
                                                                            : g->cfg.max_payload)},
+        .max_body_unauth = (size_t)g->cfg.max_body_unauth,
         .header_timeout_ms = g->cfg.header_timeout_ms,
         .keepalive_ms = 60000,
         .max_msg = (size_t)g->cfg.max_message,
@@ -248,6 +288,8 @@ int main(int argc, char **argv)
         .close_timeout_ms = 2000,
         .conns_per_ip = g->cfg.conns_per_ip,
         .conn_rate_per_ip = g->cfg.conn_rate_per_ip,
+        .chat_rate_per_ip = g->cfg.chat_rate_per_ip,
+        .chat_burst_per_ip = g->cfg.chat_burst_per_ip,
     };
     struct gw_net_handlers h = gw_app_handlers;
     h.arg = g;
@@ -261,6 +303,7 @@ int main(int argc, char **argv)
                                ? g->cfg.ping_timeout_ms - g->cfg.ping_interval_ms
                                : g->cfg.ping_timeout_ms,
         .max_payload = g->cfg.max_payload,
+        .max_payload_unauth = g->cfg.max_message_unauth,
     };
     struct gw_eio_handlers eh = gw_sio_handlers;
     eh.arg = g;

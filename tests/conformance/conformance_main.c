@@ -87,10 +87,11 @@ static void on_closed(struct gw_net *n, struct gw_conn *c)
 
 /* ---- Engine.IO echo ------------------------------------------------------------ */
 
-static void echo_message(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
-                         size_t len)
+static void echo_message(struct gw_eio *e, struct gw_sess *s, struct gw_conn *via, bool binary,
+                         const uint8_t *data, size_t len)
 {
     (void)e;
+    (void)via;
     if (binary)
         gw_eio_send_binary(s, data, len);
     else
@@ -209,10 +210,11 @@ static bool is_custom(const struct sio_packet *p)
     return p->nsp_len == 7 && memcmp(p->nsp, "/custom", 7) == 0;
 }
 
-static void sio_message(struct gw_eio *e, struct gw_sess *s, bool binary, const uint8_t *data,
-                        size_t len)
+static void sio_message(struct gw_eio *e, struct gw_sess *s, struct gw_conn *via, bool binary,
+                        const uint8_t *data, size_t len)
 {
     (void)e;
+    (void)via;
     struct conf_sio *st = s->app;
     if (!st)
         return;

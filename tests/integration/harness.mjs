@@ -60,12 +60,14 @@ async function waitFor(fn, { timeout = 10000, interval = 50, what = 'condition' 
 }
 export { waitFor };
 
-class Proc {
-  constructor(name, cmd, args, env, logDir) {
+// A process whose output goes to <logDir>/<name>.log; spawnOpts are
+// child_process.spawn options (uid, gid, cwd).
+export class Proc {
+  constructor(name, cmd, args, env, logDir, spawnOpts = {}) {
     this.name = name;
     this.log = path.join(logDir, `${name}.log`);
     const fd = fs.openSync(this.log, 'a');
-    this.child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+    this.child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], ...spawnOpts });
     fs.closeSync(fd);
     this.exited = new Promise((resolve) => this.child.on('exit', (code, sig) => resolve({ code, sig })));
     this.exitInfo = null;
@@ -277,6 +279,9 @@ export class Client {
   close(code = 1000) { this.ws.close(code); return this.closed; }
 }
 
+// The status of a raw HTTP answer (NaN when there is none).
+export const rawStatus = (buf) => Number((buf.toString('latin1').match(/^HTTP\/1\.1 (\d{3})/) || [])[1]);
+
 // Raw TCP helper for hostile HTTP / frames: sends bytes, collects the answer.
 export function rawExchange(port, bytes, { wait = 1500 } = {}) {
   return new Promise((resolve) => {
@@ -305,10 +310,41 @@ export function clientFrame(opcode, payload, { fin = true, mask = true, rsv = 0 
   return Buffer.concat([Buffer.from(head), key, body]);
 }
 
-export function upgradeRequest(port, token, extra = '') {
-  return `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+// A WebSocket upgrade request for path (default /ws) with a Bearer token
+// (none when token is null) and extra header lines.
+export function upgradeRequest(port, token, extra = '', path = '/ws') {
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n` +
-    `Authorization: Bearer ${token}\r\n${extra}\r\n`;
+    `${token === null ? '' : `Authorization: Bearer ${token}\r\n`}${extra}\r\n`;
+}
+
+// Prometheus text ("name{labels} value" lines) as a Map from
+// 'name{labels}' to the value.
+export function parseMetrics(text) {
+  const m = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}
+
+// GET <url>/metrics, parsed (see parseMetrics).
+export async function metrics(url) {
+  const r = await fetch(`${url}/metrics`);
+  if (r.status !== 200) throw new Error(`${url}/metrics: ${r.status}`);
+  return parseMetrics(await r.text());
+}
+
+// herald_gateway_limit_refusals_total of the gateway at url, by limit.
+export async function limitRefusals(url) {
+  const out = {};
+  for (const [k, v] of await metrics(url)) {
+    const m = k.match(/^herald_gateway_limit_refusals_total\{limit="(\w+)"\}$/);
+    if (m) out[m[1]] = v;
+  }
+  return out;
 }
 
 // Parses server frames after the 101 head; returns [{opcode, payload}].

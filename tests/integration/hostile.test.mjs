@@ -2,7 +2,10 @@
 // gateway keeps serving everyone else.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Stack, rawExchange, clientFrame, upgradeRequest, parseServerFrames, closeCodeOf } from './harness.mjs';
+import {
+  Stack, rawExchange, clientFrame, upgradeRequest, parseServerFrames, closeCodeOf, limitRefusals,
+  rawStatus as statusOf,
+} from './harness.mjs';
 
 let s, port, tok;
 before(async () => {
@@ -16,7 +19,6 @@ after(async () => {
   await s.stop();
 });
 
-const statusOf = (buf) => Number((buf.toString('latin1').match(/^HTTP\/1\.1 (\d{3})/) || [])[1]);
 
 async function frameClose(...frames) {
   const buf = await rawExchange(port, Buffer.concat([Buffer.from(upgradeRequest(port, tok)), ...frames]));
@@ -139,6 +141,7 @@ test('per-address limits: connections held and connection rate, answered 429 bef
       return statusOf(r) === 200 && r.toString();
     }, { what: '/metrics' });
     assert.match(metrics, /^herald_gateway_ip_refused_total [1-9]/m);
+    assert.match(metrics, /^herald_gateway_limit_refusals_total\{limit="conns_per_ip"\} [1-9]/m);
 
     // Rate: a burst of 2, refilled at 2 per second: 8 connections at once
     // cannot all be admitted.
@@ -147,8 +150,62 @@ test('per-address limits: connections held and connection rate, answered 429 bef
     const statuses = await Promise.all(Array.from({ length: 8 }, () => get(gr.port, '/healthz').then(statusOf)));
     assert.ok(statuses.includes(429), `some refused: ${statuses}`);
     assert.ok(statuses.includes(200), `some admitted: ${statuses}`);
+    const rateMetrics = await waitFor(async () => {
+      const r = await get(gr.port, '/metrics');
+      return statusOf(r) === 200 && r.toString();
+    }, { what: 'gw-rate /metrics' });
+    assert.match(rateMetrics, /^herald_gateway_limit_refusals_total\{limit="conn_rate_per_ip"\} [1-9]/m);
   } finally {
     assert.equal((await gw.proc.stop()).code, 0);
     assert.equal((await gr.proc.stop()).code, 0);
   }
+});
+
+test('every limit refusal is counted in /metrics, by limit', async () => {
+  const url = s.gateways[0].url;
+  const before = await limitRefusals(url);
+  const head = (path, extra = '') => `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${extra}`;
+  // Each refusal with the answer it gets; bodies are announced, never sent:
+  // the answer comes before them.
+  const http = [
+    ['request_line', `GET /${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`, 414],
+    ['header_bytes', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(9000)}\r\n\r\n`, 431],
+    ['header_count', `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 60 }, (_, i) => `X-H${i}: y\r\n`).join('')}\r\n`, 431],
+    ['body', 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n', 413],
+    ['body', head('/live_chat_message', `Authorization: Bearer ${tok}\r\nContent-Length: 70000\r\n\r\n`), 413],
+    ['body_unauth', head('/live_chat_message', 'Content-Length: 5000\r\n\r\n'), 413],
+    ['origin', head('/live_chat_message', `Cookie: accessToken=${tok}\r\nOrigin: https://evil.example\r\nContent-Length: 15\r\n\r\n{"message":"x"}`), 403],
+  ];
+  for (const [limit, req, want] of http) {
+    assert.equal(statusOf(await rawExchange(port, Buffer.from(req))), want, limit);
+  }
+  // A head that never completes (slowloris): dropped after 600 ms.
+  assert.equal((await rawExchange(port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n'), { wait: 3000 })).length, 0);
+  // /ws message over --max-message (4096).
+  assert.equal(await frameClose(clientFrame(1, 'a'.repeat(5000))), 1009, 'message');
+  // Socket.IO over WebSocket: before CONNECT the cap is --max-message-unauth
+  // (16384); after a user's CONNECT it is --max-payload (1000000). Frame
+  // heads announcing more are refused before their payload arrives.
+  const sio = (...frames) => rawExchange(port, Buffer.concat([
+    Buffer.from(upgradeRequest(port, null, '', '/socket.io/?EIO=4&transport=websocket')), ...frames]));
+  const announce = (n) => Buffer.from([0x81, 0xff, 0, 0, 0, 0, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255, 1, 2, 3, 4]);
+  assert.equal(closeCodeOf(parseServerFrames(await sio(announce(20000)))), 1009, 'payload_unauth');
+  const user = await sio(clientFrame(1, `40${JSON.stringify({ token: tok })}`), announce(2000000));
+  assert.match(user.toString('latin1'), /40\{"sid":/, 'the CONNECT was accepted first');
+  assert.equal(closeCodeOf(parseServerFrames(user)), 1009, 'payload');
+  // Chat from one address over its bucket (burst 40): the first ten pass
+  // alice's own bucket in the broker, the rest are refused there, and past
+  // forty here.
+  const { Client } = await import('./harness.mjs');
+  const c = await new Client(s.gateways[0].ws, { headers: { Authorization: `Bearer ${tok}` } }).opened();
+  for (let i = 0; i < 45; i++) c.send({ type: 'livechat', message: `flood ${i}` });
+  await c.sync();
+  await c.close();
+
+  const after = await limitRefusals(url);
+  for (const limit of ['request_line', 'header_bytes', 'header_count', 'header_timeout', 'body', 'body_unauth',
+    'origin', 'message', 'payload', 'payload_unauth', 'chat_rate_per_ip']) {
+    assert.ok(after[limit] > (before[limit] ?? 0), `${limit}: ${before[limit]} -> ${after[limit]}`);
+  }
+  assert.equal(after.body - before.body, 2, 'body: both 413s');
 });

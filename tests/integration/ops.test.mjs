@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { Stack, BIN, freePort } from './harness.mjs';
+import { Stack, BIN, freePort, parseMetrics as parse } from './harness.mjs';
 
 let s, adminPort;
 before(async () => {
@@ -12,17 +12,6 @@ before(async () => {
   s = await new Stack('ops', { env: { HERALD_ADMIN_LISTEN: `127.0.0.1:${adminPort}` } }).start();
 });
 after(async () => { await s.stop(); });
-
-// Parses "name{labels} value" lines into a map.
-function parse(text) {
-  const m = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
 
 test('gateway /metrics counts connections by kind and measures the broker round trip', async () => {
   const alice = await s.connect('alice', 0);

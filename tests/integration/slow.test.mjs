@@ -13,6 +13,7 @@ before(async () => {
       HERALD_CHAT_MAX_LENGTH: '60000',
       HERALD_CHAT_BURST: '100000',
       HERALD_CHAT_RATE: '100000',
+      HERALD_CHAT_RATE_PER_IP: '0', // 300 messages from one address
     },
   }).start();
 });
@@ -40,6 +41,7 @@ test('a consumer that stops reading is cut off; the others get every message', a
   assert.deepEqual(got, [...Array(N).keys()], 'the fast client got everything, in order');
   const metrics = await (await fetch(`${s.gateways[0].url}/metrics`)).text();
   assert.match(metrics, /^herald_gateway_slow_consumers_cut_total 1$/m);
+  assert.match(metrics, /^herald_gateway_limit_refusals_total\{limit="output_cap"\} 1$/m);
   slow.ws._socket.resume();
   const { code } = await slow.closed;
   // 1013 when it caught up within the close timeout, 1006 when dropped.

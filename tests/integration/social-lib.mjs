@@ -1,6 +1,6 @@
-// social-lib.mjs - what the two social test files share: their stack (the
-// limits small enough to hit), HTTP and notify helpers, message filters and
-// the public-fields check.
+// social-lib.mjs - what the social test files (and limits.test.mjs) share:
+// their stack (the limits small enough to hit), HTTP and notify helpers,
+// message filters, refusal checks and the public-fields check.
 import assert from 'node:assert/strict';
 import { Stack } from './harness.mjs';
 
@@ -57,4 +57,20 @@ export const statusOf = (sock, uid) =>
 
 export function assertPublic(u, what) {
   for (const k of Object.keys(u)) assert.ok(PUBLIC.has(k), `${what}: key ${k} is not a public field: ${JSON.stringify(u)}`);
+}
+
+// The next `error` message of raw client c at index >= from: it must carry
+// code and a message for people.
+export async function rawError(c, from, code) {
+  const m = await nextFrom(c, from, is('error'), `error ${code}`);
+  assert.equal(m.code, code, JSON.stringify(m));
+  assert.equal(typeof m.message, 'string');
+  return m;
+}
+
+// A Socket.IO acknowledgement that reports a refusal with word.
+export function assertFail(ack, word, what) {
+  assert.equal(ack?.ok, false, `${what}: ${JSON.stringify(ack)}`);
+  assert.equal(ack.error, word, `${what}: ${JSON.stringify(ack)}`);
+  assert.equal(typeof ack.message, 'string', what);
 }

@@ -10,7 +10,7 @@ import {
 } from './harness.mjs';
 import {
   socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom, statusOf,
-  assertPublic,
+  assertPublic, assertFail,
 } from './social-lib.mjs';
 
 let s;
@@ -28,11 +28,6 @@ const xadd = (event, body) => xaddOn(s, event, body);
 
 const evs = (sock, name, from = 0) => sock.events.slice(from).filter((e) => e[0] === name).map((e) => e[1]);
 
-function assertFail(ack, word, what) {
-  assert.equal(ack?.ok, false, `${what}: ${JSON.stringify(ack)}`);
-  assert.equal(ack.error, word, `${what}: ${JSON.stringify(ack)}`);
-  assert.equal(typeof ack.message, 'string', what);
-}
 const byId = (a) => [...a].sort((x, y) => x.id - y.id);
 const pubUser = (name, avatar = `/avatars/${name}.svg`) => {
   const id = s.users[name];

@@ -9,7 +9,7 @@ import {
 } from './harness.mjs';
 import {
   API_KEY, socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom,
-  statusOf, assertPublic,
+  statusOf, assertPublic, rawError,
 } from './social-lib.mjs';
 
 let s;
@@ -29,12 +29,6 @@ const search = async (qs, gi = 0) => {
   return r.json;
 };
 
-async function rawError(c, from, code) {
-  const m = await nextFrom(c, from, is('error'), `error ${code}`);
-  assert.equal(m.code, code, JSON.stringify(m));
-  assert.equal(typeof m.message, 'string');
-  return m;
-}
 const sioCount = (sock, name, from = 0) => sock.events.slice(from).filter((e) => e[0] === name).length;
 function assertHas(u, expected, what) {
   for (const [k, v] of Object.entries(expected)) assert.deepEqual(u[k], v, `${what}: ${k}`);
