@@ -145,6 +145,12 @@ RB_HEAD(bk_rate_tree, bk_rate);
 TAILQ_HEAD(bk_queue, bk_user);
 TAILQ_HEAD(bk_rate_list, bk_rate);
 
+/* Every error word the broker answers a client or a relayed request with
+ * (docs/API.md), counted by word for /metrics: each limit and bad input the
+ * broker enforces (rooms, chat rate and length, JSON) shows up there. */
+#define BK_REFUSAL_COUNT 8
+extern const char *const bk_refusal_words[BK_REFUSAL_COUNT];
+
 struct bk {
     struct bk_config cfg;
     struct event_base *base; /* owned */
@@ -181,6 +187,7 @@ struct bk {
     /* Counters. */
     uint64_t n_entries, n_transitions, n_reaped, n_chat, n_dm, n_rate_limited, n_matches,
         n_notifications;
+    uint64_t n_refused[BK_REFUSAL_COUNT]; /* by bk_refusal_words[] */
 };
 
 /* Loads state from Redis (blocking, at start-up) and starts consuming.

@@ -48,6 +48,12 @@ static void on_metrics(struct evhttp_request *req, void *arg)
                 (long long)b->n_dm);
     metrics_put(o, "herald_broker_rate_limited_total", "counter",
                 "Chat messages and DMs refused by the rate limit.", (long long)b->n_rate_limited);
+    unsigned long long refused[BK_REFUSAL_COUNT];
+    for (size_t i = 0; i < BK_REFUSAL_COUNT; i++)
+        refused[i] = b->n_refused[i];
+    metrics_put_labelled(o, "herald_broker_refusals_total", "counter",
+                         "Client events and requests refused, by the error word answered.", "code",
+                         bk_refusal_words, refused, BK_REFUSAL_COUNT);
     metrics_put(o, "herald_broker_matches_total", "counter", "Matchmaking pairs made.",
                 (long long)b->n_matches);
     metrics_put(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",

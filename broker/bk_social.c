@@ -60,11 +60,19 @@ struct origin {
 
 /* Fails the event with a stable word (docs/API.md). word and message are
  * our own constants: nothing to escape. */
+const char *const bk_refusal_words[BK_REFUSAL_COUNT] = {
+    "bad-field",    "bad-json",       "auth-required",    "unknown-user",
+    "rate-limited", "too-many-rooms", "message-too-long", "unavailable",
+};
+
 static void answer_error(struct bk *b, const struct origin *o, int status, const char *word,
                          const char *message)
 {
     char buf[384];
     int n;
+    for (size_t i = 0; i < BK_REFUSAL_COUNT; i++)
+        if (strcmp(word, bk_refusal_words[i]) == 0)
+            b->n_refused[i]++;
     if (o->c) {
         if (o->c->kind == 's' && o->e->has_req) {
             n = snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",

@@ -2,23 +2,37 @@
 // their stack (the limits small enough to hit), HTTP and notify helpers,
 // message filters, refusal checks and the public-fields check.
 import assert from 'node:assert/strict';
-import { Stack } from './harness.mjs';
+import { Stack, freePort, metrics } from './harness.mjs';
 
 export const API_KEY = 'test-api-key';
 export const PUBLIC = new Set(['userID', 'userId', 'id', 'username', 'avatar', 'wins', 'losses', 'ratio']);
 
 // A started stack whose chat bucket (3, then 0.5/s), room bound (4) and
 // message length (50) are small enough for the tests to reach.
-export function socialStack(name) {
-  return new Stack(name, {
+export async function socialStack(name) {
+  const adminPort = await freePort();
+  const s = await new Stack(name, {
     env: {
       HERALD_API_KEY: API_KEY,
       HERALD_CHAT_BURST: '3',
       HERALD_CHAT_RATE: '0.5',
       HERALD_MAX_ROOMS: '4',
       HERALD_CHAT_MAX_LENGTH: '50',
+      HERALD_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
     },
   }).start();
+  s.brokerAdminUrl = `http://127.0.0.1:${adminPort}`;
+  return s;
+}
+
+// herald_broker_refusals_total of stack s's broker, by error word.
+export async function brokerRefusals(s) {
+  const out = {};
+  for (const [k, v] of await metrics(s.brokerAdminUrl)) {
+    const m = k.match(/^herald_broker_refusals_total\{code="([\w-]+)"\}$/);
+    if (m) out[m[1]] = v;
+  }
+  return out;
 }
 
 // HTTP against gateway gi of stack s: {status, json, text}.

@@ -9,7 +9,7 @@ import {
 } from './harness.mjs';
 import {
   API_KEY, socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom,
-  statusOf, assertPublic, rawError,
+  statusOf, assertPublic, rawError, brokerRefusals,
 } from './social-lib.mjs';
 
 let s;
@@ -548,7 +548,8 @@ test('GET /users/search: case-insensitive prefix, live online flag, paging, lite
 
 // ---- 10. room bound -----------------------------------------------------
 
-test('watch-profile: unknown-user, bad-field, and too-many-rooms at the 5th room; unwatch frees a slot', async () => {
+test('watch-profile: unknown-user, bad-field, and too-many-rooms at the 5th room (each counted in the broker\'s /metrics); unwatch frees a slot', async () => {
+  const before = await brokerRefusals(s);
   const c = await s.connect('erin', 0);
   let n = c.messages.length;
   c.send({ type: 'watch-profile', userId: 999999 });
@@ -563,6 +564,10 @@ test('watch-profile: unknown-user, bad-field, and too-many-rooms at the 5th room
   assert.deepEqual(since(c, n, is('error')), [], 'four rooms are fine');
   c.send({ type: 'watch-profile', userId: s.users.erin });
   await rawError(c, n, 'too-many-rooms');
+  const after = await brokerRefusals(s);
+  for (const word of ['unknown-user', 'bad-field', 'too-many-rooms']) {
+    assert.equal(after[word] - before[word], 1, `refusals{code="${word}"}`);
+  }
 
   // Unwatching dave frees a slot; dave's updates no longer arrive, bob's do.
   n = c.messages.length;
