@@ -183,7 +183,7 @@ struct bk {
     bool standby_logged;
     long long stream_len, stream_pending, stream_lag; /* from XINFO, for /metrics */
     int64_t last_info_ms;
-    int64_t last_heartbeat_ms, last_lease_check_ms;
+    int64_t last_heartbeat_ms, last_lease_check_ms, last_trim_ms;
     /* Counters. */
     uint64_t n_entries, n_transitions, n_reaped, n_chat, n_dm, n_rate_limited, n_matches,
         n_notifications;

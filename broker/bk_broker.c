@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@
 #define BK_TICK_MS 20
 /* Heartbeat period and TTL of herald:broker:alive. */
 #define BK_HEARTBEAT_MS 1000
+/* How often free heap pages go back to the system (malloc_trim). */
+#define BK_TRIM_INTERVAL_MS 1000
 #define BK_HEARTBEAT_TTL_MS 5000
 
 static int gw_cmp(const struct bk_gw *a, const struct bk_gw *b)
@@ -660,6 +663,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = bk_now_ms();
     grace_expire(b, now);
     bk_social_tick(b, now);
+    /* As the gateways do: free pages back to the system after a burst. */
+    if (now - b->last_trim_ms >= BK_TRIM_INTERVAL_MS) {
+        b->last_trim_ms = now;
+        malloc_trim(0);
+    }
     if (now - b->last_info_ms >= BK_HEARTBEAT_MS) {
         b->last_info_ms = now;
         bk_admin_refresh(b);

@@ -199,6 +199,7 @@ struct gw_net {
     struct event *reap_ev;   /* owned */
     struct event *sweep_ev;  /* owned */
     long tick_ms;
+    int64_t last_trim_ms; /* last malloc_trim() (on_sweep) */
     struct gw_conn_list conns;
     struct gw_conn_tree by_id;
     struct gw_conn *dirty;

@@ -1,0 +1,478 @@
+#!/usr/bin/env node
+// bench/bench.mjs - runs the benchmark scenarios of issue 7 against Herald
+// (raw /ws and Socket.IO) and the reference Socket.IO server at the same
+// sizes, collects herald-loadgen's JSON summaries into docs/bench/results.json
+// and has bench/report.mjs write docs/BENCHMARKS.md and the plots.
+//
+// Each run gets a fresh stack (bench/stack.mjs) so that its memory and CPU
+// figures start from the same clean state; herald-loadgen samples the CPU
+// time and RSS of every server process, Redis included (--pid NAME=PID).
+// Runs are sequential: on a 2-core machine anything running beside a run
+// would be measured as the servers' own cost.
+//
+// The sizes are in SIZES below: edit them there.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { BIN, ROOT, SECRET, heraldBenchEnv, serversFor, startStack } from './stack.mjs';
+import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
+
+// ---- sizes ---------------------------------------------------------------------
+//
+// time:      seconds of settle (after the ramp), measure and drain (late
+//            deliveries); idle holds its connections for `hold` seconds.
+// idle:      connection counts; `tabs` connections per user (see below);
+//            `handshake`: one more run of that many connections of a single
+//            user, so that no handshake announces anything: the handshake
+//            cost alone.
+// presence:  `watchers` connections (`tabs` per user) and `churnUsers` users
+//            that come and go, swept over `rates` changes/s; then `fast.rate`
+//            changes/s with each of `fast.watchers`. Each change goes to every
+//            connection, so rate × watchers deliveries/s: the low rates find
+//            the latency floor (one event's fan-out) and the knee, the high
+//            ones what happens past it.
+// broadcast: `recipients` connections; `senders` connections per load
+//            generator worker send live chat at each of `rates` messages/s,
+//            at saturation (`window` messages in flight per worker) and in
+//            bursts of `bursty.burst` at `bursty.rate`.
+// dm:        `conns` connections (conns/2 pairs) sending `rate` DMs/s in all.
+//
+// Why tabs: the contract announces every user's first connection to every
+// connection, so a ramp of N distinct users costs O(N^2) deliveries (60 000
+// users: 1.8 billion). With `tabs` connections per user it is N^2/(2 tabs),
+// and the ramp measures handshakes rather than presence fan-out.
+export const SIZES = {
+  full: {
+    time: { settle: 2, measure: 10, drain: 2, hold: 2 },
+    idle: { conns: [5000, 20000, 60000], tabs: 1000, handshake: 20000 },
+    presence: { watchers: 20000, tabs: 1000, churnUsers: 1000, rates: [2, 10, 25, 50, 100, 200],
+      fast: { rate: 2000, watchers: [200, 1000] } },
+    broadcast: { recipients: 5000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
+      bursty: { rate: 500, burst: 10 } },
+    dm: { conns: 2000, rate: 2000 },
+  },
+  quick: {
+    time: { settle: 1, measure: 4, drain: 1.5, hold: 1 },
+    idle: { conns: [2000, 10000], tabs: 1000, handshake: 10000 },
+    presence: { watchers: 5000, tabs: 1000, churnUsers: 1000, rates: [25, 100],
+      fast: { rate: 2000, watchers: [200] } },
+    broadcast: { recipients: 1000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
+      bursty: { rate: 500, burst: 10 } },
+    dm: { conns: 1000, rate: 1000 },
+  },
+};
+
+// Herald over both of its dialects, and the reference (Socket.IO only).
+export const TARGETS = [
+  { target: 'herald', proto: 'ws' },
+  { target: 'herald', proto: 'sio' },
+  { target: 'reference', proto: 'sio' },
+];
+
+// Load generator workers: at least two, so that it can use both cores when
+// the servers leave them idle, and at most 19 000 connections each (the fd
+// limit of one process here is 20 000).
+function loadgenProcs(conns) {
+  return Math.max(2, Math.ceil(conns / 19000));
+}
+
+// ---- the plan --------------------------------------------------------------------
+
+// The configurations of one scenario (target-independent).
+function configs(scenario, sz) {
+  const t = sz.time;
+  const base = { settle: t.settle, duration: t.measure, drain: t.drain };
+  const out = [];
+  if (scenario === 'idle') {
+    for (const conns of sz.idle.conns) {
+      out.push({ ...base, duration: t.hold, series: 'idle', conns, tabs: Math.min(sz.idle.tabs, conns),
+        desc: `${conns} conns (${sz.idle.tabs} tabs/user)` });
+    }
+    if (sz.idle.handshake) {
+      const conns = sz.idle.handshake;
+      out.push({ ...base, duration: t.hold, series: 'handshake', conns, tabs: conns,
+        desc: `${conns} conns of one user (handshakes without presence fan-out)` });
+    }
+  } else if (scenario === 'presence') {
+    const p = sz.presence;
+    for (const rate of p.rates) {
+      out.push({ ...base, series: 'sweep', conns: p.watchers, tabs: Math.min(p.tabs, p.watchers),
+        churnUsers: p.churnUsers, rate, desc: `${p.watchers} watchers ${rate} changes/s` });
+    }
+    for (const w of p.fast.watchers) {
+      out.push({ ...base, series: 'fast', conns: w, tabs: Math.min(p.tabs, w), churnUsers: p.churnUsers,
+        rate: p.fast.rate, desc: `${w} watchers ${p.fast.rate} changes/s` });
+    }
+  } else if (scenario === 'broadcast') {
+    const b = sz.broadcast;
+    const common = { ...base, conns: b.recipients, tabs: Math.min(b.tabs, b.recipients), senders: b.senders };
+    for (const rate of b.rates) {
+      out.push({ ...common, series: 'rate', case: `${rate} msg/s`, rate, burst: 1,
+        desc: `${b.recipients} recipients ${rate} msg/s` });
+    }
+    out.push({ ...common, series: 'saturation', case: 'saturation', rate: 0, burst: 1, window: b.window,
+      desc: `${b.recipients} recipients saturation (window ${b.window})` });
+    out.push({ ...common, series: 'bursty', case: `bursty ${b.bursty.rate} msg/s × ${b.bursty.burst}`,
+      rate: b.bursty.rate, burst: b.bursty.burst,
+      desc: `${b.recipients} recipients bursty ${b.bursty.rate} msg/s in bursts of ${b.bursty.burst}` });
+  } else if (scenario === 'dm') {
+    out.push({ ...base, series: 'dm', conns: sz.dm.conns, tabs: 1, rate: sz.dm.rate,
+      desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s` });
+  }
+  return out;
+}
+
+// Every run, in order: scenario by scenario, each configuration against
+// each target back to back (so the figures that are compared are measured
+// minutes apart, not an hour).
+export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
+  const runs = [];
+  for (const scenario of SCENARIOS.filter((s) => only.includes(s))) {
+    for (const cfg of configs(scenario, sz)) {
+      for (const t of targets) {
+        const users = Math.ceil(cfg.conns / cfg.tabs) + (cfg.churnUsers || 0);
+        runs.push({ scenario, ...t, ...cfg, users, servers: serversFor(cfg.conns),
+          procs: loadgenProcs(cfg.conns + (cfg.churnUsers || 0)) });
+      }
+    }
+  }
+  return runs;
+}
+
+// herald-loadgen's command line for `run` against `stack`.
+export function loadgenArgs(run, stack, jsonPath) {
+  const a = ['--mode', run.scenario, '--proto', run.proto, '--ports', stack.ports.join(','),
+    '--secret', stack.secret, '--first-user', String(stack.firstUser),
+    '--conns', String(run.conns), '--tabs', String(run.tabs), '--procs', String(run.procs),
+    '--settle', String(run.settle), '--duration', String(run.duration), '--drain', String(run.drain),
+    '--label', `${run.target}/${run.proto}`, '--json', jsonPath];
+  if (run.scenario === 'presence') a.push('--churn-users', String(run.churnUsers), '--rate', String(run.rate));
+  if (run.scenario === 'broadcast') {
+    a.push('--rate', String(run.rate), '--burst', String(run.burst), '--senders', String(run.senders));
+    if (run.window) a.push('--window', String(run.window));
+  }
+  if (run.scenario === 'dm') a.push('--rate', String(run.rate));
+  for (const p of stack.measured()) a.push('--pid', `${p.name}=${p.pid}`);
+  return a;
+}
+
+let currentLoadgen = null;
+
+// ---- CPU of everything else -------------------------------------------------------
+//
+// The machine may be shared (builds, other tests) and is often a virtual
+// machine. To tell a run that was disturbed from one that was not, bench
+// measures how much CPU time the whole machine spent during the load
+// generator's run (/proc/stat) beyond what the server processes and the load
+// generator used ("other"), and how much the hypervisor stole. Kernel work
+// done outside process context (softirqs on an idle CPU) counts as other
+// too, so a few hundredths of a core are normal.
+
+const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux everywhere that matters
+const NCPU = os.cpus().length;
+
+// Idle and steal time of the whole machine, seconds. Busy time is derived
+// as capacity minus idle: the kernel's idle time is exact (measured when a
+// CPU goes idle), while its user/system counters are sampled at ticks and
+// miss much of the short bursts an event loop runs in.
+function machineCpu() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return { idle: (f[3] + f[4]) / CLK_TCK, steal: (f[7] || 0) / CLK_TCK };
+}
+
+// utime + stime of a process, seconds; cutime + cstime too when `children`.
+function procCpu(statText, children = false) {
+  const f = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+  const own = Number(f[11]) + Number(f[12]);
+  return (children ? own + Number(f[13]) + Number(f[14]) : own) / CLK_TCK;
+}
+
+function serversCpu(stack) {
+  let t = 0;
+  for (const p of stack.measured()) {
+    try { t += procCpu(fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8')); } catch { /* exited */ }
+  }
+  return t;
+}
+
+// Runs herald-loadgen for `run` on a started stack. Resolves with its JSON
+// summary (histogram left out) plus `other`, the CPU the rest of the machine
+// used meanwhile; throws with what went wrong. `quiet` keeps its progress
+// lines (they are returned in err.output on failure).
+//
+// The load generator runs under `sh`, in its own process group, so that its
+// total CPU time (its workers' included) can be read from the shell's
+// cutime/cstime once it has been waited for; the shell ignores SIGTERM and
+// SIGINT, which the load generator handles itself (stop the phases, still
+// write the summary).
+export function runLoadgen(run, stack, { bin = BIN, dir, quiet = false } = {}) {
+  const json = path.join(dir, `loadgen-${process.pid}-${Date.now()}.json`);
+  const statFile = `${json}.stat`;
+  const args = loadgenArgs(run, stack, json);
+  if (quiet) args.push('--quiet');
+  // Generous: a slow ramp (the reference at 60 000 connections) plus phases.
+  const limit = (60 + run.conns / 100 + run.settle + run.duration + run.drain) * 1000;
+  const script = 'trap "" TERM INT; "$0" "$@"; rc=$?; cat /proc/$$/stat > "$LG_STAT"; exit $rc';
+  return new Promise((resolve, reject) => {
+    const m0 = machineCpu();
+    const s0 = serversCpu(stack);
+    const t0 = process.hrtime.bigint();
+    const child = spawn('sh', ['-c', script, path.join(bin, 'herald-loadgen'), ...args], {
+      stdio: ['ignore', 'ignore', quiet ? 'pipe' : 'inherit'],
+      env: { ...process.env, LG_STAT: statFile },
+      detached: true,
+    });
+    const signal = (sig) => { try { process.kill(-child.pid, sig); } catch { /* gone */ } };
+    currentLoadgen = { stop: () => signal('SIGTERM') };
+    let output = '';
+    if (quiet) child.stderr.on('data', (d) => { output += d; });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signal('SIGTERM');
+      setTimeout(() => signal('SIGKILL'), 15000).unref();
+    }, limit);
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      currentLoadgen = null;
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const m1 = machineCpu();
+      const s1 = serversCpu(stack);
+      let lgCpu = null;
+      try { lgCpu = procCpu(fs.readFileSync(statFile, 'utf8'), true); } catch { /* killed */ }
+      let summary = null;
+      try { summary = JSON.parse(fs.readFileSync(json, 'utf8')); } catch { /* none */ }
+      fs.rmSync(json, { force: true });
+      fs.rmSync(statFile, { force: true });
+      if (summary) {
+        delete summary.histogram_us;
+        const steal = m1.steal - m0.steal;
+        const busy = wall * NCPU - (m1.idle - m0.idle) - steal;
+        const other = lgCpu === null ? null : busy - (s1 - s0) - lgCpu;
+        summary.machine = {
+          wall_s: wall, cpus: NCPU, busy_s: busy, steal_s: steal,
+          servers_s: s1 - s0, loadgen_s: lgCpu, other_s: other,
+          other_cores: other === null ? null : Math.max(0, other) / wall,
+        };
+      }
+      if (code === 0 && summary) { resolve(summary); return; }
+      const why = timedOut ? `timed out after ${limit / 1000} s` : `herald-loadgen exited with ${code ?? sig}`;
+      reject(Object.assign(new Error(why), { summary, output }));
+    });
+  });
+}
+
+// ---- one run, the whole plan ---------------------------------------------------------
+
+function summaryLine(rec) {
+  if (!rec.ok) return `failed: ${rec.error}`;
+  const d = derive(rec);
+  const err = `errors ${d.errors}${d.errors ? ` (${rec.lg.last_error})` : ''}, loadgen util ${d.lgUtil.toFixed(2)}` +
+    `, machine noise ${d.noise === null ? '?' : d.noise.toFixed(2)} cores`;
+  switch (rec.scenario) {
+    case 'idle':
+      return `held ${rec.lg.held}, ${d.userKB.toFixed(2)} KB/conn user space, ${d.kernelKB.toFixed(2)} KB/conn kernel, ` +
+        `${Math.round(rec.lg.handshake_rate)} handshakes/s, ${Math.round(d.hsPerCore)} per front-end CPU-s; ${err}`;
+    case 'presence':
+      return `${Math.round(rec.lg.recv_rate)} events/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} p999 ${d.p999.toFixed(2)} ms, ` +
+        `${Math.round(d.perChange)} events per change; ${err}`;
+    case 'broadcast':
+      return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${Math.round(d.perCpu)} per server CPU-s, p99 ${d.p99.toFixed(2)} ms, ` +
+        `undelivered ${d.loss}; ${err}`;
+    default:
+      return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ${err}`;
+  }
+}
+
+// Starts a stack for `run`, runs the load generator, stops the stack.
+// Always resolves with a record: {...run, ok, error?, lg?, problems}.
+export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, sizes } = {}) {
+  const rec = { ...run, session, sizes, at: new Date().toISOString(), ok: false };
+  fs.mkdirSync(logDir, { recursive: true });
+  let stack = null;
+  try {
+    stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET });
+    rec.lg = await runLoadgen(run, stack, { bin, dir: logDir, quiet });
+    rec.ok = true;
+  } catch (e) {
+    rec.error = e.message;
+    if (e.summary) rec.lg = e.summary;
+    if (e.output) rec.output = e.output.split('\n').slice(-15).join('\n');
+  }
+  if (stack) {
+    rec.problems = await stack.stop();
+    if (rec.problems.length && !quiet) process.stderr.write(`  stack: ${rec.problems.join('\n  ')}\n`);
+  }
+  return rec;
+}
+
+const HELP = `usage: node bench/bench.mjs [options]   (or scripts/bench)
+
+Runs the benchmark scenarios against Herald (/ws and Socket.IO) and the
+reference Socket.IO v4 server (bench/reference/) at the same sizes, writes the
+raw results and then the report with its plots.
+
+  --quick              small sizes, 4 s measurements (the whole run < 5 min)
+  --only S[,S...]      scenarios to run: ${SCENARIOS.join(', ')} (default: all);
+                       the results of the others are kept from the results file
+  --target T           herald, reference or both (default both)
+  --results FILE       raw results JSON [docs/bench/results.json]
+  --report FILE        the report [docs/BENCHMARKS.md]; plots go to
+                       <its directory>/bench/
+  --keep-logs          keep the process logs even when every run succeeded
+  --help               this text
+
+Scenarios (sizes in bench/bench.mjs, SIZES):
+  idle       ramp to N idle authenticated connections; user-space RSS per
+             connection of each server process, kernel socket memory,
+             handshakes/s and handshakes per front-end CPU-second
+  presence   watchers connected; users connect/disconnect at a fixed rate;
+             latency from each change to the watchers' status event
+  broadcast  live chat to N recipients at fixed rates, at saturation and in
+             bursts; deliveries/s and deliveries per server CPU-second
+  dm         pairs of users on different server processes exchange DMs;
+             latency and loss
+
+Progress: one line per run on stderr, then herald-loadgen's own lines. At the
+end the tables of the scenarios that ran are printed on stdout. Binaries come
+from $HERALD_BIN_DIR (default build/).
+`;
+
+async function main() {
+  let o;
+  try {
+    ({ values: o } = parseArgs({
+      options: {
+        quick: { type: 'boolean' },
+        only: { type: 'string' },
+        target: { type: 'string', default: 'both' },
+        results: { type: 'string', default: path.join(ROOT, 'docs/bench/results.json') },
+        report: { type: 'string', default: path.join(ROOT, 'docs/BENCHMARKS.md') },
+        'keep-logs': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    process.stderr.write(`bench: ${e.message}\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (o.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const only = o.only ? o.only.split(',').map((s) => s.trim()).filter(Boolean) : SCENARIOS;
+  for (const s of only) {
+    if (!SCENARIOS.includes(s)) {
+      process.stderr.write(`bench: unknown scenario ${s} (${SCENARIOS.join(', ')})\n`);
+      process.exit(2);
+    }
+  }
+  if (!['herald', 'reference', 'both'].includes(o.target)) {
+    process.stderr.write('bench: --target is herald, reference or both\n');
+    process.exit(2);
+  }
+  const targets = TARGETS.filter((t) => o.target === 'both' || t.target === o.target);
+  const sizes = o.quick ? 'quick' : 'full';
+  const runs = planRuns(SIZES[sizes], { only, targets });
+  const session = new Date().toISOString();
+  const logRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-bench-logs-'));
+  const t0 = Date.now();
+
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nbench: interrupted; stopping the current run\n');
+    if (currentLoadgen) currentLoadgen.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  // The binaries of this session, copied once: every run measures the same
+  // build even if build/ is rebuilt meanwhile (and a run never starts a
+  // binary that is being written).
+  const bin = path.join(logRoot, 'bin');
+  fs.mkdirSync(bin);
+  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen']) {
+    fs.copyFileSync(path.join(BIN, b), path.join(bin, b));
+    fs.chmodSync(path.join(bin, b), 0o755);
+  }
+  process.stderr.write(`bench: ${runs.length} runs (${sizes} sizes); binaries from ${BIN}; process logs in ${logRoot}\n`);
+  const records = [];
+  // Runs disturbed by the rest of the machine are done again once, at most
+  // this many per session (so a busy machine cannot double the run time, and
+  // --quick stays under 5 minutes).
+  const maxRetries = o.quick ? 2 : Math.ceil(runs.length / 10);
+  let retries = 0;
+  for (let i = 0; i < runs.length && !interrupted; i++) {
+    const run = runs[i];
+    process.stderr.write(`[${i + 1}/${runs.length}] ${run.scenario} ${run.target}/${run.proto} ${run.desc} ` +
+      `(${run.servers} ${run.target === 'herald' ? 'gateways' : 'processes'}) ...\n`);
+    const slug = `${String(i + 1).padStart(2, '0')}-${run.scenario}-${run.target}-${run.proto}-${run.conns}`;
+    let rec = await runOnce(run, { logDir: path.join(logRoot, slug), session, sizes, bin });
+    process.stderr.write(`[${i + 1}/${runs.length}]   ${summaryLine(rec)}\n`);
+    const noise = rec.ok ? derive(rec).noise : null;
+    if (noise > NOISE_FLAG && retries < maxRetries && !interrupted) {
+      retries++;
+      process.stderr.write(`[${i + 1}/${runs.length}]   machine noise ${noise.toFixed(2)} cores (other processes, ` +
+        `hypervisor steal): running it again (${retries}/${maxRetries})\n`);
+      const again = await runOnce(run, { logDir: path.join(logRoot, `${slug}-again`), session, sizes, bin });
+      process.stderr.write(`[${i + 1}/${runs.length}]   ${summaryLine(again)}\n`);
+      // Keep the quieter of the two.
+      if (again.ok && derive(again).noise < noise) {
+        again.noise_before_retry = noise;
+        rec = again;
+      } else {
+        rec.noise_after_retry = again.ok ? derive(again).noise : null;
+      }
+    }
+    records.push(rec);
+  }
+  const wall = (Date.now() - t0) / 1000;
+
+  // Keep what this session did not run (other scenarios or targets).
+  let previous = { runs: [] };
+  try { previous = JSON.parse(fs.readFileSync(o.results, 'utf8')); } catch { /* first run */ }
+  const ranHere = (r) => only.includes(r.scenario) && targets.some((t) => t.target === r.target && t.proto === r.proto);
+  const kept = (previous.runs || []).filter((r) => !ranHere(r));
+  const all = [...kept, ...records].sort((a, b) => SCENARIOS.indexOf(a.scenario) - SCENARIOS.indexOf(b.scenario));
+  const sessions = { ...(previous.meta?.sessions || {}), [session]: { sizes, wall_s: wall, only, target: o.target } };
+  for (const s of Object.keys(sessions)) if (!all.some((r) => r.session === s)) delete sessions[s];
+  const results = {
+    meta: { ...machineInfo(), session, sizes, wall_s: wall, herald_env: benchEnvShown(),
+      command: `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), sessions },
+    sizes: SIZES,
+    runs: all,
+  };
+  fs.mkdirSync(path.dirname(o.results), { recursive: true });
+  fs.writeFileSync(o.results, `${JSON.stringify(results, null, 1)}\n`);
+  await writeReport(results, o.report, o.results);
+  process.stdout.write(scenarioMarkdown(results, only));
+  const failed = records.filter((r) => !r.ok);
+  process.stderr.write(`bench: ${records.length} runs in ${(wall / 60).toFixed(1)} min, ${failed.length} failed; ` +
+    `results ${path.relative(process.cwd(), o.results)}, report ${path.relative(process.cwd(), o.report)}\n`);
+  if (failed.length || o['keep-logs']) process.stderr.write(`bench: process logs kept in ${logRoot}\n`);
+  else fs.rmSync(logRoot, { recursive: true, force: true });
+  process.exitCode = failed.length || interrupted ? 1 : 0;
+}
+
+// The Herald settings of the runs, for the report (the secret left out).
+function benchEnvShown() {
+  const env = { ...heraldBenchEnv() };
+  delete env.HERALD_JWT_SECRET;
+  return env;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e) => {
+    process.stderr.write(`bench: ${e.stack || e.message}\n`);
+    process.exit(1);
+  });
+}

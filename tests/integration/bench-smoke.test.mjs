@@ -1,0 +1,122 @@
+// bench-smoke.test.mjs - a tiny run of every benchmark scenario (bench/)
+// against Herald (/ws and Socket.IO) and the reference Socket.IO server,
+// through the same code scripts/bench uses: bench/stack.mjs starts a fresh
+// stack per run, herald-loadgen (from $HERALD_BIN_DIR, like the other
+// binaries) drives it, bench/report.mjs renders the report into a temporary
+// directory. It checks counts, never timings: every connection held, no
+// errors, every chat message and DM delivered, latencies recorded.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BIN } from '../../bench/stack.mjs';
+import { planRuns, runOnce, TARGETS } from '../../bench/bench.mjs';
+import { machineInfo, writeReport } from '../../bench/report.mjs';
+
+const OUT = process.env.HERALD_TEST_OUT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../out');
+
+// The shape of bench.mjs's SIZES, as small as still says something.
+const SMOKE = {
+  time: { settle: 0.3, measure: 1.2, drain: 1, hold: 0.3 },
+  idle: { conns: [200], tabs: 10 },
+  presence: { watchers: 100, tabs: 50, churnUsers: 20, rates: [40], fast: { rate: 100, watchers: [] } },
+  // Saturation and bursty cover both ways of sending (paced by deliveries, by rate).
+  broadcast: { recipients: 100, tabs: 10, senders: 2, rates: [], window: 4, bursty: { rate: 20, burst: 5 } },
+  dm: { conns: 100, rate: 100 },
+};
+
+const records = [];
+
+function checkRun(rec) {
+  const what = `${rec.scenario} ${rec.target}/${rec.proto} ${rec.desc}`;
+  assert.ok(rec.ok, `${what}: ${rec.error}\n${rec.output || ''}`);
+  assert.deepEqual(rec.problems, [], `${what}: processes did not stop cleanly`);
+  const lg = rec.lg;
+  assert.deepEqual(lg.errors, { connect: 0, handshake: 0, closed: 0, protocol: 0, server: 0 }, `${what}: ${lg.last_error}`);
+  assert.equal(lg.held, rec.conns, `${what}: connections held`);
+  switch (rec.scenario) {
+    case 'idle':
+      assert.equal(lg.handshakes, rec.conns, `${what}: handshakes`);
+      assert.ok(lg.status_events > 0, `${what}: no status events in the ramp`);
+      for (const name of Object.keys(lg.rss_kb_held)) assert.ok(lg.rss_kb_held[name] > 0, `${what}: RSS of ${name}`);
+      break;
+    case 'presence':
+      assert.ok(lg.sent > 0, `${what}: no changes made`);
+      assert.ok(lg.received > 0, `${what}: no status event about a churning user seen`);
+      assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
+      break;
+    case 'broadcast': {
+      assert.ok(lg.sent > 0, `${what}: nothing sent`);
+      assert.equal(lg.received_after_drain % lg.held, 0, `${what}: a message reached only some recipients`);
+      // The load generator counts what was sent only once every worker has
+      // stopped sending, so every message counts on both sides.
+      assert.equal(lg.received_after_drain, lg.sent * lg.held,
+        `${what}: ${lg.sent} sent × ${lg.held} recipients, ${lg.received_after_drain} delivered`);
+      assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
+      break;
+    }
+    case 'dm':
+      assert.ok(lg.sent > 0, `${what}: nothing sent`);
+      assert.equal(lg.received_after_drain, lg.sent, `${what}: DMs sent and received (loss)`);
+      assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
+      break;
+    default:
+      assert.fail(`unknown scenario ${rec.scenario}`);
+  }
+}
+
+// BIN is where herald-loadgen must be: built by default with the rest.
+test('herald-loadgen is built beside the servers', () => {
+  assert.ok(fs.existsSync(path.join(BIN, 'herald-loadgen')), `no ${BIN}/herald-loadgen: build the default targets`);
+});
+
+// The three targets run side by side; each runs the scenarios in turn.
+test('benchmark scenarios, tiny', { concurrency: true, timeout: 180000 }, async (t) => {
+  await Promise.all(TARGETS.map((tg) => t.test(`against ${tg.target}/${tg.proto}`, async () => {
+    const runs = planRuns(SMOKE, { targets: [tg] });
+    assert.deepEqual([...new Set(runs.map((r) => r.scenario))], ['idle', 'presence', 'broadcast', 'dm']);
+    for (const run of runs) {
+      const logDir = path.join(OUT, 'bench-smoke', `${run.scenario}-${run.target}-${run.proto}-${run.series}`);
+      const rec = await runOnce(run, { logDir, quiet: true, session: 'smoke' });
+      records.push(rec);
+      checkRun(rec);
+    }
+  })));
+});
+
+test('report.mjs renders the tables and plots, and keeps the notes', { timeout: 60000 }, async () => {
+  // Runs after the scenario tests (node:test runs top-level tests in order).
+  assert.ok(records.length > 0, 'no runs to report');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-bench-report-'));
+  try {
+    const report = path.join(dir, 'BENCHMARKS.md');
+    fs.writeFileSync(report, 'old\n<!-- notes -->\nhand-written, keep me\n<!-- /notes -->\nold\n');
+    const results = { meta: { ...machineInfo(), session: 'smoke', sizes: 'smoke', wall_s: 1 }, sizes: { smoke: SMOKE }, runs: records };
+    const { plots } = await writeReport(results, report, path.join(dir, 'bench/results.json'));
+    const md = fs.readFileSync(report, 'utf8');
+    for (const h of ['## Machine', '## Targets', '## Method', '### Idle connections', '### Presence',
+      '### Broadcast (live chat)', '### Direct messages']) {
+      assert.ok(md.includes(h), `report lacks ${h}`);
+    }
+    for (const name of ['Herald /ws', 'Herald Socket.IO', 'reference']) {
+      assert.ok(md.split('\n').some((l) => l.startsWith('|') && l.includes(`| ${name} |`)), `no table row for ${name}`);
+    }
+    assert.match(md, /<!-- notes -->\nhand-written, keep me\n<!-- \/notes -->/);
+    assert.ok(!md.includes('old\n<!--'), 'the generated part was not rewritten');
+    let gnuplot = true;
+    try { execFileSync('gnuplot', ['--version'], { stdio: 'ignore' }); } catch { gnuplot = false; }
+    if (gnuplot) {
+      assert.ok(plots.length >= 4, `plots: ${plots.join(', ')}`);
+      for (const p of plots) {
+        assert.ok(p.startsWith(path.join(dir, 'bench')), `plot outside the report's directory: ${p}`);
+        assert.deepEqual([...fs.readFileSync(p).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], `${p} is not a PNG`);
+        assert.ok(md.includes(`](bench/${path.basename(p)})`), `${p} not embedded`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
