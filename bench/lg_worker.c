@@ -140,9 +140,6 @@ static void on_ready(struct conn *c)
     c->state = CS_READY;
     if (c->churn) {
         W.st->churn_handshakes++;
-        long i = W.churn_lo + (c - W.conns - W.n_main);
-        lg_shm->change_online[i] = 1;
-        __atomic_store_n(&lg_shm->change_ns[i], lg_now_ns(), __ATOMIC_RELEASE);
     } else {
         W.st->handshakes++;
         W.st->held++;
@@ -222,8 +219,8 @@ static void on_status(struct conn *c, const char *s, size_t len)
     if (i < 0 || i >= lg_opt.churn_users)
         return;
     bool online = memmem(s, len, "\"online\"", 8) != NULL;
-    uint64_t t = __atomic_load_n(&lg_shm->change_ns[i], __ATOMIC_ACQUIRE);
-    if (t == 0 || online != (lg_shm->change_online[i] == 1))
+    uint64_t t = __atomic_load_n(&lg_shm->change[i], __ATOMIC_ACQUIRE);
+    if (t == 0 || online != (bool)(t & 1))
         return; /* an event about an older change */
     W.st->received++;
     if (lg_shm->phase >= PH_MEASURE)
@@ -570,12 +567,14 @@ static void churn_one(void)
         return;
     struct conn *c = &W.conns[W.n_main + (long)(W.rr++ % W.n_churn)];
     long i = W.churn_lo + (c - W.conns - W.n_main);
+    /* Online is timed from connect(): the server may announce the user
+     * before the handshake's last packet reaches us, never before that. */
     if (c->state == CS_READY) {
-        lg_shm->change_online[i] = 0;
-        __atomic_store_n(&lg_shm->change_ns[i], lg_now_ns(), __ATOMIC_RELEASE);
+        __atomic_store_n(&lg_shm->change[i], lg_now_ns() & ~(uint64_t)1, __ATOMIC_RELEASE);
         conn_drop(c);
         W.st->sent++;
     } else if (c->state == CS_NONE) {
+        __atomic_store_n(&lg_shm->change[i], lg_now_ns() | 1, __ATOMIC_RELEASE);
         conn_start(c);
         W.st->sent++;
     }

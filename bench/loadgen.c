@@ -18,7 +18,8 @@
  * Latency is end to end on CLOCK_MONOTONIC, which all processes of one host
  * share: chat and DMs carry their send time in the message text
  * ("lg:<ns>:<worker>:..."); presence changes are timed from the moment a
- * churning user's connection completed its handshake (online) or was closed
+ * churning user's connection started (connect(): online, so the handshake is
+ * part of it and no event can precede its change) or was closed
  * (offline), which the churning worker writes into the shared mapping, to
  * the moment a watcher sees the matching status event. Histograms are
  * HdrHistogram-style log-linear buckets in microseconds (64 sub-buckets per
@@ -629,8 +630,7 @@ int main(int argc, char **argv)
         perror("mmap");
         return 1;
     }
-    lg_shm->change_ns = (uint64_t *)(lg_shm + 1);
-    lg_shm->change_online = (uint8_t *)(lg_shm->change_ns + lg_opt.churn_users);
+    lg_shm->change = (uint64_t *)(lg_shm + 1);
     lg_shm->phase = PH_RAMP;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);

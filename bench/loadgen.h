@@ -85,9 +85,11 @@ struct lg_stats {
 struct lg_shared {
     volatile int phase;
     uint64_t measure_start_ns;
-    /* Presence: per churning user, when it last changed and to what. */
-    uint64_t *change_ns;
-    uint8_t *change_online;
+    /* Presence: per churning user, its last change in one word, so that a
+     * reader never pairs one change's time with another's direction: the
+     * CLOCK_MONOTONIC time in ns with the lowest bit replaced by 1 for
+     * online, 0 for offline (0 altogether: no change yet). */
+    uint64_t *change;
     struct lg_stats w[LG_MAX_WORKERS];
 };
 

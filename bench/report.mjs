@@ -294,7 +294,7 @@ function presenceSection(results) {
   let s = `### Presence\n\n${sessionNote(results, 'presence')}` +
     `Watchers stay connected; churning users connect and disconnect round robin at the given rate. Every change ` +
     `is announced to every watcher, so the offered load is changes/s × watchers status deliveries per second. ` +
-    `Latency: from the change (the churning connection's handshake completing, or its socket being closed) to a ` +
+    `Latency: from the change (the churning connection's connect() — its handshake is part of going online — or its socket being closed) to a ` +
     `watcher receiving the status event, in ms. *Events per change*: status events about the churning users ` +
     `received by the watchers by the end of the drain period ÷ changes made: the number of watchers when ` +
     `nothing is lost (the churning users' own connections receive the events too, but are not counted or timed). A server that ` +
@@ -681,9 +681,11 @@ against it and stops it again by pid:
   fan-out is measured on its own in the presence scenario.
 - **Latency** is end to end on \`CLOCK_MONOTONIC\`, which every process of the host shares. Chat messages
   and DMs carry their send time in the message text (\`lg:<ns>:<worker>:\`). A presence change is timed
-  from the moment the churning user's connection completed its handshake (the 101 response on /ws, the
-  Socket.IO CONNECT acknowledgement) or was closed, to the moment a watcher receives the matching status
-  event; an event that arrives before its change was recorded, or about an older change, is not counted.
+  from the moment the churning user's connection starts (\`connect()\`: the TCP and WebSocket
+  handshakes, the token check and the Socket.IO CONNECT are part of going online, and no server can
+  announce the user before it) or is closed, to the moment a watcher receives the matching status
+  event; an event about an older change of the same user is not counted (at these rates a user changes
+  every few seconds).
   Percentiles come from log-linear histograms (64 sub-buckets per power of two, under 1.6 % error),
   recorded from the start of the measurement through the drain.
 - **Fan-out and the load generator**: the latency of an event sent to many connections includes the load
