@@ -219,34 +219,36 @@ const pctCell = (d, p) => (d[`${p}Censored`] ? `≥ ${sig(d[p])}` : sig(d[p]));
 // Reference ÷ Herald latency ratio; "≥" when the reference's is a lower bound.
 const latRatio = (dr, dh, p) => `${dr[`${p}Censored`] ? '≥ ' : ''}${ratio(dr[p], dh[p])}`;
 
-function idleSection(results) {
-  const gs = groups(results, 'idle');
-  if (!gs.length) return '';
+// The rows of a section: row(g, k, r, d, lg) for every run of every group,
+// and ratioRow(g, k, h, ref, dh, dr) for each Herald dialect that has a
+// successful reference run beside it.
+function sectionRows(gs, row, ratioRow) {
   const rows = [];
   const ratios = [];
   for (const g of gs) {
     for (const k of TARGET_KEYS) {
       const r = g.by[k];
-      if (!r) continue;
-      const d = derive(r);
-      const lg = r.lg || {};
-      rows.push([num(g.cfg.conns), TARGET_NAMES[k], String(r.servers), `${num(lg.held)}`, num(d.errors),
-        r.ok ? sig(d.frontKB) : DASH, r.ok && d.brokerKB !== null ? sig(d.brokerKB) : DASH, r.ok ? sig(d.redisKB) : DASH,
-        r.ok ? `**${sig(d.userKB)}**` : DASH, r.ok ? sig(d.kernelKB) : DASH, r.ok ? num(d.rssMB, 0) : DASH,
-        r.ok ? num(lg.handshake_rate) : DASH, r.ok ? num(d.hsPerCore) : DASH, r.ok ? big(lg.status_events) : DASH, util(d), noise(d)]);
+      if (r) rows.push(row(g, k, r, derive(r), r.lg || {}));
     }
     const ref = g.by['reference/sio'];
-    if (ref?.ok) {
-      const dr = derive(ref);
-      for (const k of ['herald/ws', 'herald/sio']) {
-        const h = g.by[k];
-        if (!h?.ok) continue;
-        const dh = derive(h);
-        ratios.push([num(g.cfg.conns), TARGET_NAMES[k], ratio(dr.userKB, dh.userKB), ratio(dr.frontKB, dh.frontKB),
-          ratio(h.lg.handshake_rate, ref.lg.handshake_rate), ratio(dh.hsPerCore, dr.hsPerCore)]);
-      }
+    for (const k of ['herald/ws', 'herald/sio']) {
+      const h = g.by[k];
+      if (h?.ok && ref?.ok) ratios.push(ratioRow(g, k, h, ref, derive(h), derive(ref)));
     }
   }
+  return { rows, ratios };
+}
+
+function idleSection(results) {
+  const gs = groups(results, 'idle');
+  if (!gs.length) return '';
+  const { rows, ratios } = sectionRows(gs, (g, k, r, d, lg) => [num(g.cfg.conns), TARGET_NAMES[k], String(r.servers),
+    `${num(lg.held)}`, num(d.errors),
+    r.ok ? sig(d.frontKB) : DASH, r.ok && d.brokerKB !== null ? sig(d.brokerKB) : DASH, r.ok ? sig(d.redisKB) : DASH,
+    r.ok ? `**${sig(d.userKB)}**` : DASH, r.ok ? sig(d.kernelKB) : DASH, r.ok ? num(d.rssMB, 0) : DASH,
+    r.ok ? num(lg.handshake_rate) : DASH, r.ok ? num(d.hsPerCore) : DASH, r.ok ? big(lg.status_events) : DASH, util(d), noise(d)],
+  (g, k, h, ref, dh, dr) => [num(g.cfg.conns), TARGET_NAMES[k], ratio(dr.userKB, dh.userKB), ratio(dr.frontKB, dh.frontKB),
+    ratio(h.lg.handshake_rate, ref.lg.handshake_rate), ratio(dh.hsPerCore, dr.hsPerCore)]);
   let s = `### Idle connections\n\n${sessionNote(results, 'idle')}` +
     `Memory in KiB per held connection (RSS growth from before the ramp to after the settle period). ` +
     `Front end: per gateway (Herald) or Socket.IO process (reference), divided by the connections it holds; ` +
@@ -269,28 +271,12 @@ function idleSection(results) {
 function presenceSection(results) {
   const gs = groups(results, 'presence');
   if (!gs.length) return '';
-  const rows = [];
-  const ratios = [];
-  for (const g of gs) {
-    for (const k of TARGET_KEYS) {
-      const r = g.by[k];
-      if (!r) continue;
-      const d = derive(r);
-      const lg = r.lg || {};
-      rows.push([num(g.cfg.conns), num(g.cfg.rate), big(d.offered), TARGET_NAMES[k], r.ok ? big(lg.recv_rate) : DASH,
-        r.ok ? num(d.perChange) : DASH, r.ok ? sig(d.p50) : DASH, r.ok ? `**${pctCell(d, 'p99')}**` : DASH,
-        r.ok ? pctCell(d, 'p999') : DASH, r.ok ? sig(d.max) : DASH, r.ok ? num(d.cores, 2) : DASH, num(d.errors), util(d), noise(d)]);
-    }
-    const ref = g.by['reference/sio'];
-    for (const k of ['herald/ws', 'herald/sio']) {
-      const h = g.by[k];
-      if (!h?.ok || !ref?.ok) continue;
-      const dh = derive(h);
-      const dr = derive(ref);
-      ratios.push([num(g.cfg.conns), num(g.cfg.rate), TARGET_NAMES[k], ratio(dr.p50, dh.p50), latRatio(dr, dh, 'p99'),
-        latRatio(dr, dh, 'p999'), ratio(dh.cores > 0 ? h.lg.recv_rate / dh.cores : 0, dr.cores > 0 ? ref.lg.recv_rate / dr.cores : 0)]);
-    }
-  }
+  const { rows, ratios } = sectionRows(gs, (g, k, r, d, lg) => [num(g.cfg.conns), num(g.cfg.rate), big(d.offered),
+    TARGET_NAMES[k], r.ok ? big(lg.recv_rate) : DASH,
+    r.ok ? num(d.perChange) : DASH, r.ok ? sig(d.p50) : DASH, r.ok ? `**${pctCell(d, 'p99')}**` : DASH,
+    r.ok ? pctCell(d, 'p999') : DASH, r.ok ? sig(d.max) : DASH, r.ok ? num(d.cores, 2) : DASH, num(d.errors), util(d), noise(d)],
+  (g, k, h, ref, dh, dr) => [num(g.cfg.conns), num(g.cfg.rate), TARGET_NAMES[k], ratio(dr.p50, dh.p50), latRatio(dr, dh, 'p99'),
+    latRatio(dr, dh, 'p999'), ratio(dh.cores > 0 ? h.lg.recv_rate / dh.cores : 0, dr.cores > 0 ? ref.lg.recv_rate / dr.cores : 0)]);
   let s = `### Presence\n\n${sessionNote(results, 'presence')}` +
     `Watchers stay connected; churning users connect and disconnect round robin at the given rate. Every change ` +
     `is announced to every watcher, so the offered load is changes/s × watchers status deliveries per second. ` +
@@ -314,28 +300,13 @@ function presenceSection(results) {
 function broadcastSection(results) {
   const gs = groups(results, 'broadcast');
   if (!gs.length) return '';
-  const rows = [];
-  const ratios = [];
-  for (const g of gs) {
-    for (const k of TARGET_KEYS) {
-      const r = g.by[k];
-      if (!r) continue;
-      const d = derive(r);
-      const lg = r.lg || {};
-      rows.push([g.cfg.case, num(g.cfg.conns), TARGET_NAMES[k], r.ok ? num(lg.sent_rate) : DASH, r.ok ? big(lg.recv_rate) : DASH,
-        r.ok ? `**${big(d.perCpu)}**` : DASH,
-        r.ok ? `${num(d.cores, 2)} (${num(d.cpu.front / lg.measure_s, 2)}${d.cpu.broker !== null ? ` / ${num(d.cpu.broker / lg.measure_s, 2)}` : ''} / ${num(d.cpu.redis / lg.measure_s, 2)})` : DASH,
-        r.ok ? sig(d.p50) : DASH, r.ok ? sig(d.p99) : DASH, r.ok ? num(d.loss) : DASH, num(d.errors), util(d), noise(d)]);
-    }
-    const ref = g.by['reference/sio'];
-    for (const k of ['herald/ws', 'herald/sio']) {
-      const h = g.by[k];
-      if (!h?.ok || !ref?.ok) continue;
-      const dh = derive(h);
-      const dr = derive(ref);
-      ratios.push([g.cfg.case, TARGET_NAMES[k], ratio(dh.perCpu, dr.perCpu), ratio(h.lg.recv_rate, ref.lg.recv_rate), ratio(dr.p99, dh.p99)]);
-    }
-  }
+  const { rows, ratios } = sectionRows(gs, (g, k, r, d, lg) => [g.cfg.case, num(g.cfg.conns), TARGET_NAMES[k],
+    r.ok ? num(lg.sent_rate) : DASH, r.ok ? big(lg.recv_rate) : DASH,
+    r.ok ? `**${big(d.perCpu)}**` : DASH,
+    r.ok ? `${num(d.cores, 2)} (${num(d.cpu.front / lg.measure_s, 2)}${d.cpu.broker !== null ? ` / ${num(d.cpu.broker / lg.measure_s, 2)}` : ''} / ${num(d.cpu.redis / lg.measure_s, 2)})` : DASH,
+    r.ok ? sig(d.p50) : DASH, r.ok ? sig(d.p99) : DASH, r.ok ? num(d.loss) : DASH, num(d.errors), util(d), noise(d)],
+  (g, k, h, ref, dh, dr) => [g.cfg.case, TARGET_NAMES[k], ratio(dh.perCpu, dr.perCpu), ratio(h.lg.recv_rate, ref.lg.recv_rate),
+    ratio(dr.p99, dh.p99)]);
   let s = `### Broadcast (live chat)\n\n${sessionNote(results, 'broadcast')}` +
     `Each load generator worker's first connections (senders) send live chat that goes to every connection ` +
     `(senders included). Saturation: each worker keeps a window of messages in flight, paced by its last ` +
@@ -356,27 +327,12 @@ function broadcastSection(results) {
 function dmSection(results) {
   const gs = groups(results, 'dm');
   if (!gs.length) return '';
-  const rows = [];
-  const ratios = [];
-  for (const g of gs) {
-    for (const k of TARGET_KEYS) {
-      const r = g.by[k];
-      if (!r) continue;
-      const d = derive(r);
-      const lg = r.lg || {};
-      rows.push([num(g.cfg.conns / 2), num(g.cfg.rate), TARGET_NAMES[k], r.ok ? num(lg.sent_rate) : DASH, r.ok ? num(lg.recv_rate) : DASH,
-        r.ok ? sig(d.p50) : DASH, r.ok ? `**${sig(d.p99)}**` : DASH, r.ok ? sig(d.p999) : DASH, r.ok ? sig(d.max) : DASH,
-        r.ok ? `**${num(d.loss)}**` : DASH, r.ok ? sig(d.cpuPer1k) : DASH, r.ok ? num(d.cores, 2) : DASH, num(d.errors), util(d), noise(d)]);
-    }
-    const ref = g.by['reference/sio'];
-    for (const k of ['herald/ws', 'herald/sio']) {
-      const h = g.by[k];
-      if (!h?.ok || !ref?.ok) continue;
-      const dh = derive(h);
-      const dr = derive(ref);
-      ratios.push([TARGET_NAMES[k], ratio(dr.p50, dh.p50), ratio(dr.p99, dh.p99), ratio(dr.p999, dh.p999), ratio(dr.cpuPer1k, dh.cpuPer1k)]);
-    }
-  }
+  const { rows, ratios } = sectionRows(gs, (g, k, r, d, lg) => [num(g.cfg.conns / 2), num(g.cfg.rate), TARGET_NAMES[k],
+    r.ok ? num(lg.sent_rate) : DASH, r.ok ? num(lg.recv_rate) : DASH,
+    r.ok ? sig(d.p50) : DASH, r.ok ? `**${sig(d.p99)}**` : DASH, r.ok ? sig(d.p999) : DASH, r.ok ? sig(d.max) : DASH,
+    r.ok ? `**${num(d.loss)}**` : DASH, r.ok ? sig(d.cpuPer1k) : DASH, r.ok ? num(d.cores, 2) : DASH, num(d.errors), util(d), noise(d)],
+  (g, k, h, ref, dh, dr) => [TARGET_NAMES[k], ratio(dr.p50, dh.p50), ratio(dr.p99, dh.p99), ratio(dr.p999, dh.p999),
+    ratio(dr.cpuPer1k, dh.cpuPer1k)]);
   let s = `### Direct messages\n\n${sessionNote(results, 'dm')}` +
     `Pairs of users, neighbours in connection order and so on different front-end processes, send each other ` +
     `DMs; the total rate is spread over all connections. Latency from send to the peer's receipt; lost = sent − ` +
