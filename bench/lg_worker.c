@@ -65,7 +65,6 @@ struct worker {
     struct lg_stats *st;
     struct conn *conns; /* owned: main slice, then churn slice */
     long n_main, n_churn;
-    long main_lo;  /* global index of conns[0] */
     long churn_lo; /* churn user index of conns[n_main] */
     long next_connect;
     long inflight;
@@ -500,7 +499,6 @@ static void try_connect(void)
     long cap = lg_opt.ramp_inflight / lg_opt.procs + 1;
     while (W.next_connect < W.n_main && W.next_connect < due && W.inflight < cap) {
         struct conn *c = &W.conns[W.next_connect++];
-        W.st->attempted++;
         conn_start(c);
     }
 }
@@ -655,7 +653,6 @@ int lg_worker_main(int id, long lo, long hi, long clo, long chi)
     W.secret_len = strlen(lg_opt.secret);
     W.n_main = hi - lo;
     W.n_churn = chi - clo;
-    W.main_lo = lo;
     W.churn_lo = clo;
     W.conns = calloc((size_t)(W.n_main + W.n_churn + 1), sizeof(struct conn));
     W.pad = malloc((size_t)lg_opt.msg_size + 1);
@@ -683,6 +680,5 @@ int lg_worker_main(int id, long lo, long hi, long clo, long chi)
     event_add(W.tick, &ms);
     event_base_dispatch(W.base);
     /* Exit without closing each connection: the kernel does it at once. */
-    W.st->exited = 1;
     return 0;
 }

@@ -192,7 +192,6 @@ static void totals(uint64_t *hist, uint64_t *count, struct lg_stats *sum)
         sum->held += w->held;
         sum->handshakes += w->handshakes;
         sum->churn_handshakes += w->churn_handshakes;
-        sum->attempted += w->attempted;
         sum->err_connect += w->err_connect;
         sum->err_handshake += w->err_handshake;
         sum->err_closed += w->err_closed;
@@ -623,8 +622,7 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
-    size_t size =
-        sizeof(struct lg_shared) + (size_t)lg_opt.churn_users * (sizeof(uint64_t) + 1) + 64;
+    size_t size = sizeof(struct lg_shared) + (size_t)lg_opt.churn_users * sizeof(uint64_t);
     lg_shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (lg_shm == MAP_FAILED) {
         perror("mmap");
@@ -681,7 +679,6 @@ int main(int argc, char **argv)
     lg_shm->phase = PH_SETTLE;
     wait_phase("settle", lg_opt.settle, NULL, t0, &prev);
     snap(&s_meas);
-    lg_shm->measure_start_ns = s_meas.t_ns;
     lg_shm->phase = PH_MEASURE;
     wait_phase("measure", lg_opt.duration, NULL, t0, &prev);
     /* Stop the senders first and wait until every worker has acted on it

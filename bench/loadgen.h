@@ -67,7 +67,6 @@ struct lg_stats {
     uint64_t held;       /* main connections ready now */
     uint64_t handshakes; /* main connections that completed a handshake */
     uint64_t churn_handshakes;
-    uint64_t attempted;
     uint64_t err_connect, err_handshake, err_closed, err_protocol, err_server;
     uint64_t sent;     /* chat messages / DMs sent */
     uint64_t received; /* chat messages / DMs / status events received */
@@ -77,14 +76,12 @@ struct lg_stats {
     /* The phase this worker last acted on: written at the end of each tick,
      * so once it says PH_DRAIN the worker sends nothing more. */
     volatile int phase_seen;
-    int exited;
     char last_error[160];
     uint64_t hist[LG_BUCKETS];
 };
 
 struct lg_shared {
     volatile int phase;
-    uint64_t measure_start_ns;
     /* Presence: per churning user, its last change in one word, so that a
      * reader never pairs one change's time with another's direction: the
      * CLOCK_MONOTONIC time in ns with the lowest bit replaced by 1 for

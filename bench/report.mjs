@@ -86,8 +86,8 @@ export function derive(r) {
     d.censorMs = (r.drain || 0) * 1000;
     d.p99Censored = d.delivered < 0.99;
     d.p999Censored = d.delivered < 0.999;
-    if (d.p99Censored) d.p99 = Math.max(d.censorMs, 0);
-    if (d.p999Censored) d.p999 = Math.max(d.censorMs, 0);
+    if (d.p99Censored) d.p99 = d.censorMs;
+    if (d.p999Censored) d.p999 = d.censorMs;
   } else if (r.scenario === 'broadcast') {
     d.perCpu = d.cpu.total > 0 ? (lg.received || 0) / d.cpu.total : 0;
     d.expected = (lg.sent || 0) * held;
