@@ -252,9 +252,13 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
     bk_rooms_leave_all(b, c, persist);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
     LIST_REMOVE(c, gw_link);
+    /* The counts decide presence: one that went below zero would keep a
+     * user online (or offline) for ever. */
+    HERALD_ASSERT(gw->nconns > 0);
     gw->nconns--;
     if (u) {
         LIST_REMOVE(c, user_link);
+        HERALD_ASSERT(u->nconns > 0);
         u->nconns--;
     }
     free(c);

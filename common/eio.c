@@ -24,8 +24,8 @@
  * 4 in, written behind the read position).
  */
 #include "eio.h"
+#include "log.h"
 
-#include <assert.h>
 #include <string.h>
 
 const char *eio_status_str(enum eio_status st)
@@ -143,7 +143,7 @@ size_t eio_encode_b64(char *out, size_t cap, const uint8_t *data, size_t len)
         out[o++] = b64_alphabet[(v >> 6) & 0x3F];
         out[o++] = '=';
     }
-    assert(o == need);
+    HERALD_ASSERT(o == need);
     return o;
 }
 
@@ -191,7 +191,7 @@ enum eio_status eio_payload_next(uint8_t *buf, size_t len, size_t *off, struct e
                                  bool *done)
 {
     size_t start = *off;
-    assert(start <= len);
+    HERALD_ASSERT(start <= len);
     *done = false;
     if (start == len) {
         if (len > 0 && buf[len - 1] != EIO_SEPARATOR) {
@@ -213,7 +213,7 @@ enum eio_status eio_payload_next(uint8_t *buf, size_t len, size_t *off, struct e
 
 size_t eio_encode_text(char *out, size_t cap, uint8_t type, const char *data, size_t len)
 {
-    assert(eio_type_valid(type));
+    HERALD_ASSERT(eio_type_valid(type));
     if (len > SIZE_MAX - 1 || cap < len + 1)
         return 0;
     out[0] = (char)type;
@@ -260,7 +260,6 @@ static void out_long(struct eio_out *o, long v)
     out_mem(o, tmp + n, sizeof(tmp) - n);
 }
 
-#ifndef NDEBUG
 static bool eio_sid_safe(const char *sid)
 {
     for (const char *c = sid; *c; c++)
@@ -269,14 +268,13 @@ static bool eio_sid_safe(const char *sid)
             return false;
     return true;
 }
-#endif
 
 size_t eio_encode_open(char *out, size_t cap, const char *sid, bool upgrade_ws,
                        long ping_interval_ms, long ping_timeout_ms, long max_payload)
 {
     /* Precondition: the sid is ours (random URL-safe characters, as the
      * reference's base64id), so it needs no JSON escaping. */
-    assert(sid && eio_sid_safe(sid));
+    HERALD_ASSERT(sid && eio_sid_safe(sid));
     struct eio_out o = {out, cap, 0, false};
     out_str(&o, "0{\"sid\":\"");
     out_str(&o, sid);

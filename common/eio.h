@@ -95,7 +95,7 @@ enum eio_status eio_payload_next(uint8_t *buf, size_t len, size_t *off, struct e
  * byte for byte what the reference server sends (key order included).
  * upgrade_ws: whether "websocket" is offered in upgrades (["websocket"] or []).
  * sid is copied without JSON escaping: the caller guarantees it is made of
- * [A-Za-z0-9_-] only (asserted in debug builds). */
+ * [A-Za-z0-9_-] only (HERALD_ASSERT, in every build). */
 size_t eio_encode_open(char *out, size_t cap, const char *sid, bool upgrade_ws,
                        long ping_interval_ms, long ping_timeout_ms, long max_payload);
 /* A text packet: type (an enum eio_type) + data. */

@@ -4,6 +4,7 @@
  * allocates nothing.
  */
 #include "event.h"
+#include "log.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -131,9 +132,9 @@ void ev_args_init(struct ev_args *a)
 void ev_args_add(struct ev_args *a, const char *s, size_t len)
 {
     /* Builders are filled by our own code with a fixed shape; overflowing
-     * is a programming error, not something a peer can cause. */
-    if (a->argc >= EV_ARGS_MAX)
-        return;
+     * is a programming error, not something a peer can cause. Dropping the
+     * argument would send a malformed entry (a field without its value). */
+    HERALD_ASSERT(a->argc < EV_ARGS_MAX);
     a->argv[a->argc] = s;
     a->argvlen[a->argc] = len;
     a->argc++;
@@ -146,8 +147,7 @@ void ev_args_adds(struct ev_args *a, const char *s)
 
 void ev_args_add_i64(struct ev_args *a, int64_t v)
 {
-    if (a->nnums >= (int)(sizeof(a->nums) / sizeof(a->nums[0])))
-        return;
+    HERALD_ASSERT(a->nnums < (int)(sizeof(a->nums) / sizeof(a->nums[0])));
     char *buf = a->nums[a->nnums++];
     int n = snprintf(buf, sizeof(a->nums[0]), "%lld", (long long)v);
     ev_args_add(a, buf, (size_t)n);
@@ -155,8 +155,7 @@ void ev_args_add_i64(struct ev_args *a, int64_t v)
 
 void ev_args_add_u64(struct ev_args *a, uint64_t v)
 {
-    if (a->nnums >= (int)(sizeof(a->nums) / sizeof(a->nums[0])))
-        return;
+    HERALD_ASSERT(a->nnums < (int)(sizeof(a->nums) / sizeof(a->nums[0])));
     char *buf = a->nums[a->nnums++];
     int n = snprintf(buf, sizeof(a->nums[0]), "%llu", (unsigned long long)v);
     ev_args_add(a, buf, (size_t)n);

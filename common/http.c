@@ -26,8 +26,8 @@
  *   505  a well-formed version other than HTTP/1.0 and HTTP/1.1
  */
 #include "http.h"
+#include "log.h"
 
-#include <assert.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
@@ -229,8 +229,8 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
     size_t vpos = 0;              /* bytes of "HTTP/x.y" seen */
     int major = 0;
 
-    assert(buf != NULL || len == 0);
-    assert(lim && req && status && reason);
+    HERALD_ASSERT(buf != NULL || len == 0);
+    HERALD_ASSERT(lim && req && status && reason);
     *status = 0;
     *reason = NULL;
     req->query = NULL;

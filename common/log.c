@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -183,4 +184,12 @@ void log_write(int level, const char *fmt, ...)
     line[pos++] = '\n';
     ssize_t w = write(log_fd, line, pos);
     (void)w;
+}
+
+_Noreturn void log_assert_fail(const char *expr, const char *file, int line, const char *func)
+{
+    /* Written at ERROR whatever log_min_level says: the line is the only
+     * trace of why the process stopped. */
+    log_write(LOG_ERROR, "assertion failed: %s (%s:%d, %s)", expr, file, line, func);
+    abort();
 }

@@ -80,4 +80,21 @@ size_t log_escape(char *dst, size_t size, const char *src, size_t len);
 /* Helper for log_warn_rl: returns 1 when this line may be written. */
 int log_ratelimit(long *sec, int *n, int *dropped, int per_sec);
 
+/*
+ * Always-on invariant check, in every build type (NDEBUG does not remove
+ * it, unlike assert()): when cond is false, writes one ERROR line naming the
+ * expression, file, line and function, then abort()s. For our own
+ * invariants only, never for what a peer sent (that gets an error answer).
+ * A broken invariant left running corrupts state other users see; a core
+ * dump is refused by cfg_protect_secrets(), so the log line is the record.
+ */
+#define HERALD_ASSERT(cond)                                                                        \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            log_assert_fail(#cond, __FILE__, __LINE__, __func__);                                  \
+    } while (0)
+
+/* HERALD_ASSERT's failure path: logs (whatever the level) and aborts. */
+_Noreturn void log_assert_fail(const char *expr, const char *file, int line, const char *func);
+
 #endif

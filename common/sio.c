@@ -44,8 +44,8 @@
  * when the gateway later needs the values.
  */
 #include "sio.h"
+#include "log.h"
 
-#include <assert.h>
 #include <string.h>
 
 const char *sio_status_str(enum sio_status st)
@@ -489,9 +489,9 @@ size_t sio_encode_header(char *out, size_t cap, uint8_t type, const char *nsp, s
 {
     /* Preconditions: our own values, never a peer's unchecked bytes. A
      * namespace from sio_parse() satisfies them. */
-    assert(type <= SIO_BINARY_ACK);
-    assert(nsp_len == 0 || (nsp && nsp[0] == '/' && !memchr(nsp, ',', nsp_len)));
-    assert(ack_id <= SIO_MAX_ACK_ID);
+    HERALD_ASSERT(type <= SIO_BINARY_ACK);
+    HERALD_ASSERT(nsp_len == 0 || (nsp && nsp[0] == '/' && !memchr(nsp, ',', nsp_len)));
+    HERALD_ASSERT(ack_id <= SIO_MAX_ACK_ID);
     size_t o = 0;
     if (cap < 1)
         return 0;

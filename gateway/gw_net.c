@@ -88,7 +88,12 @@ struct gw_shared *gw_shared_new(size_t len)
 
 void gw_shared_unref(struct gw_shared *s)
 {
-    if (s && --s->refs == 0)
+    if (!s)
+        return;
+    /* A reference dropped twice would free a frame other queues still
+     * point at. */
+    HERALD_ASSERT(s->refs > 0);
+    if (--s->refs == 0)
         free(s);
 }
 
@@ -755,6 +760,7 @@ static void conn_free(struct gw_conn *c)
         event_del(&c->ev);
     TAILQ_REMOVE(&n->conns, c, link);
     RB_REMOVE(gw_conn_tree, &n->by_id, c);
+    HERALD_ASSERT(n->nconns > 0);
     n->nconns--;
     gw_ip_release(&n->ips, c->ip);
     free_queue(c);

@@ -8,9 +8,13 @@
 #ifndef HERALD_CHECK_H
 #define HERALD_CHECK_H
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int check_total;
 static int check_failed;
@@ -59,6 +63,29 @@ static int check_failed;
             fprintf(stderr, "%s:%d: CHECK_MEM failed: %s is \"%.*s\", expected \"%s\"\n",          \
                     __FILE__, __LINE__, #p, check_p_ ? (int)check_n_ : 6,                          \
                     check_p_ ? check_p_ : "(null)", check_s_);                                     \
+        }                                                                                          \
+    } while (0)
+
+/* Runs stmt in a forked child (stderr to /dev/null) and checks that it
+ * aborts (SIGABRT): how an always-on HERALD_ASSERT is shown to fire. */
+#define CHECK_ABORTS(stmt)                                                                         \
+    do {                                                                                           \
+        fflush(NULL);                                                                              \
+        pid_t check_pid_ = fork();                                                                 \
+        if (check_pid_ == 0) {                                                                     \
+            int check_fd_ = open("/dev/null", O_WRONLY);                                           \
+            if (check_fd_ >= 0)                                                                    \
+                dup2(check_fd_, 2);                                                                \
+            stmt;                                                                                  \
+            _exit(0);                                                                              \
+        }                                                                                          \
+        int check_st_ = 0;                                                                         \
+        check_total++;                                                                             \
+        if (check_pid_ < 0 || waitpid(check_pid_, &check_st_, 0) != check_pid_ ||                  \
+            !WIFSIGNALED(check_st_) || WTERMSIG(check_st_) != SIGABRT) {                           \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK_ABORTS failed: %s did not abort\n", __FILE__, __LINE__,  \
+                    #stmt);                                                                        \
         }                                                                                          \
     } while (0)
 

@@ -89,6 +89,17 @@ int main(void)
     CHECK_MEM(a.argv[5], a.argvlen[5], "*");
     CHECK_MEM(a.argv[7], a.argvlen[7], "18446744073709551615");
     CHECK_MEM(a.argv[8], a.argvlen[8], "-5");
+    /* Overflowing a builder is our bug: it must stop the process, not send
+     * an entry with a field missing its value. */
+    ev_args_init(&a);
+    for (int i = 0; i < EV_ARGS_MAX; i++)
+        ev_args_adds(&a, "f");
+    CHECK_INT(a.argc, EV_ARGS_MAX);
+    CHECK_ABORTS(ev_args_adds(&a, "one too many"));
+    ev_args_init(&a);
+    for (int i = 0; i < 12; i++)
+        ev_args_add_i64(&a, i);
+    CHECK_ABORTS(ev_args_add_i64(&a, 12));
     /* Names. */
     const struct ev_name *nm = ev_name_find("status", 6);
     CHECK(nm != NULL);

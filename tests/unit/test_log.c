@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct vec {
@@ -179,10 +181,54 @@ static void test_lines_on_file(void)
     CHECK(strstr(text, "value x\\x0aDATE INFO  gateway gw-a: forged end") != NULL);
 }
 
+/* HERALD_ASSERT is on in this build although CMake's RelWithDebInfo defines
+ * NDEBUG: a true condition costs nothing, a false one writes one ERROR line
+ * (even with the level set above ERROR) and kills the process with SIGABRT. */
+static void test_assert(void)
+{
+    volatile int one = 1;
+    HERALD_ASSERT(one == 1);
+    CHECK(true); /* still running */
+
+    char path[] = "/tmp/herald-test-assert-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    close(fd);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (log_open(path) != 0)
+            _exit(2);
+        log_set_ident("assert test");
+        log_min_level = LOG_ERROR + 1;
+        HERALD_ASSERT(one == 2);
+        _exit(0); /* not reached when the assert works */
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    char text[4096];
+    int rfd = open(path, O_RDONLY);
+    ssize_t n = rfd >= 0 ? read(rfd, text, sizeof(text) - 1) : -1;
+    if (rfd >= 0)
+        close(rfd);
+    unlink(path);
+    CHECK(n > 0);
+    if (n <= 0)
+        return;
+    text[n] = '\0';
+    CHECK(strstr(text, "ERROR assert test: assertion failed: one == 2 (") != NULL);
+    CHECK(strstr(text, "test_log.c:") != NULL);
+    CHECK(strstr(text, ", test_assert)\n") != NULL);
+}
+
 int main(void)
 {
     test_table();
     test_truncation();
     test_lines_on_file();
+    test_assert();
     return check_report("log");
 }
