@@ -8,6 +8,7 @@
  * back through gw_app_on_entry().
  */
 #include "gw.h"
+#include "gw_bodies.h"
 
 #include "log.h"
 
@@ -252,10 +253,8 @@ static void upgrade_ws(struct gw *g, struct gw_conn *c, const struct http_reques
     if (hs != 0) {
         log_info("conn %llu: bad WebSocket handshake: %s: %d", (unsigned long long)c->id, why, hs);
         if (hs == 426) {
-            gw_http_respond(c, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
-                            "{\"error\":\"upgrade-required\",\"message\":\"WebSocket version "
-                            "13 only\"}",
-                            61, false);
+            GW_HTTP_RESPOND_LIT(c, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
+                                GW_BODY_UPGRADE_REQUIRED, false);
             return;
         }
         gw_http_error(c, hs, "bad-handshake", why);
@@ -529,7 +528,7 @@ static void route_logout(struct gw *g, struct gw_conn *c)
     char hdr[256];
     snprintf(hdr, sizeof(hdr), "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n",
              g->cfg.cookie_name);
-    gw_http_respond(c, 200, "application/json", hdr, "{\"status\":\"logged-out\"}", 23, true);
+    GW_HTTP_RESPOND_LIT(c, 200, "application/json", hdr, GW_BODY_LOGGED_OUT, true);
 }
 
 /* Compares without an early exit, so the time taken does not tell an

@@ -6,6 +6,7 @@
  * 2 Bad handshake method, 3 Bad request, 5 Unsupported protocol version.
  */
 #include "gw_eio.h"
+#include "gw_bodies.h"
 
 #include "eio.h"
 #include "log.h"
@@ -548,8 +549,7 @@ static void handle_post(struct gw_sess *s, struct gw_conn *c, const uint8_t *bod
     /* Everything we relay from here ends up in WebSocket text frames of
      * other clients: it must be UTF-8. */
     if (!utf8_valid(body, len)) {
-        gw_http_respond(c, 400, "application/json", NULL,
-                        "{\"code\":3,\"message\":\"Bad request\"}", 35, false);
+        GW_HTTP_RESPOND_LIT(c, 400, "application/json", NULL, GW_BODY_EIO_BAD_REQUEST, false);
         sess_close(s, 1007, "invalid UTF-8", "1");
         return;
     }
@@ -579,12 +579,11 @@ static void handle_post(struct gw_sess *s, struct gw_conn *c, const uint8_t *bod
     }
     free(buf);
     if (!ok) {
-        gw_http_respond(c, 400, "application/json", NULL,
-                        "{\"code\":3,\"message\":\"Bad request\"}", 35, false);
+        GW_HTTP_RESPOND_LIT(c, 400, "application/json", NULL, GW_BODY_EIO_BAD_REQUEST, false);
         sess_close(s, 1002, "invalid payload", "1");
         return;
     }
-    gw_http_respond(c, 200, "text/html", NULL, "ok", 2, true);
+    GW_HTTP_RESPOND_LIT(c, 200, "text/html", NULL, "ok", true);
 }
 
 static bool query_is(const struct http_request *req, const char *name, const char *want)

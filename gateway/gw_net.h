@@ -244,6 +244,12 @@ void gw_ws_send_text(struct gw_conn *c, const char *text, size_t len);
  */
 void gw_http_respond(struct gw_conn *c, int status, const char *content_type,
                      const char *extra_headers, const void *body, size_t body_len, bool keep);
+/* gw_http_respond() for a body that is a string literal (the "" makes
+ * anything else a compile error): the length comes from the literal, never
+ * from a count written beside it. */
+#define GW_HTTP_RESPOND_LIT(c, status, content_type, extra_headers, lit, keep)                     \
+    gw_http_respond((c), (status), (content_type), (extra_headers), "" lit, sizeof("" lit) - 1,    \
+                    (keep))
 /* JSON error body {"error": word, "message": text}. */
 void gw_http_error(struct gw_conn *c, int status, const char *word, const char *message);
 

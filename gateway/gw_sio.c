@@ -84,6 +84,10 @@ static void send_sio(struct gw_sess *s, uint8_t type, int64_t ack, const char *j
     free(buf);
 }
 
+/* send_sio() for a payload that is a string literal, its length from the
+ * literal. */
+#define SEND_SIO_LIT(s, type, ack, lit) send_sio((s), (type), (ack), "" lit, sizeof("" lit) - 1)
+
 static void send_event0(struct gw_sess *s, const char *name)
 {
     char buf[96];
@@ -254,7 +258,7 @@ static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     }
     st->token_exp = exp;
     if (ack >= 0)
-        send_sio(s, SIO_ACK, ack, "[{\"ok\":true}]", 13);
+        SEND_SIO_LIT(s, SIO_ACK, ack, "[{\"ok\":true}]");
 }
 
 /* A refusal made here, answered as the broker answers its own: the
@@ -291,7 +295,7 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
          * proves the path browser-gateway is alive, faster than Engine.IO's
          * 25 s heartbeat would. */
         if (p->ack_id >= 0)
-            send_sio(s, SIO_ACK, p->ack_id, "[\"pong\"]", 8);
+            SEND_SIO_LIT(s, SIO_ACK, p->ack_id, "[\"pong\"]");
         else
             send_event0(s, "pong");
     } else {

@@ -90,9 +90,44 @@ test('hostile HTTP gets the right status', async () => {
   for (const [req, want] of cases) {
     const buf = await rawExchange(port, Buffer.from(req, 'latin1'));
     assert.equal(statusOf(buf), want, `${req.slice(0, 40)}... -> ${buf.toString('latin1').slice(0, 60)}`);
-    if (want !== 426) assert.match(buf.toString(), /"error":"[a-z-]+"/);
+    const body = jsonBody(buf);
+    assert.match(body.error, /^[a-z-]+$/, `${want}: an error word`);
+    assert.equal(typeof body.message, 'string', `${want}: a message`);
+  }
+  // The 426 body was once cut five bytes short of its JSON.
+  const b426 = jsonBody(await rawExchange(port, Buffer.from(
+    upgradeRequest(port, tok).replace('Sec-WebSocket-Version: 13', 'Sec-WebSocket-Version: 8'), 'latin1')));
+  assert.deepEqual(b426, { error: 'upgrade-required', message: 'WebSocket version 13 only' });
+});
+
+// Engine.IO's 400 "Bad request" bodies once went out with a trailing NUL.
+test('Engine.IO bad-request bodies are exact JSON, nothing after them', async () => {
+  const post = async (body) => {
+    const open = (await rawExchange(port, Buffer.from(
+      'GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'))).toString('latin1');
+    const sid = JSON.parse(open.slice(open.indexOf('\r\n\r\n') + 5)).sid;
+    const head = `POST /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: x\r\n` +
+      `Content-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    return rawExchange(port, Buffer.concat([Buffer.from(head, 'latin1'), body]));
+  };
+  for (const [what, body] of [['invalid UTF-8', Buffer.from([0x34, 0xc0, 0xaf])], ['bad payload', Buffer.from('9zz')]]) {
+    const buf = await post(body);
+    assert.equal(statusOf(buf), 400, what);
+    assert.deepEqual(jsonBody(buf), { code: 3, message: 'Bad request' }, what);
   }
 });
+
+/* The body of one HTTP answer, parsed as JSON: Content-Length must cover
+ * exactly the bytes after the head, and they must be one JSON value. */
+function jsonBody(buf) {
+  const text = buf.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  assert.ok(end > 0, `an HTTP head: ${text.slice(0, 60)}`);
+  const len = Number((text.slice(0, end).match(/\r\nContent-Length: (\d+)/i) || [])[1]);
+  const body = buf.subarray(end + 4);
+  assert.equal(body.length, len, `Content-Length ${len} for ${JSON.stringify(body.toString('latin1'))}`);
+  return JSON.parse(body.toString('utf8'));
+}
 
 test('a request head that never completes is cut off (slowloris)', async () => {
   const t0 = Date.now();
