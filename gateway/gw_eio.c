@@ -12,6 +12,7 @@
 #include "log.h"
 #include "utf8.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,30 +294,48 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void make_sid(char out[24])
+bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1])
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t rnd[20];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* getrandom on Linux >= 3.17 does not fail for 20 bytes once the
-         * pool is initialised; fall back to a weaker source rather than die. */
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            rnd[i] = (uint8_t)rand();
-    }
-    for (size_t i = 0; i < 20; i++)
+    uint8_t rnd[GW_EIO_ID_LEN];
+    ssize_t got;
+    /* Requests of up to 256 bytes are not cut short once the pool is
+     * initialised, but a signal may interrupt them. Anything else (ENOSYS
+     * in an old sandbox, a seccomp filter) is a refusal: an id someone can
+     * guess would let them post packets as the session (the sid) or
+     * address it (the Socket.IO id). */
+    do
+        got = getrandom(rnd, sizeof(rnd), 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof(rnd))
+        return false;
+    for (size_t i = 0; i < GW_EIO_ID_LEN; i++)
         out[i] = alphabet[rnd[i] & 63];
-    out[20] = '\0';
+    out[GW_EIO_ID_LEN] = '\0';
+    return true;
 }
 
-static struct gw_sess *sess_new(struct gw_eio *e, const struct http_request *req)
+/* Answers a request whose session could not get a random id: 500, and a
+ * line that says why (the request itself was fine). */
+static void refuse_no_random(struct gw_conn *c)
+{
+    log_error("conn %llu: no random bytes for a session id (getrandom: %s): refused with 500",
+              (unsigned long long)c->id, strerror(errno));
+    gw_http_error(c, 500, "internal", "no random bytes for a session id");
+}
+
+/* A new session with the random sid (gw_eio_random_id()), or NULL when out
+ * of memory. */
+static struct gw_sess *sess_new(struct gw_eio *e, const struct http_request *req,
+                                const char sid[GW_EIO_ID_LEN + 1])
 {
     struct gw_sess *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->eio = e;
     s->id = ++e->net->next_id;
-    make_sid(s->sid);
+    memcpy(s->sid, sid, GW_EIO_ID_LEN + 1);
     s->q_tail = &s->q_head;
     s->next_ping_ms = gw_now_ms() + e->cfg.ping_interval_ms;
     RB_INSERT(gw_sess_sid_tree, &e->sids, s);
@@ -627,6 +646,13 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             eio_error(c, EIO_E_BAD);
             return;
         }
+        /* A direct WebSocket session needs its sid before the 101, so that
+         * a refusal is still an HTTP answer. */
+        char new_sid[GW_EIO_ID_LEN + 1];
+        if (!s && !gw_eio_random_id(new_sid)) {
+            refuse_no_random(c);
+            return;
+        }
         gw_ws_accept(c, key, kl, NULL);
         if (s && (s->ws || s->probe)) {
             /* Already upgraded (or upgrading): like the reference server,
@@ -644,7 +670,7 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             return;
         }
         /* Direct WebSocket: the session starts here, open packet first. */
-        s = sess_new(e, req);
+        s = sess_new(e, req, new_sid);
         if (!s) {
             gw_conn_close(c, 1011, "out of memory");
             return;
@@ -659,7 +685,12 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             eio_error(c, EIO_E_METHOD);
             return;
         }
-        s = sess_new(e, req);
+        char new_sid[GW_EIO_ID_LEN + 1];
+        if (!gw_eio_random_id(new_sid)) {
+            refuse_no_random(c);
+            return;
+        }
+        s = sess_new(e, req, new_sid);
         if (!s) {
             gw_http_error(c, 503, "unavailable", "out of memory");
             return;

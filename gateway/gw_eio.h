@@ -24,6 +24,9 @@
 
 struct gw_eio;
 
+/* Length of a random id from gw_eio_random_id(), without its NUL. */
+#define GW_EIO_ID_LEN 20
+
 #define GW_SESS_CLOSED 0x01u    /* waiting for the reap point */
 #define GW_SESS_UPGRADING 0x02u /* probe answered: GETs get a noop */
 #define GW_SESS_PROBED 0x04u
@@ -36,7 +39,7 @@ struct gw_sess {
     struct gw_eio *eio; /* borrowed */
     struct gw_sess *next_dead;
     uint64_t id;
-    char sid[24]; /* random, unguessable: it is the polling credential */
+    char sid[GW_EIO_ID_LEN + 1]; /* random, unguessable: the polling credential */
     uint32_t flags;
     struct gw_conn *ws;    /* borrowed: WebSocket transport, NULL while polling */
     struct gw_conn *probe; /* borrowed: WebSocket being upgraded to */
@@ -119,7 +122,17 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
 /* A connection of kind GW_KIND_SIO (or a parked GET) is being freed. */
 void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c);
 
+/* The session with the connection-wide id (not the sid), or NULL. */
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
+
+/*
+ * Writes GW_EIO_ID_LEN random URL-safe characters ([A-Za-z0-9_-], 120 bits
+ * from getrandom(2)) and a NUL into out. Used for the Engine.IO sid (a
+ * polling credential) and the Socket.IO session id. Returns true, or false
+ * when the kernel gives no random bytes: the caller must then refuse what
+ * it was creating, never fall back to a guessable id.
+ */
+bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1]);
 
 /* Sends one Engine.IO message (text) / binary message. */
 void gw_eio_send_text(struct gw_sess *s, const char *data, size_t len);

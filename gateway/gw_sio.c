@@ -224,6 +224,18 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         connect_error(s, "/", 1, "account-deleted", "account deleted");
         return;
     }
+    /* socket.id is not the Engine.IO sid: the sid is a polling credential
+     * (whoever holds it can post packets as this client), while
+     * applications show socket.id to other users. A fresh random id, as
+     * the reference server sends; nothing here needs it again, so it is
+     * not kept. */
+    char sio_id[GW_EIO_ID_LEN + 1];
+    if (!gw_eio_random_id(sio_id)) {
+        log_error("session %llu: no random bytes for a Socket.IO id: CONNECT refused",
+                  (unsigned long long)s->id);
+        connect_error(s, "/", 1, "internal", "no random bytes for a session id");
+        return;
+    }
     st->connected = true;
     st->connect_deadline_ms = 0;
     st->user_id = uid;
@@ -232,7 +244,7 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     if (uid)
         gw_eio_trust(s);
     char ok[64];
-    int n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", s->sid);
+    int n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", sio_id);
     send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
     log_debug("session %llu: connected as %s %lld", (unsigned long long)s->id,
               uid ? "user" : "guest", (long long)uid);

@@ -5,7 +5,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { Stack, makeToken, waitFor } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Stack, makeToken, waitFor, BIN } from './harness.mjs';
 
 let s;
 before(async () => {
@@ -259,4 +261,62 @@ test('a poll split over two TCP reads, answered at once, is answered once', asyn
   assert.equal(next.status, 200, 'the session is intact');
   // The answer to our ping waited for this poll (a server ping may follow).
   assert.match(await next.text(), /^3(\x1e2)?$/);
+});
+
+// The Engine.IO sid is a polling credential; socket.id is what applications
+// show to other users. Socket.IO sends a separate random id, and so do we.
+test('socket.id is a random id of its own, never the Engine.IO sid', async () => {
+  const a = client(0, { auth: { token: s.token('alice') } }); // polling, then the upgrade
+  const b = client(1, { auth: { token: null }, transports: ['websocket'] });
+  await Promise.all([connected(a), connected(b)]);
+  for (const sock of [a, b]) {
+    assert.match(sock.id, /^[A-Za-z0-9_-]{20}$/);
+    assert.match(sock.io.engine.id, /^[A-Za-z0-9_-]{20}$/);
+    assert.notEqual(sock.id, sock.io.engine.id);
+  }
+  assert.notEqual(a.id, b.id);
+  a.disconnect();
+  b.disconnect();
+});
+
+// A gateway whose getrandom(2) fails (the shim tests/integration/no_random.c,
+// preloaded) must refuse to create sessions rather than hand out ids anyone
+// could guess: HTTP 500 to the handshake (polling and direct WebSocket alike),
+// CONNECT_ERROR "internal" to a CONNECT; and work again once it has them.
+test('no random bytes: sessions refused (500, CONNECT_ERROR internal), logged, never a weak id', async () => {
+  const flag = path.join(s.dir, 'no-random');
+  const gw = await s.startGateway('gw-norandom', undefined, {
+    LD_PRELOAD: path.join(BIN, 'libherald_test_norandom.so'),
+    // The shim comes before the sanitizer runtime in the preload list.
+    ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ?? ''}:verify_asan_link_order=0`,
+    HERALD_TEST_NO_RANDOM_FILE: flag,
+  });
+  await s.waitHealthy(gw);
+  const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
+  const open = await (await fetch(base)).text(); // a session made while bytes were there
+  const sid = JSON.parse(open.slice(1)).sid;
+
+  fs.writeFileSync(flag, '');
+  const r = await fetch(base);
+  assert.equal(r.status, 500);
+  assert.deepEqual(await r.json(), { error: 'internal', message: 'no random bytes for a session id' });
+  const direct = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+    ws.on('unexpected-response', (req, res) => { resolve(res.statusCode); ws.terminate(); });
+    ws.on('open', () => reject(new Error('a direct WebSocket session opened without random bytes')));
+    ws.on('error', () => {});
+  });
+  assert.equal(direct, 500);
+  assert.equal((await fetch(`${base}&sid=${sid}`, { method: 'POST', body: '40' })).status, 200);
+  const reply = await (await fetch(`${base}&sid=${sid}`)).text();
+  assert.equal(reply, '44{"message":"no random bytes for a session id","data":{"code":"internal"}}');
+  const log = fs.readFileSync(gw.proc.log, 'utf8');
+  assert.match(log, /no random bytes for a session id \(getrandom: Function not implemented\): refused with 500/);
+  assert.match(log, /no random bytes for a Socket\.IO id: CONNECT refused/);
+
+  fs.rmSync(flag);
+  const sock = client(2, { auth: { token: s.token('dave') } });
+  await connected(sock);
+  assert.notEqual(sock.id, sock.io.engine.id);
+  sock.disconnect();
 });
