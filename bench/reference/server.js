@@ -2,8 +2,8 @@
 // bench/reference/server.js - the stack Herald is measured against: a stock
 // Node Socket.IO v4 server with @socket.io/redis-streams-adapter, the way
 // applications run it today (several such processes on one Redis). It
-// implements the part of Herald's contract (/work/shared/PROTOCOL.md §1, §2,
-// §4) that the benchmarks use: JWT handshake auth, presence in Redis
+// implements the part of Herald's contract (docs/PROTOCOL.md §1, §2, §4)
+// that the benchmarks use: JWT handshake auth, presence in Redis
 // (`online_users`) with `user-status-change` broadcasts, `get-online-users`,
 // `livechat` and `direct_message`. See README.md beside this file.
 import crypto from 'node:crypto';

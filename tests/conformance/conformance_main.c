@@ -1,8 +1,7 @@
 /*
  * conformance_main.c - herald-conformance: the gateway's own connection
  * code wired to the behaviour the official suites expect, so that others'
- * tests judge our protocol code (see ../shared/CONFORMANCE.md and
- * docs/CONFORMANCE.md):
+ * tests judge our protocol code (see docs/CONFORMANCE.md):
  *
  *   any other path  a plain WebSocket echo (text->text, binary->binary) on
  *                   gw_net, for Autobahn|Testsuite's fuzzingclient;
