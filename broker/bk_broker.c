@@ -337,17 +337,26 @@ static void on_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
         if (!u) {
             struct bk_user_row row;
             int f = bk_store_user_by_id(&b->store, e->user, &row);
-            if (f < 0) {
-                /* Not acknowledging would retry forever on a broken
-                 * database; refuse the connection and say why. */
-                log_error("user lookup %lld: %s", (long long)e->user, b->store.err);
-            }
             if (f <= 0) {
-                log_info("conn %llu on %s: token for unknown user %lld: closing with 4003",
-                         (unsigned long long)e->conn, gw->id, (long long)e->user);
                 char id[24];
                 int il = snprintf(id, sizeof(id), "%llu", (unsigned long long)e->conn);
-                bk_kick(b, gw, id, (size_t)il, 4003);
+                if (f < 0) {
+                    /* Not acknowledging would retry forever on a broken
+                     * database; refuse the connection and say why. */
+                    log_error("conn %llu on %s: user lookup %lld: %s: closing with 1011",
+                              (unsigned long long)e->conn, gw->id, (long long)e->user,
+                              b->store.err);
+                    bk_kick(b, gw, id, (size_t)il, 1011, "internal");
+                } else {
+                    /* A valid token for an id Herald does not know: the
+                     * application forgot to provision the user. The word
+                     * tells its developer so (close reason, CONNECT_ERROR
+                     * code), rather than a bare "closed by the server". */
+                    log_info("conn %llu on %s: token for unknown user %lld: unknown-user, 4003",
+                             (unsigned long long)e->conn, gw->id, (long long)e->user);
+                    bk_kick(b, gw, id, (size_t)il, 4003, "unknown-user");
+                    bk_refusal_count(b, "unknown-user");
+                }
                 return;
             }
             u = bk_user_get(b, e->user, true);

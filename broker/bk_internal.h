@@ -23,8 +23,11 @@ void bk_broadcast(struct bk *b, const char *t, const char *event, const char *js
 /* Event to one connection. */
 void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const char *json,
                 size_t jl);
-/* Close connections ids (one id or a comma list) of gw with a close code. */
-void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code);
+/* Close connections ids (one id or a comma list) of gw with a close code and
+ * a reason word (borrowed C string, e.g. "unknown-user"; the raw close
+ * reason, and for "unknown-user" the Socket.IO CONNECT_ERROR code). */
+void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code,
+             const char *word);
 /* HTTP answer to the request entry e of gateway gw. */
 void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
               const char *json, size_t jl);
@@ -51,8 +54,9 @@ void bk_targets_add_user(struct bk_targets *t, const struct bk_user *u);
  * sent again; free with bk_targets_free(). Returns the number reached. */
 size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, const char *json,
                        size_t jl);
-/* Closes every target with code (one kick entry per gateway), empties t. */
-void bk_targets_kick(struct bk *b, struct bk_targets *t, int code);
+/* Closes every target with code and reason word (bk_kick; one kick entry
+ * per gateway), empties t. */
+void bk_targets_kick(struct bk *b, struct bk_targets *t, int code, const char *word);
 void bk_targets_free(struct bk_targets *t);
 
 /* ---- bk_broker.c: presence ----------------------------------------------- */
@@ -81,6 +85,9 @@ void bk_admin_refresh(struct bk *b);
 int bk_social_init(struct bk *b);
 /* Frees rooms, queue, buckets. */
 void bk_social_free(struct bk *b);
+/* Counts one refusal with word (one of bk_refusal_words; others are not
+ * counted) for /metrics. */
+void bk_refusal_count(struct bk *b, const char *word);
 /* A client event other than get_online_users (c is the sender). Returns
  * false when the event is not one of these. */
 bool bk_social_msg(struct bk *b, struct bk_conn *c, const struct ev_entry *e);

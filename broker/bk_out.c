@@ -83,7 +83,8 @@ void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const 
     to_ids(b, c->gw, id, (size_t)il, event, json, jl);
 }
 
-void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code)
+void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code,
+             const char *word)
 {
     struct ev_args a;
     ev_args_init(&a);
@@ -93,6 +94,8 @@ void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, 
     ev_args_add(&a, ids, len);
     ev_args_adds(&a, "s");
     ev_args_add_i64(&a, code);
+    ev_args_adds(&a, "e");
+    ev_args_adds(&a, word);
     bk_xadd_gw(b, gw, &a);
 }
 
@@ -224,7 +227,7 @@ static void send_fn(const struct bk_gw *gw, const char *ids, size_t il, void *ar
 static void kick_fn(const struct bk_gw *gw, const char *ids, size_t il, void *arg)
 {
     struct send_ctx *s = arg;
-    bk_kick(s->b, gw, ids, il, s->code);
+    bk_kick(s->b, gw, ids, il, s->code, s->event);
 }
 
 size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, const char *json,
@@ -234,9 +237,9 @@ size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, co
     return targets_walk(t, send_fn, &s);
 }
 
-void bk_targets_kick(struct bk *b, struct bk_targets *t, int code)
+void bk_targets_kick(struct bk *b, struct bk_targets *t, int code, const char *word)
 {
-    struct send_ctx s = {.b = b, .code = code};
+    struct send_ctx s = {.b = b, .event = word, .code = code};
     targets_walk(t, kick_fn, &s);
 }
 

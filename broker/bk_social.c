@@ -65,14 +65,19 @@ const char *const bk_refusal_words[BK_REFUSAL_COUNT] = {
     "rate-limited", "too-many-rooms", "message-too-long", "unavailable",
 };
 
+void bk_refusal_count(struct bk *b, const char *word)
+{
+    for (size_t i = 0; i < BK_REFUSAL_COUNT; i++)
+        if (strcmp(word, bk_refusal_words[i]) == 0)
+            b->n_refused[i]++;
+}
+
 static void answer_error(struct bk *b, const struct origin *o, int status, const char *word,
                          const char *message)
 {
     char buf[384];
     int n;
-    for (size_t i = 0; i < BK_REFUSAL_COUNT; i++)
-        if (strcmp(word, bk_refusal_words[i]) == 0)
-            b->n_refused[i]++;
+    bk_refusal_count(b, word);
     if (o->c) {
         if (o->c->kind == 's' && o->e->has_req) {
             n = snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",
@@ -626,7 +631,7 @@ static void notify_deleted(struct bk *b, const struct origin *o, const struct bk
         bk_targets_add_user(&t, u);
         tabs = bk_targets_send(b, &t, "account-deleted", "{}", 2);
         bk_targets_add_user(&t, u);
-        bk_targets_kick(b, &t, 4003);
+        bk_targets_kick(b, &t, 4003, "account-deleted");
         bk_targets_free(&t);
         bk_user_delete(b, u); /* offline now, out of the queue; u is gone */
     }
@@ -705,7 +710,7 @@ void bk_social_notify(struct bk *b, const struct ev_entry *e)
 /* ---- chat and direct messages ------------------------------------------------- */
 
 /* Who is speaking: the connection's user, or for HTTP the token's user.
- * Returns false after answering auth-required. */
+ * Returns false after answering auth-required or unknown-user. */
 static bool sender_of(struct bk *b, const struct origin *o, int64_t *id, char *name, size_t size)
 {
     const struct bk_user *u = o->c ? o->c->user : NULL;
@@ -717,8 +722,14 @@ static bool sender_of(struct bk *b, const struct origin *o, int64_t *id, char *n
         u = o->e->user > 0 ? bk_user_get(b, o->e->user, false) : NULL;
         if (!u || !u->username[0]) {
             struct bk_user_row row;
-            if (o->e->user <= 0 || bk_store_user_by_id(&b->store, o->e->user, &row) != 1) {
-                answer_error(b, o, 401, "auth-required", "unknown user");
+            if (o->e->user <= 0) {
+                answer_error(b, o, 401, "auth-required", "log in first");
+                return false;
+            }
+            if (bk_store_user_by_id(&b->store, o->e->user, &row) != 1) {
+                /* A valid token whose user we do not know: the same word
+                 * as at connection time, so the developer sees why. */
+                answer_error(b, o, 401, "unknown-user", "unknown user");
                 return false;
             }
             *id = row.id;

@@ -37,7 +37,9 @@
  *   auth   the same, authenticated connections only               e d
  *   conn   event e with data d to the connections in c (comma list) c e d [r]
  *   reply  HTTP answer to request r of connection c               c r s d
- *   kick   close connections c with code s                        c s
+ *   kick   close connections c with code s; e is the reason word  c s e
+ *          (raw close reason; Socket.IO: "unknown-user" becomes a
+ *          CONNECT_ERROR with that code, anything else a DISCONNECT)
  *   ack    Socket.IO acknowledgement r to connection c, with the   c r d
  *          callback's arguments d (a JSON array)
  *   deleted  account u was deleted: refuse its tokens from now on  u

@@ -11,6 +11,7 @@
 #include "gw_bodies.h"
 
 #include "log.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -930,6 +931,16 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
         struct gw_eio_msg m = {0};
         struct gw_shared *raw = NULL;
         bool raw_tried = kick || e->type[0] == 'a';
+        /* A kick's reason word (e), as the close reason: it tells the
+         * client why ("unknown-user", "account-deleted"). Our own broker's
+         * short words; anything longer than a close reason may carry
+         * (RFC 6455 §5.5: 123 bytes) is cut. */
+        char reason[64] = "closed by the server";
+        if (kick && e->event_len > 0 && utf8_valid((const uint8_t *)e->event, e->event_len)) {
+            size_t rl = e->event_len < sizeof(reason) - 1 ? e->event_len : sizeof(reason) - 1;
+            memcpy(reason, e->event, rl);
+            reason[rl] = '\0';
+        }
         const char *p = e->conns, *end = e->conns + e->conns_len;
         uint64_t id;
         while (ev_ids_next(&p, end, &id)) {
@@ -941,7 +952,7 @@ void gw_app_on_entry(struct gw *g, const struct ev_entry *e)
             if (!c || !(c->flags & GW_CONN_WS))
                 continue;
             if (kick) {
-                gw_conn_close(c, e->status ? (uint16_t)e->status : 1000, "closed by the server");
+                gw_conn_close(c, e->status ? (uint16_t)e->status : 1000, reason);
                 continue;
             }
             if (!raw_tried) {

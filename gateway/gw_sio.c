@@ -467,7 +467,21 @@ bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, stru
     if (!sess_connected(s, false))
         return true;
     if (ev_is(e->type, e->type_len, "kick")) {
-        server_disconnect(s, "closed by the server");
+        if (ev_is(e->event, e->event_len, "unknown-user")) {
+            /* The broker refused the CONNECT we already answered: as
+             * Socket.IO's own middleware refusals, a CONNECT_ERROR with the
+             * word (the stock client destroys the socket and emits
+             * connect_error, whatever it was told before). The session
+             * stays, unconnected, until the client closes it or the
+             * CONNECT deadline passes. */
+            struct gw_sio *st = s->app;
+            st->connected = false;
+            st->user_id = 0;
+            st->connect_deadline_ms = gw_now_ms() + g->cfg.sio_connect_timeout_ms;
+            connect_error(s, "/", 1, "unknown-user", "unknown user");
+        } else {
+            server_disconnect(s, "closed by the server");
+        }
     } else if (ev_is(e->type, e->type_len, "ack")) {
         send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]", e->data ? e->data_len : 2);
     } else {

@@ -2,7 +2,7 @@
 // clients from the npm `ws` package.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Stack, Client, makeToken, waitFor } from './harness.mjs';
+import { Stack, Client, makeToken, waitFor, sioClient } from './harness.mjs';
 
 let s;
 before(async () => { s = await new Stack('presence').start(); });
@@ -79,16 +79,27 @@ test('application ping, bad JSON and unknown types get answers; the connection s
   await c.close();
 });
 
-test('a valid token for a user that does not exist is closed with 4003, never online', async () => {
+test('a valid token for a user Herald does not know: unknown-user (close 4003 / CONNECT_ERROR), never online', async () => {
   const watcher = await s.connect('bob', 0);
   await watcher.sync();
   const ghost = new Client(s.gateways[1].ws, { headers: { Authorization: `Bearer ${makeToken(999999)}` } });
   await ghost.opened();
-  const { code } = await ghost.closed;
+  const { code, reason } = await ghost.closed;
   assert.equal(code, 4003);
+  assert.equal(reason, 'unknown-user', 'the close says why');
+  // Socket.IO: the stock client gets connect_error with data.code, as for
+  // any other refused CONNECT, and does not retry by itself.
+  const sock = sioClient(s.gateways[0].url, { token: makeToken(999998), transports: ['websocket'] });
+  const err = await new Promise((resolve) => sock.on('connect_error', resolve));
+  assert.equal(err.data?.code, 'unknown-user');
+  assert.equal(err.message, 'unknown user');
+  assert.equal(sock.active, false, 'a refusal, not a connection to retry');
+  sock.close();
   await watcher.sync();
   assert.deepEqual(watcher.statuses(999999), []);
-  assert.ok(!(await s.onlineUsers()).includes(999999));
+  assert.deepEqual(watcher.statuses(999998), []);
+  const online = await s.onlineUsers();
+  assert.ok(!online.includes(999999) && !online.includes(999998));
   await watcher.close();
 });
 

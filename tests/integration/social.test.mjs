@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
+  makeToken, waitFor, sioClient, sioConnected, sioAck, sioSync, sioNext, sioOnce, closeSioClients,
 } from './harness.mjs';
 import {
   API_KEY, socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom,
@@ -318,6 +318,11 @@ test('livechat from /ws reaches every authenticated connection on both gateways,
   assert.equal(bad.json?.error, 'auth-required');
   bad = await http('POST', 0, '/live_chat_message', { body: { message: 'forged' }, bearer: `${s.token('bob')}x` });
   assert.equal(bad.status, 401);
+  // A valid token for an id Herald does not know: the same word as at
+  // connection time (it used to be auth-required, which misleads).
+  bad = await http('POST', 0, '/live_chat_message', { body: { message: 'anon' }, bearer: makeToken(999997) });
+  assert.equal(bad.status, 401);
+  assert.equal(bad.json?.error, 'unknown-user');
   await Promise.all([bob.sync(), dave.sync()]);
   assert.ok(!bob.messages.some((m) => m.type === 'livechat' && ['anon', 'forged'].includes(m.message)));
 
