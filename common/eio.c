@@ -24,6 +24,7 @@
  * 4 in, written behind the read position).
  */
 #include "eio.h"
+#include "b64.h"
 #include "log.h"
 
 #include <string.h>
@@ -43,76 +44,10 @@ const char *eio_status_str(enum eio_status st)
     return "unknown status";
 }
 
-/* ---- base64 (RFC 4648 §4, standard alphabet, padded) -------------------- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* The 6-bit value of an alphabet character, or -1 ('=' included). */
-static int b64_value(uint8_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/*
- * Decodes buf[0..len) in place. Returns the decoded length, or -1 when the
- * text is not canonical base64: length not a multiple of 4, a character
- * outside the alphabet, '=' anywhere but the last one or two positions, or
- * non-zero bits in the padding (§3.5: such text has a second spelling).
- * Output byte k is written after input bytes 0..4k/3 have been read, so
- * decoding in place never overwrites unread input.
- */
-static long b64_decode_inplace(uint8_t *buf, size_t len)
-{
-    if (len % 4 != 0)
-        return -1;
-    size_t out = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        int a = b64_value(buf[i]), b = b64_value(buf[i + 1]);
-        int c = b64_value(buf[i + 2]), d = b64_value(buf[i + 3]);
-        if (a < 0 || b < 0)
-            return -1;
-        if (last && buf[i + 2] == '=' && buf[i + 3] == '=') {
-            if (b & 0x0F)
-                return -1;
-            buf[out++] = (uint8_t)(a << 2 | b >> 4);
-            break;
-        }
-        if (c < 0)
-            return -1;
-        if (last && buf[i + 3] == '=') {
-            if (c & 0x03)
-                return -1;
-            buf[out++] = (uint8_t)(a << 2 | b >> 4);
-            buf[out++] = (uint8_t)((b & 0x0F) << 4 | c >> 2);
-            break;
-        }
-        if (d < 0)
-            return -1;
-        buf[out++] = (uint8_t)(a << 2 | b >> 4);
-        buf[out++] = (uint8_t)((b & 0x0F) << 4 | c >> 2);
-        buf[out++] = (uint8_t)((c & 0x03) << 6 | d);
-    }
-    return (long)out;
-}
-
 size_t eio_b64_size(size_t len)
 {
-    size_t groups = len / 3 + (len % 3 != 0);
-    if (groups > (SIZE_MAX - 1) / 4)
-        return SIZE_MAX; /* no buffer is that big: the encoder will refuse */
-    return 1 + 4 * groups;
+    size_t n = b64_encoded_len(len, true);
+    return n >= SIZE_MAX - 1 ? SIZE_MAX : 1 + n;
 }
 
 size_t eio_encode_b64(char *out, size_t cap, const uint8_t *data, size_t len)
@@ -120,31 +55,10 @@ size_t eio_encode_b64(char *out, size_t cap, const uint8_t *data, size_t len)
     size_t need = eio_b64_size(len);
     if (need == SIZE_MAX || cap < need)
         return 0;
-    size_t o = 0;
-    out[o++] = 'b';
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        out[o++] = b64_alphabet[v >> 18];
-        out[o++] = b64_alphabet[(v >> 12) & 0x3F];
-        out[o++] = b64_alphabet[(v >> 6) & 0x3F];
-        out[o++] = b64_alphabet[v & 0x3F];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        out[o++] = b64_alphabet[v >> 18];
-        out[o++] = b64_alphabet[(v >> 12) & 0x3F];
-        out[o++] = '=';
-        out[o++] = '=';
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8;
-        out[o++] = b64_alphabet[v >> 18];
-        out[o++] = b64_alphabet[(v >> 12) & 0x3F];
-        out[o++] = b64_alphabet[(v >> 6) & 0x3F];
-        out[o++] = '=';
-    }
-    HERALD_ASSERT(o == need);
-    return o;
+    out[0] = 'b';
+    size_t n = b64_encode(out + 1, cap - 1, data, len, B64_STD, true);
+    HERALD_ASSERT(n + 1 == need);
+    return need;
 }
 
 /* ---- packets ------------------------------------------------------------ */
@@ -171,7 +85,8 @@ enum eio_status eio_parse_packet(uint8_t *buf, size_t len, struct eio_packet *p)
 {
     if (len == 0 || buf[0] != 'b')
         return eio_parse_text(buf, len, p);
-    long n = b64_decode_inplace(buf + 1, len - 1);
+    /* In place: the decoded bytes never overtake the text still to read. */
+    long n = b64_decode(buf + 1, len - 1, (const char *)buf + 1, len - 1, B64_STD, true);
     if (n < 0)
         return EIO_ERR_BASE64;
     p->type = EIO_MESSAGE;

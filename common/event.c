@@ -6,6 +6,7 @@
 #include "event.h"
 #include "log.h"
 
+#include <hiredis/hiredis.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -172,6 +173,237 @@ void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxle
         ev_args_add_i64(a, maxlen);
     }
     ev_args_adds(a, "*");
+}
+
+/* ---- entries from a hiredis reply ------------------------------------------ */
+
+const struct redisReply *ev_reply_entries(const struct redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return NULL;
+    const redisReply *s = r->element[0];
+    if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+        s->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    return s->element[1];
+}
+
+int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const char **id)
+{
+    *id = NULL;
+    if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+        en->element[0]->type != REDIS_REPLY_STRING)
+        return -1;
+    *id = en->element[0]->str;
+    const redisReply *fv = en->element[1];
+    if (fv->type != REDIS_REPLY_ARRAY || fv->elements > 2 * EV_MAX_FIELDS)
+        return 1;
+    const char *fields[2 * EV_MAX_FIELDS];
+    size_t lens[2 * EV_MAX_FIELDS], nf = 0;
+    for (size_t j = 0; j < fv->elements; j++) {
+        if (fv->element[j]->type != REDIS_REPLY_STRING)
+            break;
+        fields[nf] = fv->element[j]->str;
+        lens[nf++] = fv->element[j]->len;
+    }
+    return ev_entry_parse(e, fields, lens, nf) == 0 ? 0 : 1;
+}
+
+/* ---- entry encoders --------------------------------------------------------- */
+
+/* "t" <type> "gw" <gw>: how every gateway -> broker entry starts. */
+static void enc_from_gw(struct ev_args *a, const char *type, const char *gw)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, type);
+    ev_args_adds(a, "gw");
+    ev_args_adds(a, gw);
+}
+
+static void enc_field_u64(struct ev_args *a, const char *name, uint64_t v)
+{
+    ev_args_adds(a, name);
+    ev_args_add_u64(a, v);
+}
+
+static void enc_field_i64(struct ev_args *a, const char *name, int64_t v)
+{
+    ev_args_adds(a, name);
+    ev_args_add_i64(a, v);
+}
+
+static void enc_field(struct ev_args *a, const char *name, const char *v, size_t len)
+{
+    ev_args_adds(a, name);
+    ev_args_add(a, v, len);
+}
+
+void ev_enc_hello(struct ev_args *a, const char *gw)
+{
+    enc_from_gw(a, "hello", gw);
+}
+
+void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind)
+{
+    enc_from_gw(a, "open", gw);
+    enc_field_u64(a, "c", conn);
+    enc_field_i64(a, "u", user);
+    enc_field(a, "k", kind, strlen(kind));
+}
+
+void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn)
+{
+    enc_from_gw(a, "close", gw);
+    enc_field_u64(a, "c", conn);
+}
+
+void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *event,
+                const char *data, size_t dlen, int64_t ack, int64_t ms)
+{
+    enc_from_gw(a, "msg", gw);
+    enc_field_u64(a, "c", conn);
+    enc_field_i64(a, "u", user);
+    enc_field(a, "e", event, strlen(event));
+    enc_field(a, "d", data, dlen);
+    if (ack >= 0) {
+        enc_field_i64(a, "r", ack);
+        enc_field_i64(a, "m", ms);
+    }
+}
+
+void ev_enc_req(struct ev_args *a, const char *gw, uint64_t conn, uint64_t req, int64_t user,
+                const char *event, const char *data, size_t dlen, int64_t ms)
+{
+    enc_from_gw(a, "req", gw);
+    enc_field_u64(a, "c", conn);
+    enc_field_u64(a, "r", req);
+    if (user > 0)
+        enc_field_i64(a, "u", user);
+    enc_field(a, "e", event, strlen(event));
+    enc_field(a, "d", data, dlen);
+    enc_field_i64(a, "m", ms);
+}
+
+void ev_enc_all(struct ev_args *a, const char *t, const char *event, const char *data, size_t dlen)
+{
+    enc_field(a, "t", t, strlen(t));
+    enc_field(a, "e", event, strlen(event));
+    enc_field(a, "d", data, dlen);
+}
+
+void ev_enc_conn(struct ev_args *a, const char *ids, size_t ids_len, const char *event,
+                 const char *data, size_t dlen)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "conn");
+    enc_field(a, "c", ids, ids_len);
+    enc_field(a, "e", event, strlen(event));
+    enc_field(a, "d", data, dlen);
+}
+
+void ev_enc_reply(struct ev_args *a, uint64_t conn, uint64_t req, int status, const char *data,
+                  size_t dlen, int64_t ms)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "reply");
+    enc_field_u64(a, "c", conn);
+    enc_field_u64(a, "r", req);
+    enc_field_i64(a, "s", status);
+    enc_field(a, "d", data, dlen);
+    if (ms > 0)
+        enc_field_i64(a, "m", ms);
+}
+
+void ev_enc_kick(struct ev_args *a, const char *ids, size_t ids_len, int code, const char *word)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "kick");
+    enc_field(a, "c", ids, ids_len);
+    enc_field_i64(a, "s", code);
+    enc_field(a, "e", word, strlen(word));
+}
+
+void ev_enc_ack(struct ev_args *a, uint64_t conn, uint64_t req, const char *data, size_t dlen,
+                int64_t ms)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "ack");
+    enc_field_u64(a, "c", conn);
+    enc_field_u64(a, "r", req);
+    enc_field(a, "d", data, dlen);
+    if (ms > 0)
+        enc_field_i64(a, "m", ms);
+}
+
+void ev_enc_deleted(struct ev_args *a, int64_t user)
+{
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "deleted");
+    enc_field_i64(a, "u", user);
+}
+
+/* ---- client events and refusals ------------------------------------------- */
+
+/* The contract's client events (docs/PROTOCOL.md §3 for /ws, §4 for
+ * Socket.IO). whoami and get-users exist on Socket.IO only (the web page
+ * uses them); ping and refresh-token are answered by the gateway. */
+static const struct ev_client_event ev_client_events[] = {
+    {"get_online_users", "get-online-users", "get_online_users", 0},
+    {"livechat", "livechat", "livechat", EV_CLIENT_CHAT},
+    {"direct_message", "direct_message", "direct_message", EV_CLIENT_CHAT},
+    {"watch-profile", "watch-profile", "watch-profile", 0},
+    {"unwatch-profile", "unwatch-profile", "unwatch-profile", 0},
+    {"join-matchmaking", "join-matchmaking", "join-matchmaking", 0},
+    {"leave-matchmaking", "leave-matchmaking", "leave-matchmaking", 0},
+    {NULL, "whoami", "whoami", 0},
+    {NULL, "get-users", "get-users", 0},
+    {"ping", "ping", NULL, 0},
+    {"refresh-token", "refresh-token", NULL, 0},
+};
+
+const struct ev_client_event *ev_client_event_raw(const char *type, size_t len)
+{
+    for (size_t i = 0; i < sizeof(ev_client_events) / sizeof(ev_client_events[0]); i++)
+        if (ev_client_events[i].raw && ev_is(type, len, ev_client_events[i].raw))
+            return &ev_client_events[i];
+    return NULL;
+}
+
+const struct ev_client_event *ev_client_event_sio(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(ev_client_events) / sizeof(ev_client_events[0]); i++)
+        if (ev_client_events[i].sio && ev_is(name, len, ev_client_events[i].sio))
+            return &ev_client_events[i];
+    return NULL;
+}
+
+size_t ev_refusal(char *out, size_t cap, enum ev_refusal_form form, const char *word,
+                  const char *message)
+{
+    static const char *const heads[] = {"[{\"ok\":false,\"error\":\"", "{\"code\":\"",
+                                        "{\"error\":\""};
+    static const char *const tails[] = {"\"}]", "\"}", "\"}"};
+    size_t n = 0;
+    const char *parts[] = {heads[form], word, "\",\"message\":\""};
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = strlen(parts[i]);
+        if (n + l > cap)
+            return 0;
+        memcpy(out + n, parts[i], l);
+        n += l;
+    }
+    for (const char *p = message; *p; p++) {
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            continue;
+        if (n + 1 > cap)
+            return 0;
+        out[n++] = *p;
+    }
+    size_t tl = strlen(tails[form]);
+    if (n + tl > cap)
+        return 0;
+    memcpy(out + n, tails[form], tl);
+    return n + tl;
 }
 
 static const struct ev_name ev_names[] = {

@@ -104,6 +104,21 @@ int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *
                    size_t nfields);
 
 /*
+ * Reading entries straight from a hiredis reply (gateways' XREAD and the
+ * broker's XREADGROUP share the shape [[stream, [[id, [f, v, ...]], ...]]]).
+ * ev_reply_entries() returns the array of entries of the first stream, or
+ * NULL when the reply is nil or has another shape (nothing to apply).
+ * ev_entry_from_reply() reads one element of that array: returns 0 with *e
+ * parsed and *id set; 1 when the element has an id but its fields are not a
+ * valid entry (*id set: skip it, but acknowledge it); -1 when the element
+ * is not an entry at all (*id NULL). Everything stays borrowed from the
+ * reply (valid until it is freed).
+ */
+struct redisReply;
+const struct redisReply *ev_reply_entries(const struct redisReply *r);
+int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const char **id);
+
+/*
  * Walks the connection ids of a "c" field ("12" or "12,13,14"): *p starts at
  * e->conns, end is e->conns + e->conns_len. Returns true with *id set, or
  * false when the list is done or malformed.
@@ -133,6 +148,64 @@ void ev_args_add_u64(struct ev_args *a, uint64_t v);
 void ev_args_add_i64(struct ev_args *a, int64_t v);
 /* Starts "XADD <key> MAXLEN ~ <maxlen> *". */
 void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxlen);
+
+/*
+ * Entry encoders: each appends the fields of one entry kind (the table at
+ * the top of this file), in one fixed order and spelling, to a builder that
+ * the caller started (ev_args_xadd() for a direct XADD, or ev_args_init()
+ * for a field list sent to several streams). Strings are borrowed until the
+ * command is issued. Optional fields: ack < 0 leaves out r and m (msg);
+ * user <= 0 leaves out u (req); ms <= 0 leaves out m (reply, ack).
+ */
+/* gateway -> broker (herald:events) */
+void ev_enc_hello(struct ev_args *a, const char *gw);
+void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind);
+void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn);
+void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *event,
+                const char *data, size_t dlen, int64_t ack, int64_t ms);
+void ev_enc_req(struct ev_args *a, const char *gw, uint64_t conn, uint64_t req, int64_t user,
+                const char *event, const char *data, size_t dlen, int64_t ms);
+/* broker -> gateway (herald:gw:<id>); t is "all" or "auth" */
+void ev_enc_all(struct ev_args *a, const char *t, const char *event, const char *data, size_t dlen);
+void ev_enc_conn(struct ev_args *a, const char *ids, size_t ids_len, const char *event,
+                 const char *data, size_t dlen);
+void ev_enc_reply(struct ev_args *a, uint64_t conn, uint64_t req, int status, const char *data,
+                  size_t dlen, int64_t ms);
+void ev_enc_kick(struct ev_args *a, const char *ids, size_t ids_len, int code, const char *word);
+void ev_enc_ack(struct ev_args *a, uint64_t conn, uint64_t req, const char *data, size_t dlen,
+                int64_t ms);
+void ev_enc_deleted(struct ev_args *a, int64_t user);
+
+/*
+ * The client events both endpoints know, one row each: the raw `type`
+ * (NULL: not on /ws), the Socket.IO event name (NULL: not on Socket.IO),
+ * the name it travels under in a msg entry's e field (NULL: the gateway
+ * answers it itself), and flags. Lookup returns NULL for an unknown name.
+ */
+#define EV_CLIENT_CHAT 0x01u /* a chat message: takes from the per-address bucket */
+struct ev_client_event {
+    const char *raw;
+    const char *sio;
+    const char *broker;
+    unsigned flags;
+};
+const struct ev_client_event *ev_client_event_raw(const char *type, size_t len);
+const struct ev_client_event *ev_client_event_sio(const char *name, size_t len);
+
+/*
+ * The refusal of a client request, in the shape each way of asking expects:
+ *   EV_REFUSAL_ACK    a Socket.IO callback's arguments:
+ *                     [{"ok":false,"error":W,"message":M}]
+ *   EV_REFUSAL_EVENT  the payload of an "error" event: {"code":W,"message":M}
+ *   EV_REFUSAL_HTTP   an HTTP error body: {"error":W,"message":M}
+ * word is one of our stable words; message is copied without the
+ * characters that would need JSON escaping (", \, controls), so neither
+ * can break the JSON. Writes into out (capacity cap, no NUL) and returns
+ * the length, or 0 when it does not fit.
+ */
+enum ev_refusal_form { EV_REFUSAL_ACK, EV_REFUSAL_EVENT, EV_REFUSAL_HTTP };
+size_t ev_refusal(char *out, size_t cap, enum ev_refusal_form form, const char *word,
+                  const char *message);
 
 /*
  * Names of outgoing events per endpoint: the broker speaks the logical name,

@@ -38,6 +38,7 @@
  * verifiers may be used from several threads. The token is never logged.
  */
 #include "jwt_auth.h"
+#include "b64.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -276,53 +277,14 @@ void jwt_auth_free(struct jwt_auth *a)
     memset(a, 0, sizeof(*a));
 }
 
-/* Value of one base64url character (RFC 4648 §5), or -1. */
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/*
- * Strict unpadded base64url decode (RFC 7515 §2): only the URL-safe
- * alphabet, no '=', no length of 4n+1, and the unused low bits of the last
- * character must be zero so every byte string has exactly one spelling.
- * Writes at most cap bytes to out. Returns 0 and sets *out_len, or -1.
- */
+/* Strict unpadded base64url (RFC 7515 §2, b64_decode()): 0 with *out_len,
+ * or -1. */
 static int b64url_decode(const char *src, size_t n, unsigned char *out, size_t cap, size_t *out_len)
 {
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    if (n % 4 == 1)
+    long got = b64_decode(out, cap, src, n, B64_URL, false);
+    if (got < 0)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)src[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return -1;
-    *out_len = o;
+    *out_len = (size_t)got;
     return 0;
 }
 

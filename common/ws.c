@@ -33,10 +33,10 @@
  */
 #include "ws.h"
 
+#include "b64.h"
 #include "http.h"
 #include "utf8.h"
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
 
@@ -487,16 +487,11 @@ int ws_accept_key(const char *key, size_t key_len, char out[29])
     memcpy(buf + key_len, ws_guid, sizeof(ws_guid) - 1);
     if (!SHA1(buf, key_len + sizeof(ws_guid) - 1, digest))
         return -1;
-    /* 20 bytes -> 28 base64 chars, and EVP_EncodeBlock adds the NUL. */
-    if (EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH) != 28)
+    /* 20 bytes -> 28 base64 chars; the caller's buffer has room for the NUL. */
+    if (b64_encode(out, 28, digest, SHA_DIGEST_LENGTH, B64_STD, true) != 28)
         return -1;
+    out[28] = '\0';
     return 0;
-}
-
-static bool ws_is_base64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
 }
 
 /* §4.1: "a randomly selected 16-byte value that has been base64-encoded";
@@ -507,7 +502,7 @@ static bool ws_key_valid(const char *key, size_t len)
     if (len != WS_KEY_LEN || key[22] != '=' || key[23] != '=')
         return false;
     for (size_t i = 0; i < 22; i++)
-        if (!ws_is_base64_char(key[i]))
+        if (b64_value((unsigned char)key[i], B64_STD) < 0)
             return false;
     return true;
 }

@@ -3,6 +3,7 @@
 #include "event.h"
 #include "rds.h"
 
+#include <hiredis/hiredis.h>
 #include <json-c/json.h>
 
 static int parse(struct ev_entry *e, const char *const *f, size_t n)
@@ -13,8 +14,178 @@ static int parse(struct ev_entry *e, const char *const *f, size_t n)
     return ev_entry_parse(e, f, lens, n);
 }
 
+/* The argv of a builder as one space-separated string, for comparison. */
+static const char *joined(const struct ev_args *a)
+{
+    static char buf[1024];
+    size_t n = 0;
+    for (int i = 0; i < a->argc && n + a->argvlen[i] + 2 < sizeof(buf); i++) {
+        if (i)
+            buf[n++] = ' ';
+        memcpy(buf + n, a->argv[i], a->argvlen[i]);
+        n += a->argvlen[i];
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Each encoder writes the fields event.h's table gives, in one order. */
+static void test_encoders(void)
+{
+    static const struct {
+        int kind;
+        const char *want;
+    } cases[] = {
+        {0, "t hello gw gw-1"},
+        {1, "t open gw gw-1 c 42 u 7 k sio"},
+        {2, "t close gw gw-1 c 42"},
+        {3, "t msg gw gw-1 c 42 u 0 e livechat d {\"m\":1}"},
+        {4, "t msg gw gw-1 c 42 u 7 e whoami d {} r 0 m 1234"},
+        {5, "t req gw gw-1 c 42 r 9 e search d {\"q\":\"a\"} m 1234"},
+        {6, "t req gw gw-1 c 42 r 9 u 7 e livechat d {} m 1234"},
+        {7, "t auth e livechat d {}"},
+        {8, "t conn c 1,2,3 e status d {}"},
+        {9, "t reply c 42 r 9 s 202 d {} m 1234"},
+        {10, "t reply c 42 r 9 s 404 d {}"},
+        {11, "t kick c 1,2 s 4003 e unknown-user"},
+        {12, "t ack c 42 r 0 d [1] m 1234"},
+        {13, "t deleted u 7"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ev_args a;
+        ev_args_init(&a);
+        switch (cases[i].kind) {
+        case 0:
+            ev_enc_hello(&a, "gw-1");
+            break;
+        case 1:
+            ev_enc_open(&a, "gw-1", 42, 7, "sio");
+            break;
+        case 2:
+            ev_enc_close(&a, "gw-1", 42);
+            break;
+        case 3:
+            ev_enc_msg(&a, "gw-1", 42, 0, "livechat", "{\"m\":1}", 7, -1, 1234);
+            break;
+        case 4:
+            ev_enc_msg(&a, "gw-1", 42, 7, "whoami", "{}", 2, 0, 1234);
+            break;
+        case 5:
+            ev_enc_req(&a, "gw-1", 42, 9, 0, "search", "{\"q\":\"a\"}", 9, 1234);
+            break;
+        case 6:
+            ev_enc_req(&a, "gw-1", 42, 9, 7, "livechat", "{}", 2, 1234);
+            break;
+        case 7:
+            ev_enc_all(&a, "auth", "livechat", "{}", 2);
+            break;
+        case 8:
+            ev_enc_conn(&a, "1,2,3", 5, "status", "{}", 2);
+            break;
+        case 9:
+            ev_enc_reply(&a, 42, 9, 202, "{}", 2, 1234);
+            break;
+        case 10:
+            ev_enc_reply(&a, 42, 9, 404, "{}", 2, 0);
+            break;
+        case 11:
+            ev_enc_kick(&a, "1,2", 3, 4003, "unknown-user");
+            break;
+        case 12:
+            ev_enc_ack(&a, 42, 0, "[1]", 3, 1234);
+            break;
+        case 13:
+            ev_enc_deleted(&a, 7);
+            break;
+        }
+        CHECK_STR(joined(&a), cases[i].want);
+        /* What an encoder writes, the parser reads back. */
+        struct ev_entry e;
+        CHECK_INT(ev_entry_parse(&e, a.argv, a.argvlen, (size_t)a.argc), 0);
+    }
+}
+
+/* Hand-built hiredis replies: the XREAD shape, a malformed entry with an id
+ * (skipped, still acknowledged), something that is no entry, nil. */
+static void test_from_reply(void)
+{
+    redisReply f[6] = {
+        {.type = REDIS_REPLY_STRING, .str = "t", .len = 1},
+        {.type = REDIS_REPLY_STRING, .str = "close", .len = 5},
+        {.type = REDIS_REPLY_STRING, .str = "gw", .len = 2},
+        {.type = REDIS_REPLY_STRING, .str = "gw-1", .len = 4},
+        {.type = REDIS_REPLY_STRING, .str = "c", .len = 1},
+        {.type = REDIS_REPLY_STRING, .str = "x9", .len = 2},
+    };
+    redisReply *fp[6] = {&f[0], &f[1], &f[2], &f[3], &f[4], &f[5]};
+    redisReply good_fv = {.type = REDIS_REPLY_ARRAY, .elements = 4, .element = fp};
+    redisReply bad_fv = {.type = REDIS_REPLY_ARRAY, .elements = 6, .element = fp};
+    redisReply id1 = {.type = REDIS_REPLY_STRING, .str = "1-1", .len = 3};
+    redisReply id2 = {.type = REDIS_REPLY_STRING, .str = "1-2", .len = 3};
+    redisReply *en1p[2] = {&id1, &good_fv}, *en2p[2] = {&id2, &bad_fv};
+    redisReply en1 = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = en1p};
+    redisReply en2 = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = en2p};
+    redisReply junk = {.type = REDIS_REPLY_INTEGER, .integer = 3};
+    redisReply *ep[3] = {&en1, &en2, &junk};
+    redisReply entries = {.type = REDIS_REPLY_ARRAY, .elements = 3, .element = ep};
+    redisReply name = {.type = REDIS_REPLY_STRING, .str = "herald:gw:gw-1", .len = 14};
+    redisReply *sp[2] = {&name, &entries};
+    redisReply stream = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = sp};
+    redisReply *rp[1] = {&stream};
+    redisReply r = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = rp};
+    redisReply nil = {.type = REDIS_REPLY_NIL};
+
+    const struct redisReply *got = ev_reply_entries(&r);
+    CHECK(got == &entries);
+    CHECK(ev_reply_entries(&nil) == NULL);
+    CHECK(ev_reply_entries(NULL) == NULL);
+    CHECK(ev_reply_entries(&junk) == NULL);
+    struct ev_entry e;
+    const char *id = NULL;
+    CHECK_INT(ev_entry_from_reply(&e, &en1, &id), 0);
+    CHECK_STR(id, "1-1");
+    CHECK_MEM(e.type, e.type_len, "close");
+    CHECK_MEM(e.gw, e.gw_len, "gw-1");
+    CHECK_INT(ev_entry_from_reply(&e, &en2, &id), 1); /* c is not a number */
+    CHECK_STR(id, "1-2");
+    CHECK_INT(ev_entry_from_reply(&e, &junk, &id), -1);
+    CHECK(id == NULL);
+}
+
+/* One table for both endpoints; refusals in the three shapes, escaped,
+ * refused rather than cut when they do not fit. */
+static void test_client_events_and_refusals(void)
+{
+    const struct ev_client_event *ce = ev_client_event_raw("get_online_users", 16);
+    CHECK(ce && strcmp(ce->sio, "get-online-users") == 0 && !(ce->flags & EV_CLIENT_CHAT));
+    ce = ev_client_event_sio("livechat", 8);
+    CHECK(ce && strcmp(ce->broker, "livechat") == 0 && (ce->flags & EV_CLIENT_CHAT));
+    CHECK(ev_client_event_raw("whoami", 6) == NULL);
+    ce = ev_client_event_sio("whoami", 6);
+    CHECK(ce && strcmp(ce->broker, "whoami") == 0);
+    ce = ev_client_event_raw("ping", 4);
+    CHECK(ce && ce->broker == NULL);
+    CHECK(ev_client_event_sio("get_online_users", 16) == NULL);
+    CHECK(ev_client_event_raw("nope", 4) == NULL);
+
+    char buf[128];
+    size_t n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_ACK, "rate-limited", "slow down");
+    CHECK_MEM(buf, n, "[{\"ok\":false,\"error\":\"rate-limited\",\"message\":\"slow down\"}]");
+    n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_EVENT, "bad-field", "say \"hi\"\n\\");
+    CHECK_MEM(buf, n, "{\"code\":\"bad-field\",\"message\":\"say hi\"}");
+    n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_HTTP, "internal", "");
+    CHECK_MEM(buf, n, "{\"error\":\"internal\",\"message\":\"\"}");
+    size_t full = ev_refusal(buf, sizeof(buf), EV_REFUSAL_ACK, "w", "message");
+    for (size_t cap = 0; cap < full; cap++)
+        CHECK_INT(ev_refusal(buf, cap, EV_REFUSAL_ACK, "w", "message"), 0);
+    CHECK_INT(ev_refusal(buf, full, EV_REFUSAL_ACK, "w", "message"), full);
+}
+
 int main(void)
 {
+    test_encoders();
+    test_from_reply();
+    test_client_events_and_refusals();
     struct ev_entry e;
     {
         const char *f[] = {"t", "open", "gw", "gw-1", "c", "42", "u", "7", "k", "ws", "x", "y"};
