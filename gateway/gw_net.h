@@ -208,6 +208,10 @@ struct gw_net {
     size_t nconns;
     bool draining;    /* shutting down: no new connections */
     uint8_t *scratch; /* owned: the shared read buffer */
+    /* Internal: gw_proto.c's reader, set by gw_net_init(); gw_conn.c calls
+     * it when a socket is readable, so the output side never names the
+     * input side (gw_net_internal.h). */
+    void (*on_readable)(struct gw_conn *c);
     /* Counters for /metrics and logs. */
     uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut, n_ip_refused;
     uint64_t n_limit[GW_LIMIT_COUNT]; /* refusals by limit */
