@@ -348,6 +348,11 @@ static struct gw_sess *sess_new(struct gw_eio *e, const struct http_request *req
     return s;
 }
 
+bool gw_eio_owns(const struct gw_conn *c)
+{
+    return (c->flags & GW_CONN_OWN_PING) != 0;
+}
+
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id)
 {
     struct gw_sess key;
@@ -660,7 +665,7 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             gw_conn_close(c, 1008, "session already has a WebSocket");
             return;
         }
-        c->kind = GW_KIND_SIO;
+        c->flags |= GW_CONN_OWN_PING;
         /* maxPayload (or the tighter cap of a session not yet trusted)
          * bounds every message of the session (close 1009). */
         ws_apply_cap(e, s, c);

@@ -10,7 +10,8 @@
  * connection list once (to count connections by kind), which is fine at a
  * scrape every few seconds.
  */
-#include "gw.h"
+#include "gw_metrics.h"
+#include "gw_ws.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -84,9 +85,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     struct gw_conn *x;
     TAILQ_FOREACH(x, &g->net.conns, link)
     {
-        if ((x->flags & GW_CONN_WS) && x->kind == GW_KIND_RAW)
+        if (gw_ws_is_client(x))
             raw++;
-        else if (!(x->flags & GW_CONN_WS) && x->kind != GW_KIND_SIO)
+        else if (!(x->flags & GW_CONN_WS))
             http++;
     }
     struct evbuffer *o = evbuffer_new();
@@ -106,9 +107,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     metrics_put(o, "herald_gateway_frames_out_total", "counter", "Frames and responses queued.",
                 (unsigned long long)g->net.n_frames_out);
     metrics_put(o, "herald_gateway_published_total", "counter", "Entries written to herald:events.",
-                (unsigned long long)g->n_published);
+                (unsigned long long)g->bus.n_published);
     metrics_put(o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
-                (unsigned long long)g->n_entries_in);
+                (unsigned long long)g->bus.n_entries_in);
     metrics_put(o, "herald_gateway_deliveries_total", "counter",
                 "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
     metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
@@ -127,9 +128,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                          "Requests, messages and connections refused for a limit, by limit.",
                          "limit", names, counts, GW_LIMIT_COUNT);
     metrics_put(o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
-                g->pub.up && g->sub.up);
+                g->bus.pub.up && g->bus.sub.up);
     metrics_put(o, "herald_gateway_broker_alive", "gauge",
-                "1 when the broker's heartbeat is fresh.", g->broker_alive);
+                "1 when the broker's heartbeat is fresh.", g->bus.broker_alive);
     const struct gw_hist *h = &g->rtt;
     evbuffer_add_printf(
         o, "# HELP herald_gateway_broker_rtt_seconds Gateway to broker to gateway round trip "

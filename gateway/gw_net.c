@@ -117,7 +117,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         /* Engine.IO connections have their own heartbeat (gw_eio). */
-        if ((c->flags & GW_CONN_WS) && !(c->flags & GW_CONN_LINGER) && c->kind != GW_KIND_SIO) {
+        if ((c->flags & (GW_CONN_WS | GW_CONN_LINGER | GW_CONN_OWN_PING)) == GW_CONN_WS) {
             if (now - c->last_seen_ms >= n->lim.ping_timeout_ms) {
                 log_info("conn %llu: no sign of life for %ld ms, dropping",
                          (unsigned long long)c->id, (long)(now - c->last_seen_ms));
