@@ -47,7 +47,7 @@ struct gw_bus_handlers {
     /* A deleted account from herald:deleted_users, loaded at every connect
      * of `pub` (the broker records deletions made while we were away). */
     void (*on_deleted)(void *arg, int64_t user_id);
-    void *arg;
+    void *arg; /* borrowed: passed to every handler */
 };
 
 struct gw_bus {

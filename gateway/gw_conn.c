@@ -185,17 +185,10 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
         c->deadline_ms = gw_now_ms() + c->net->lim.close_timeout_ms;
         return;
     }
-    struct gw_out *o = malloc(sizeof(*o));
-    if (!o) {
+    if (gw_out_append(&c->out_tail, s) != 0) {
         gw_conn_mark_dead(c);
         return;
     }
-    s->refs++;
-    o->buf = s;
-    o->off = 0;
-    o->next = NULL;
-    *c->out_tail = o;
-    c->out_tail = &o->next;
     c->out_bytes += s->len;
     c->net->n_frames_out++;
     gw_conn_mark_dirty(c);
@@ -218,6 +211,20 @@ void gw_ws_send_text(struct gw_conn *c, const char *text, size_t len)
     struct gw_shared *s = gw_ws_frame_new(WS_OP_TEXT, text, len);
     gw_conn_send_shared(c, s);
     gw_shared_unref(s);
+}
+
+int gw_out_append(struct gw_out ***tail, struct gw_shared *s)
+{
+    struct gw_out *o = malloc(sizeof(*o));
+    if (!o)
+        return -1;
+    s->refs++;
+    o->buf = s;
+    o->off = 0;
+    o->next = NULL;
+    **tail = o;
+    *tail = &o->next;
+    return 0;
 }
 
 void gw_out_list_free(struct gw_out *o)

@@ -43,7 +43,7 @@ struct gw_sess {
     uint32_t flags;
     struct gw_conn *ws;     /* borrowed: WebSocket transport, NULL while polling */
     struct gw_conn *probe;  /* borrowed: WebSocket being upgraded to */
-    struct gw_conn *poll;   /* borrowed: the parked GET */
+    struct gw_conn *poll;   /* borrowed: the parked GET, or NULL */
     struct gw_out *q_head;  /* owned: packets waiting for a GET (polling) */
     struct gw_out **q_tail; /* borrowed: the last item's next (or &q_head) */
     uint32_t q_bytes;
@@ -76,7 +76,7 @@ struct gw_eio_handlers {
     void (*on_close)(struct gw_eio *e, struct gw_sess *s, const char *reason);
     /* Called by the sweep for every live session. May be NULL. */
     void (*on_tick)(struct gw_eio *e, struct gw_sess *s, int64_t now_ms);
-    void *arg;
+    void *arg; /* borrowed: the application's context (e->h.arg) */
 };
 
 RB_HEAD(gw_sess_sid_tree, gw_sess);
@@ -113,11 +113,14 @@ void gw_eio_free(struct gw_eio *e);
 bool gw_eio_body_allowed(struct gw_eio *e, struct gw_conn *c, const struct http_request *req);
 
 /* The application vouches for the session (its user is authenticated):
- * from now on its messages and payloads may be up to max_payload. */
+ * from now on its messages and payloads may be up to max_payload (the
+ * cap of its WebSocket, if any, is raised at once). */
 void gw_eio_trust(struct gw_sess *s);
 
 /* Handles an HTTP request on the Engine.IO path (handshake, poll, post,
- * WebSocket upgrade). */
+ * WebSocket upgrade): answers it, parks it (a poll with nothing queued:
+ * GW_CONN_BUSY, c->sess set) or upgrades c (gw_eio_owns() true after).
+ * req and body are borrowed for the call. */
 void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_request *req,
                     const uint8_t *body, size_t body_len);
 /* True when c is a WebSocket that gw_eio_request() took (its messages go
@@ -146,7 +149,9 @@ struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
  */
 bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1]);
 
-/* Sends one Engine.IO message (text) / binary message. */
+/* Sends one Engine.IO message (text; data copied) / binary message (base64
+ * over polling). Nothing happens on a closed session; out of memory drops
+ * the message. */
 void gw_eio_send_text(struct gw_sess *s, const char *data, size_t len);
 void gw_eio_send_binary(struct gw_sess *s, const uint8_t *data, size_t len);
 
@@ -170,8 +175,10 @@ void gw_eio_send_msg(struct gw_sess *s, struct gw_eio_msg *m);
 /* Drops m's frame and packet references (not m->text). */
 void gw_eio_msg_release(struct gw_eio_msg *m);
 
-/* Closes the session: the WebSocket gets a close frame with code (polling:
- * a parked GET gets the close packet). */
+/* Closes the session: on_close runs now, the WebSocket gets a close frame
+ * with code (polling: a parked GET gets the close packet), the session is
+ * unlinked at once and freed at the session reap point, after the current
+ * callbacks; s stays valid until then. A second call is a no-op. */
 void gw_eio_close(struct gw_sess *s, uint16_t code, const char *reason);
 
 #endif

@@ -7,8 +7,8 @@
  * interface or listed in --metrics-allow, because connection counts and
  * latencies tell an outsider more than they should. Everything here is read
  * from counters the other modules keep anyway; a scrape walks the
- * connection list once (to count connections by kind), which is fine at a
- * scrape every few seconds.
+ * connection list and the session list once (to count connections by kind
+ * and parked polls), which is fine at a scrape every few seconds.
  */
 #include "gw_metrics.h"
 #include "gw_ws.h"
@@ -90,6 +90,13 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
         else if (!(x->flags & GW_CONN_WS))
             http++;
     }
+    size_t parked = 0;
+    struct gw_sess *s;
+    TAILQ_FOREACH(s, &g->eio.all, link)
+    {
+        if (s->poll)
+            parked++;
+    }
     struct evbuffer *o = evbuffer_new();
     if (!o) {
         gw_http_error(c, 500, "internal", "out of memory");
@@ -100,6 +107,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"ws\"} %zu\n", raw);
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"sio\"} %zu\n", g->eio.nsess);
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"http\"} %zu\n", http);
+    metrics_put(o, "herald_gateway_polls_parked", "gauge",
+                "Long-polling GETs parked until their Engine.IO session has packets.",
+                (unsigned long long)parked);
     metrics_put(o, "herald_gateway_accepted_total", "counter", "TCP connections accepted.",
                 (unsigned long long)g->net.n_accepted);
     metrics_put(o, "herald_gateway_messages_in_total", "counter", "WebSocket messages received.",

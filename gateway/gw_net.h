@@ -54,11 +54,15 @@ void gw_shared_unref(struct gw_shared *s);
 struct gw_shared *gw_ws_frame_new(uint8_t opcode, const void *payload, size_t len);
 
 struct gw_out {
-    struct gw_out *next;
+    struct gw_out *next;   /* owned: the rest of the list */
     struct gw_shared *buf; /* one reference owned by this item */
     uint32_t off;          /* bytes of buf already written */
 };
 
+/* Appends an item holding a new reference to s at *tail (the list's last
+ * next pointer, or &head), and moves *tail on to it. Returns 0, or -1 when
+ * out of memory (the list unchanged). */
+int gw_out_append(struct gw_out ***tail, struct gw_shared *s);
 /* Frees a list of queue items and drops their buffer references (NULL: no-op). */
 void gw_out_list_free(struct gw_out *head);
 
@@ -100,7 +104,8 @@ enum gw_limit {
     GW_LIMIT_OUTPUT_CAP,       /* output queue over --output-cap (1013, dropped) */
     GW_LIMIT_COUNT
 };
-/* The label value of a limit ("header_bytes"). */
+/* The label value of a limit ("header_bytes"; static, "unknown" for a
+ * value out of range). */
 const char *gw_limit_name(enum gw_limit l);
 
 struct gw_net;
@@ -175,11 +180,12 @@ struct gw_net_handlers {
      * borrowed for the call, and writable. */
     void (*on_ws_message)(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
                           size_t len);
-    /* The connection is being freed (reap point). May be NULL. */
+    /* The connection is being freed (reap point, or gw_net_free()): the
+     * application releases c->app here. May be NULL. */
     void (*on_closed)(struct gw_net *n, struct gw_conn *c);
     /* Called by the sweep for every live connection. May be NULL. */
     void (*on_tick)(struct gw_net *n, struct gw_conn *c, int64_t now_ms);
-    void *arg;
+    void *arg; /* borrowed: the application's context (n->h.arg) */
 };
 
 TAILQ_HEAD(gw_conn_list, gw_conn);
@@ -223,10 +229,13 @@ struct gw_net {
  */
 int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limits *lim,
                 const struct gw_net_handlers *h, const char *host, int port, int *bound_port);
-/* Closes every connection at once (no handshake) and frees everything. */
+/* Closes every connection at once (no handshake; on_closed runs for each)
+ * and frees everything; n is zeroed. Safe after a failed gw_net_init(). */
 void gw_net_free(struct gw_net *n);
 
-/* Stops accepting and starts closing every connection with code 1001. */
+/* Stops accepting and starts closing every connection with code and reason
+ * (HTTP connections waiting for an asynchronous answer are left to finish
+ * it). */
 void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason);
 
 /* Milliseconds of the monotonic clock (deadlines, rates; never wall time). */

@@ -38,9 +38,14 @@
 /* A demo login lasts a day. */
 #define GW_DEV_LOGIN_TTL_S (24 * 3600)
 
-struct gw_route;
-typedef void gw_route_fn(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                         const struct http_request *req, const uint8_t *body, size_t body_len);
+/* One request as its route sees it; everything borrowed for the call. */
+struct gw_route_req {
+    const struct gw_route *route; /* the table entry that matched */
+    const struct http_request *http;
+    const uint8_t *body;
+    size_t body_len;
+};
+typedef void gw_route_fn(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq);
 
 /* How a route's path is matched. */
 enum gw_route_match {
@@ -103,12 +108,10 @@ static void relay_request(struct gw *g, struct gw_conn *c, const char *op, int64
 
 /* ---- routes relayed to the broker ---------------------------------------------- */
 
-static void route_online_status(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                                const struct http_request *req, const uint8_t *body,
-                                size_t body_len)
+static void route_online_status(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)body;
-    (void)body_len;
+    const struct gw_route *r = rq->route;
+    const struct http_request *req = rq->http;
     char name[GW_USERNAME_MAX + 1];
     const char *raw = req->path + strlen(r->path);
     size_t raw_len = req->path_len - strlen(r->path);
@@ -135,9 +138,12 @@ static struct json_object *body_object(struct gw_conn *c, const uint8_t *body, s
 
 /* POST /live_chat_message, POST /direct_chat_message: the same events as
  * on the sockets, from the token's user. */
-static void route_chat(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                       const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_chat(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
+    const struct gw_route *r = rq->route;
+    const struct http_request *req = rq->http;
+    const uint8_t *body = rq->body;
+    size_t body_len = rq->body_len;
     int64_t exp, uid = gw_auth_http(&g->auth, c, req, &exp);
     if (!uid)
         return;
@@ -171,11 +177,10 @@ static long query_number(const struct http_request *req, const char *name, long 
 }
 
 /* GET /users/search?q=&limit=&offset= (docs/API.md). */
-static void route_search(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                         const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_search(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)body;
-    (void)body_len;
+    const struct gw_route *r = rq->route;
+    const struct http_request *req = rq->http;
     char q[GW_USERNAME_MAX + 1] = "";
     const char *v;
     size_t vl;
@@ -204,10 +209,11 @@ static void route_search(struct gw *g, struct gw_conn *c, const struct gw_route 
  * application backend. Anyone may log in as anyone: never enable it in
  * production.
  */
-static void route_dev_login(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                            const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_dev_login(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)req;
+    const struct gw_route *r = rq->route;
+    const uint8_t *body = rq->body;
+    size_t body_len = rq->body_len;
     if (!g->cfg.dev_login) {
         gw_http_error(c, 404, "not-found", "dev login is not enabled (HERALD_DEV_LOGIN=1)");
         return;
@@ -264,13 +270,9 @@ static void finish_dev_login(struct gw *g, struct gw_conn *c, const struct ev_en
 }
 
 /* POST /auth/logout: forgets the cookie (the page closes its socket). */
-static void route_logout(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                         const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_logout(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)r;
-    (void)req;
-    (void)body;
-    (void)body_len;
+    (void)rq;
     char hdr[256];
     snprintf(hdr, sizeof(hdr), "Set-Cookie: %s=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n",
              g->cfg.cookie_name);
@@ -278,9 +280,12 @@ static void route_logout(struct gw *g, struct gw_conn *c, const struct gw_route 
 }
 
 /* POST /api/notify/<event>: the application backend's notifications. */
-static void route_notify(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                         const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_notify(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
+    const struct gw_route *r = rq->route;
+    const struct http_request *req = rq->http;
+    const uint8_t *body = rq->body;
+    size_t body_len = rq->body_len;
     static const char *const events[] = {"profile-update", "game-stats-update", "account-deleted"};
     const char *name = req->path + strlen(r->path);
     size_t nl = req->path_len - strlen(r->path), i;
@@ -317,44 +322,30 @@ static void route_notify(struct gw *g, struct gw_conn *c, const struct gw_route 
 /* /socket.io/: the origin rule before a session exists: a foreign page's
  * handshake or upgrade with the victim's cookie never gets one (403, as on
  * /ws), whatever it would send in CONNECT later. */
-static void route_socketio(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                           const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_socketio(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)r;
-    if (gw_auth_foreign_cookie(&g->auth, req)) {
-        gw_auth_refuse_foreign_origin(&g->auth, c, req);
+    if (gw_auth_foreign_cookie(&g->auth, rq->http)) {
+        gw_auth_refuse_foreign_origin(&g->auth, c, rq->http);
         return;
     }
-    gw_eio_request(&g->eio, c, req, body, body_len);
+    gw_eio_request(&g->eio, c, rq->http, rq->body, rq->body_len);
 }
 
-static void route_ws(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                     const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_ws(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)r;
-    (void)body;
-    (void)body_len;
-    gw_ws_upgrade(g, c, req);
+    gw_ws_upgrade(g, c, rq->http);
 }
 
-static void route_metrics(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                          const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_metrics(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)r;
-    (void)req;
-    (void)body;
-    (void)body_len;
+    (void)rq;
     gw_metrics_respond(g, c);
 }
 
 /* Any method: load balancers probe with GET or HEAD. */
-static void route_healthz(struct gw *g, struct gw_conn *c, const struct gw_route *r,
-                          const struct http_request *req, const uint8_t *body, size_t body_len)
+static void route_healthz(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    (void)r;
-    (void)req;
-    (void)body;
-    (void)body_len;
+    (void)rq;
     bool ok = gw_bus_healthy(&g->bus);
     char b[128];
     int bl = snprintf(b, sizeof(b), "{\"status\":\"%s\",\"redis\":%s,\"broker\":%s}",
@@ -498,7 +489,8 @@ void gw_routes_on_request(struct gw *g, struct gw_conn *c, const struct http_req
             gw_http_error(c, 405, "method-not-allowed", why);
             return;
         }
-        r->fn(g, c, r, req, body, body_len);
+        struct gw_route_req rq = {.route = r, .http = req, .body = body, .body_len = body_len};
+        r->fn(g, c, &rq);
         return;
     }
     if (!ev_is(req->method, req->method_len, "GET")) {
