@@ -46,16 +46,8 @@ static void eio_error(struct gw_conn *c, int code)
 /* Queues a packet (already typed: "2", "4hello", "b<base64>") for polling. */
 static void queue_packet(struct gw_sess *s, struct gw_shared *pkt)
 {
-    struct gw_out *o = malloc(sizeof(*o));
-    if (!o)
-        return;
-    pkt->refs++;
-    o->buf = pkt;
-    o->off = 0;
-    o->next = NULL;
-    *s->q_tail = o;
-    s->q_tail = &o->next;
-    s->q_bytes += pkt->len;
+    if (gw_out_append(&s->q_tail, pkt) == 0)
+        s->q_bytes += pkt->len;
 }
 
 static void respond_poll(struct gw_sess *s, const char *body, size_t len)
@@ -348,6 +340,11 @@ static struct gw_sess *sess_new(struct gw_eio *e, const struct http_request *req
     return s;
 }
 
+bool gw_eio_owns(const struct gw_conn *c)
+{
+    return (c->flags & GW_CONN_OWN_PING) != 0;
+}
+
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id)
 {
     struct gw_sess key;
@@ -613,6 +610,51 @@ static bool query_is(const struct http_request *req, const char *name, const cha
            vl == strlen(want) && memcmp(v, want, vl) == 0;
 }
 
+/* transport=websocket: a probe for the polling session s, or (s NULL) a
+ * session that starts on a WebSocket. get: the request is a GET. */
+static void ws_request(struct gw_eio *e, struct gw_conn *c, const struct http_request *req,
+                       struct gw_sess *s, bool get)
+{
+    const char *key, *why;
+    size_t kl;
+    if (!get || ws_handshake_check(req, &key, &kl, &why) != 0) {
+        eio_error(c, EIO_E_BAD);
+        return;
+    }
+    /* A direct WebSocket session needs its sid before the 101, so that
+     * a refusal is still an HTTP answer. */
+    char new_sid[GW_EIO_ID_LEN + 1];
+    if (!s && !gw_eio_random_id(new_sid)) {
+        refuse_no_random(c);
+        return;
+    }
+    gw_ws_accept(c, key, kl, NULL);
+    if (s && (s->ws || s->probe)) {
+        /* Already upgraded (or upgrading): like the reference server,
+         * accept the WebSocket and close it at once. */
+        gw_conn_close(c, 1008, "session already has a WebSocket");
+        return;
+    }
+    c->flags |= GW_CONN_OWN_PING;
+    /* maxPayload (or the tighter cap of a session not yet trusted)
+     * bounds every message of the session (close 1009). */
+    ws_apply_cap(e, s, c);
+    if (s) {
+        s->probe = c;
+        c->sess = s;
+        return;
+    }
+    /* Direct WebSocket: the session starts here, open packet first. */
+    s = sess_new(e, req, new_sid);
+    if (!s) {
+        gw_conn_close(c, 1011, "out of memory");
+        return;
+    }
+    s->ws = c;
+    c->sess = s;
+    send_open(s, false, NULL);
+}
+
 void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_request *req,
                     const uint8_t *body, size_t body_len)
 {
@@ -640,44 +682,7 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
         return;
     }
     if (websocket) {
-        const char *key, *why;
-        size_t kl;
-        if (!get || ws_handshake_check(req, &key, &kl, &why) != 0) {
-            eio_error(c, EIO_E_BAD);
-            return;
-        }
-        /* A direct WebSocket session needs its sid before the 101, so that
-         * a refusal is still an HTTP answer. */
-        char new_sid[GW_EIO_ID_LEN + 1];
-        if (!s && !gw_eio_random_id(new_sid)) {
-            refuse_no_random(c);
-            return;
-        }
-        gw_ws_accept(c, key, kl, NULL);
-        if (s && (s->ws || s->probe)) {
-            /* Already upgraded (or upgrading): like the reference server,
-             * accept the WebSocket and close it at once. */
-            gw_conn_close(c, 1008, "session already has a WebSocket");
-            return;
-        }
-        c->kind = GW_KIND_SIO;
-        /* maxPayload (or the tighter cap of a session not yet trusted)
-         * bounds every message of the session (close 1009). */
-        ws_apply_cap(e, s, c);
-        if (s) {
-            s->probe = c;
-            c->sess = s;
-            return;
-        }
-        /* Direct WebSocket: the session starts here, open packet first. */
-        s = sess_new(e, req, new_sid);
-        if (!s) {
-            gw_conn_close(c, 1011, "out of memory");
-            return;
-        }
-        s->ws = c;
-        c->sess = s;
-        send_open(s, false, NULL);
+        ws_request(e, c, req, s, get);
         return;
     }
     if (!s) {

@@ -36,16 +36,16 @@ struct gw_sess {
     RB_ENTRY(gw_sess) by_sid;
     RB_ENTRY(gw_sess) by_id;
     TAILQ_ENTRY(gw_sess) link;
-    struct gw_eio *eio; /* borrowed */
-    struct gw_sess *next_dead;
+    struct gw_eio *eio;        /* borrowed */
+    struct gw_sess *next_dead; /* borrowed: next on the reap list */
     uint64_t id;
     char sid[GW_EIO_ID_LEN + 1]; /* random, unguessable: the polling credential */
     uint32_t flags;
-    struct gw_conn *ws;    /* borrowed: WebSocket transport, NULL while polling */
-    struct gw_conn *probe; /* borrowed: WebSocket being upgraded to */
-    struct gw_conn *poll;  /* borrowed: the parked GET */
-    struct gw_out *q_head; /* owned: packets waiting for a GET (polling) */
-    struct gw_out **q_tail;
+    struct gw_conn *ws;     /* borrowed: WebSocket transport, NULL while polling */
+    struct gw_conn *probe;  /* borrowed: WebSocket being upgraded to */
+    struct gw_conn *poll;   /* borrowed: the parked GET, or NULL */
+    struct gw_out *q_head;  /* owned: packets waiting for a GET (polling) */
+    struct gw_out **q_tail; /* borrowed: the last item's next (or &q_head) */
     uint32_t q_bytes;
     int64_t next_ping_ms;     /* when the next ping is due (0: one is outstanding) */
     int64_t pong_deadline_ms; /* outstanding ping must be answered by then (0: none) */
@@ -76,7 +76,7 @@ struct gw_eio_handlers {
     void (*on_close)(struct gw_eio *e, struct gw_sess *s, const char *reason);
     /* Called by the sweep for every live session. May be NULL. */
     void (*on_tick)(struct gw_eio *e, struct gw_sess *s, int64_t now_ms);
-    void *arg;
+    void *arg; /* borrowed: the application's context (e->h.arg) */
 };
 
 RB_HEAD(gw_sess_sid_tree, gw_sess);
@@ -91,15 +91,19 @@ struct gw_eio {
     struct gw_sess_id_tree ids;
     struct gw_sess_list all;
     size_t nsess;
-    struct gw_sess *dead;
+    struct gw_sess *dead;  /* borrowed: head of the reap list (each freed there) */
     struct event *reap_ev; /* owned */
     struct event *tick_ev; /* owned */
     uint64_t n_opened;
 };
 
+/* Sets up e on net (borrowed for e's lifetime; cfg and h are copied).
+ * Returns 0, or -1 when its timers cannot be created (then free e with
+ * gw_eio_free()). */
 int gw_eio_init(struct gw_eio *e, struct gw_net *net, const struct gw_eio_config *cfg,
                 const struct gw_eio_handlers *h);
-/* Closes every session (no callbacks into freed state) and frees. */
+/* Closes every session (on_close runs for each, so the application frees
+ * its state) and frees everything; before gw_net_free(). */
 void gw_eio_free(struct gw_eio *e);
 
 /* A request on the Engine.IO path announces a body over the net layer's
@@ -109,20 +113,31 @@ void gw_eio_free(struct gw_eio *e);
 bool gw_eio_body_allowed(struct gw_eio *e, struct gw_conn *c, const struct http_request *req);
 
 /* The application vouches for the session (its user is authenticated):
- * from now on its messages and payloads may be up to max_payload. */
+ * from now on its messages and payloads may be up to max_payload (the
+ * cap of its WebSocket, if any, is raised at once). */
 void gw_eio_trust(struct gw_sess *s);
 
 /* Handles an HTTP request on the Engine.IO path (handshake, poll, post,
- * WebSocket upgrade). */
+ * WebSocket upgrade): answers it, parks it (a poll with nothing queued:
+ * GW_CONN_BUSY, c->sess set) or upgrades c (gw_eio_owns() true after).
+ * req and body are borrowed for the call. */
 void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_request *req,
                     const uint8_t *body, size_t body_len);
-/* A WebSocket message on a connection of kind GW_KIND_SIO. */
+/* True when c is a WebSocket that gw_eio_request() took (its messages go
+ * to gw_eio_ws_message(), even after its session closed). */
+bool gw_eio_owns(const struct gw_conn *c);
+/* A WebSocket message on a connection gw_eio owns (data borrowed for the
+ * call; decoded in place). Ignored once the session is gone. */
 void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint8_t *data,
                        size_t len);
-/* A connection of kind GW_KIND_SIO (or a parked GET) is being freed. */
+/* A connection that carries a session (c->sess: its WebSocket, the one
+ * being probed, or a parked GET) is being freed: detaches it, and closes
+ * the session when it was its WebSocket. No-op when c->sess is NULL. */
 void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c);
 
-/* The session with the connection-wide id (not the sid), or NULL. */
+/* The live session with the connection-wide id (not the sid), borrowed
+ * until the session reap point; NULL when there is none (closed sessions
+ * are unlinked at once). */
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
 
 /*
@@ -134,7 +149,9 @@ struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
  */
 bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1]);
 
-/* Sends one Engine.IO message (text) / binary message. */
+/* Sends one Engine.IO message (text; data copied) / binary message (base64
+ * over polling). Nothing happens on a closed session; out of memory drops
+ * the message. */
 void gw_eio_send_text(struct gw_sess *s, const char *data, size_t len);
 void gw_eio_send_binary(struct gw_sess *s, const uint8_t *data, size_t len);
 
@@ -144,16 +161,24 @@ void gw_eio_send_binary(struct gw_sess *s, const uint8_t *data, size_t len);
  * Release with gw_eio_msg_release().
  */
 struct gw_eio_msg {
-    const char *text; /* borrowed: the Engine.IO message data ("42[...]") */
+    /* borrowed: the Engine.IO message data ("42[...]"); whoever set it
+     * keeps ownership and frees it after gw_eio_msg_release(), which never
+     * touches it */
+    const char *text;
     size_t len;
     struct gw_shared *frame; /* owned reference, NULL until needed */
     struct gw_shared *pkt;   /* owned reference, NULL until needed */
 };
+/* Sends m on s's transport, encoding the frame or packet on first use (an
+ * encoding that fails for lack of memory is skipped for this session). */
 void gw_eio_send_msg(struct gw_sess *s, struct gw_eio_msg *m);
+/* Drops m's frame and packet references (not m->text). */
 void gw_eio_msg_release(struct gw_eio_msg *m);
 
-/* Closes the session: the WebSocket gets a close frame with code (polling:
- * a parked GET gets the close packet). */
+/* Closes the session: on_close runs now, the WebSocket gets a close frame
+ * with code (polling: a parked GET gets the close packet), the session is
+ * unlinked at once and freed at the session reap point, after the current
+ * callbacks; s stays valid until then. A second call is a no-op. */
 void gw_eio_close(struct gw_sess *s, uint16_t code, const char *reason);
 
 #endif

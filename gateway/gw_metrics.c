@@ -7,10 +7,11 @@
  * interface or listed in --metrics-allow, because connection counts and
  * latencies tell an outsider more than they should. Everything here is read
  * from counters the other modules keep anyway; a scrape walks the
- * connection list once (to count connections by kind), which is fine at a
- * scrape every few seconds.
+ * connection list and the session list once (to count connections by kind
+ * and parked polls), which is fine at a scrape every few seconds.
  */
-#include "gw.h"
+#include "gw_metrics.h"
+#include "gw_ws.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -84,10 +85,17 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     struct gw_conn *x;
     TAILQ_FOREACH(x, &g->net.conns, link)
     {
-        if ((x->flags & GW_CONN_WS) && x->kind == GW_KIND_RAW)
+        if (gw_ws_is_client(x))
             raw++;
-        else if (!(x->flags & GW_CONN_WS) && x->kind != GW_KIND_SIO)
+        else if (!(x->flags & GW_CONN_WS))
             http++;
+    }
+    size_t parked = 0;
+    struct gw_sess *s;
+    TAILQ_FOREACH(s, &g->eio.all, link)
+    {
+        if (s->poll)
+            parked++;
     }
     struct evbuffer *o = evbuffer_new();
     if (!o) {
@@ -99,6 +107,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"ws\"} %zu\n", raw);
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"sio\"} %zu\n", g->eio.nsess);
     evbuffer_add_printf(o, "herald_gateway_connections{kind=\"http\"} %zu\n", http);
+    metrics_put(o, "herald_gateway_polls_parked", "gauge",
+                "Long-polling GETs parked until their Engine.IO session has packets.",
+                (unsigned long long)parked);
     metrics_put(o, "herald_gateway_accepted_total", "counter", "TCP connections accepted.",
                 (unsigned long long)g->net.n_accepted);
     metrics_put(o, "herald_gateway_messages_in_total", "counter", "WebSocket messages received.",
@@ -106,9 +117,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     metrics_put(o, "herald_gateway_frames_out_total", "counter", "Frames and responses queued.",
                 (unsigned long long)g->net.n_frames_out);
     metrics_put(o, "herald_gateway_published_total", "counter", "Entries written to herald:events.",
-                (unsigned long long)g->n_published);
+                (unsigned long long)g->bus.n_published);
     metrics_put(o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
-                (unsigned long long)g->n_entries_in);
+                (unsigned long long)g->bus.n_entries_in);
     metrics_put(o, "herald_gateway_deliveries_total", "counter",
                 "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
     metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
@@ -127,9 +138,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                          "Requests, messages and connections refused for a limit, by limit.",
                          "limit", names, counts, GW_LIMIT_COUNT);
     metrics_put(o, "herald_gateway_redis_up", "gauge", "1 when both Redis connections are up.",
-                g->pub.up && g->sub.up);
+                g->bus.pub.up && g->bus.sub.up);
     metrics_put(o, "herald_gateway_broker_alive", "gauge",
-                "1 when the broker's heartbeat is fresh.", g->broker_alive);
+                "1 when the broker's heartbeat is fresh.", g->bus.broker_alive);
     const struct gw_hist *h = &g->rtt;
     evbuffer_add_printf(
         o, "# HELP herald_gateway_broker_rtt_seconds Gateway to broker to gateway round trip "

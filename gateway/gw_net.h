@@ -44,19 +44,26 @@ struct gw_shared {
     uint8_t data[];
 };
 
-/* Returns a buffer of len bytes with one reference, or NULL. */
+/* Returns an uninitialised buffer of len bytes holding one reference (the
+ * caller's), or NULL when out of memory or len is over 4 GiB. */
 struct gw_shared *gw_shared_new(size_t len);
+/* Drops one reference; the last frees s. NULL is a no-op. */
 void gw_shared_unref(struct gw_shared *s);
-/* A complete server frame (never masked) with one reference, or NULL. */
+/* A complete server frame (never masked) holding one reference (the
+ * caller's), or NULL when out of memory. payload is copied. */
 struct gw_shared *gw_ws_frame_new(uint8_t opcode, const void *payload, size_t len);
 
 struct gw_out {
-    struct gw_out *next;
+    struct gw_out *next;   /* owned: the rest of the list */
     struct gw_shared *buf; /* one reference owned by this item */
     uint32_t off;          /* bytes of buf already written */
 };
 
-/* Frees a list of queue items and drops their buffer references. */
+/* Appends an item holding a new reference to s at *tail (the list's last
+ * next pointer, or &head), and moves *tail on to it. Returns 0, or -1 when
+ * out of memory (the list unchanged). */
+int gw_out_append(struct gw_out ***tail, struct gw_shared *s);
+/* Frees a list of queue items and drops their buffer references (NULL: no-op). */
 void gw_out_list_free(struct gw_out *head);
 
 /* Connection flags (c->flags). */
@@ -68,8 +75,7 @@ void gw_out_list_free(struct gw_out *head);
 #define GW_CONN_CLOSE_RECV 0x0020u /* the peer's close frame arrived */
 #define GW_CONN_FINISH 0x0040u     /* after the queue drains: half-close and linger */
 #define GW_CONN_LINGER 0x0080u     /* write side shut: discard input until EOF/deadline */
-#define GW_CONN_AUTH 0x0100u       /* application: authenticated user */
-#define GW_CONN_OPEN_SENT 0x0200u  /* application: the broker was told about it */
+#define GW_CONN_OWN_PING 0x0100u   /* upgraded by a layer with its own heartbeat (gw_eio) */
 #define GW_CONN_KEEPALIVE 0x0400u  /* the request being answered allows keep-alive */
 #define GW_CONN_IN_PROCESS 0x0800u /* its input is being parsed (re-entrancy guard) */
 #define GW_CONN_CUT 0x1000u        /* over the output cap: only the close frame may follow */
@@ -98,13 +104,9 @@ enum gw_limit {
     GW_LIMIT_OUTPUT_CAP,       /* output queue over --output-cap (1013, dropped) */
     GW_LIMIT_COUNT
 };
-/* The label value of a limit ("header_bytes"). */
+/* The label value of a limit ("header_bytes"; static, "unknown" for a
+ * value out of range). */
 const char *gw_limit_name(enum gw_limit l);
-
-/* Connection kinds (c->kind), set by the application on upgrade. */
-#define GW_KIND_NONE 0
-#define GW_KIND_RAW 1 /* /ws: JSON text frames */
-#define GW_KIND_SIO 2 /* Socket.IO */
 
 struct gw_net;
 struct gw_sess;
@@ -113,13 +115,12 @@ struct gw_conn {
     TAILQ_ENTRY(gw_conn) link;  /* in net->conns */
     RB_ENTRY(gw_conn) node;     /* in net->by_id */
     struct gw_net *net;         /* borrowed */
-    struct gw_conn *next_dirty; /* flush list */
-    struct gw_conn *next_dead;  /* reap list */
+    struct gw_conn *next_dirty; /* borrowed: next on the flush list */
+    struct gw_conn *next_dead;  /* borrowed: next on the reap list */
     struct event ev;
     int fd;
     uint32_t flags;
-    short ev_flags; /* EV_READ/EV_WRITE currently registered */
-    uint8_t kind;
+    short ev_flags;    /* EV_READ/EV_WRITE currently registered */
     uint8_t msg_limit; /* enum gw_limit that wsp.max_msg is, for /metrics */
     uint64_t id;       /* unique in this gateway's lifetime and across restarts */
     uint8_t *rbuf;     /* owned; NULL when no partial input is held */
@@ -127,20 +128,20 @@ struct gw_conn {
     uint8_t *msg; /* owned; fragments of an open WebSocket message */
     uint32_t msg_len, msg_cap;
     struct ws_parser wsp;
-    struct gw_out *out_head; /* owned queue */
-    struct gw_out **out_tail;
+    struct gw_out *out_head;  /* owned queue */
+    struct gw_out **out_tail; /* borrowed: the last item's next (or &out_head) */
     uint32_t out_bytes;
     int64_t last_seen_ms; /* last byte received */
     int64_t last_ping_ms; /* last ping frame sent */
     int64_t deadline_ms;  /* HTTP/linger: killed when passed (0: none) */
-    /* Application fields (gw_app). */
-    int64_t user_id;       /* 0: guest */
-    int64_t token_exp;     /* exp claim of the token in use */
-    int64_t next_check_ms; /* next token re-check */
-    uint64_t req_id;       /* pending asynchronous HTTP request */
-    uint8_t req_op;        /* how to finish it: GW_REQ_* (gw_app) */
-    struct gw_sess *sess;  /* borrowed: Engine.IO session this carries, or NULL */
-    struct gw_ip *ip;      /* borrowed: its client address's entry (gw_ip) */
+    struct gw_sess *sess; /* borrowed: Engine.IO session this carries, or NULL */
+    struct gw_ip *ip;     /* borrowed: its client address's entry (gw_ip) */
+    /* The application's state for this connection, by one pointer, NULL on
+     * most: this layer never reads it. Owned by the application, which
+     * frees it in on_closed at the latest. The gateway keeps a /ws client
+     * here once upgraded (gw_ws) and, on an HTTP connection, the request
+     * waiting for the broker's answer (gw_routes). */
+    void *app;
 };
 
 struct gw_limits {
@@ -179,11 +180,12 @@ struct gw_net_handlers {
      * borrowed for the call, and writable. */
     void (*on_ws_message)(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
                           size_t len);
-    /* The connection is being freed (reap point). May be NULL. */
+    /* The connection is being freed (reap point, or gw_net_free()): the
+     * application releases c->app here. May be NULL. */
     void (*on_closed)(struct gw_net *n, struct gw_conn *c);
     /* Called by the sweep for every live connection. May be NULL. */
     void (*on_tick)(struct gw_net *n, struct gw_conn *c, int64_t now_ms);
-    void *arg;
+    void *arg; /* borrowed: the application's context (n->h.arg) */
 };
 
 TAILQ_HEAD(gw_conn_list, gw_conn);
@@ -199,15 +201,19 @@ struct gw_net {
     struct event *reap_ev;   /* owned */
     struct event *sweep_ev;  /* owned */
     long tick_ms;
-    int64_t last_trim_ms; /* last malloc_trim() (on_sweep) */
-    struct gw_conn_list conns;
-    struct gw_conn_tree by_id;
-    struct gw_conn *dirty;
-    struct gw_conn *dead;
+    int64_t last_trim_ms;      /* last malloc_trim() (on_sweep) */
+    struct gw_conn_list conns; /* owns every connection */
+    struct gw_conn_tree by_id; /* the same connections, by id */
+    struct gw_conn *dirty;     /* borrowed: head of the flush list */
+    struct gw_conn *dead;      /* borrowed: head of the reap list (each freed there) */
     uint64_t next_id;
     size_t nconns;
     bool draining;    /* shutting down: no new connections */
     uint8_t *scratch; /* owned: the shared read buffer */
+    /* Internal: gw_proto.c's reader, set by gw_net_init(); gw_conn.c calls
+     * it when a socket is readable, so the output side never names the
+     * input side (gw_net_internal.h). */
+    void (*on_readable)(struct gw_conn *c);
     /* Counters for /metrics and logs. */
     uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut, n_ip_refused;
     uint64_t n_limit[GW_LIMIT_COUNT]; /* refusals by limit */
@@ -217,24 +223,37 @@ struct gw_net {
 /*
  * Sets up the layer on base; listens on host:port with SO_REUSEPORT (so
  * several gateway processes may share a port) when port >= 0.
- * Returns 0, or -1 with a log line. *bound_port gets the actual port.
+ * h is copied; base is borrowed for n's lifetime. Returns 0 with
+ * *bound_port set to the actual port, or -1 (a listen failure is logged);
+ * either way n is freed with gw_net_free().
  */
 int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limits *lim,
                 const struct gw_net_handlers *h, const char *host, int port, int *bound_port);
-/* Closes every connection at once (no handshake) and frees everything. */
+/* Closes every connection at once (no handshake; on_closed runs for each)
+ * and frees everything; n is zeroed. Safe after a failed gw_net_init(). */
 void gw_net_free(struct gw_net *n);
 
-/* Stops accepting and starts closing every connection with code 1001. */
+/* Stops accepting and starts closing every connection with code and reason
+ * (HTTP connections waiting for an asynchronous answer are left to finish
+ * it). */
 void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason);
 
+/* Milliseconds of the monotonic clock (deadlines, rates; never wall time). */
 int64_t gw_now_ms(void);
 
+/* The live connection with this id, borrowed until the next reap point;
+ * NULL when there is none or it is already marked dead. */
 struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id);
 
-/* Queues bytes (copied) / a shared buffer (a reference is taken). */
+/*
+ * Queues bytes (copied) / a shared buffer (a reference is taken; s may be
+ * NULL, then nothing happens). Never fails to the caller: out of memory
+ * marks c dead, and a queue over lim.out_cap starts closing c (1013, or
+ * dead for HTTP); nothing is queued on a dead or closing connection.
+ */
 void gw_conn_send(struct gw_conn *c, const void *data, size_t len);
 void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s);
-/* Queues one WebSocket text frame. */
+/* Queues one WebSocket text frame (as gw_conn_send_shared()). */
 void gw_ws_send_text(struct gw_conn *c, const char *text, size_t len);
 
 /*
@@ -253,13 +272,16 @@ void gw_http_respond(struct gw_conn *c, int status, const char *content_type,
 /* JSON error body {"error": word, "message": text}. */
 void gw_http_error(struct gw_conn *c, int status, const char *word, const char *message);
 
-/* Sends the 101 answer for a checked handshake key and switches to frames. */
+/* Sends the 101 answer for a checked handshake key and switches to frames:
+ * GW_CONN_WS is set on success. On failure (a key ws_handshake_check()
+ * would refuse) it answers 500 or aborts, and c stays HTTP. */
 void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char *extra_headers);
 
 /* Starts the close handshake with code and reason (WebSocket), or just ends
  * the connection after its queue drains (HTTP). */
 void gw_conn_close(struct gw_conn *c, uint16_t code, const char *reason);
-/* Drops the connection now, no handshake (dead peer, overflow). */
+/* Drops the connection now, no handshake (dead peer, overflow): marked
+ * dead, freed at the reap point after the current callbacks. */
 void gw_conn_abort(struct gw_conn *c, const char *why);
 
 #endif

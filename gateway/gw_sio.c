@@ -1,10 +1,11 @@
 /*
- * gw_sio.c - Herald's Socket.IO v5 endpoint on the Engine.IO sessions.
+ * gw_sio.c - Herald's Socket.IO v5 endpoint on the Engine.IO sessions; see
+ * gw_sio.h.
  *
  * The stock socket.io-client connects unchanged (PROTOCOL.md §4): the main
  * namespace "/" is Herald's, any other gets CONNECT_ERROR. Identity comes
  * from the CONNECT auth payload's "token", else from the token sources of
- * the request that opened the session (Bearer, cookie, ?token=; gw_app
+ * the request that opened the session (Bearer, cookie, ?token=; gw_routes
  * refuses a cookie from a foreign origin with 403 before a session opens);
  * no token at all makes a guest, a bad one a CONNECT_ERROR the client shows
  * as connect_error. Until a user's CONNECT is accepted the session keeps
@@ -15,7 +16,8 @@
  * broker answers both endpoints with one implementation); the broker's
  * answers to acknowledged events come back as "ack" entries.
  */
-#include "gw.h"
+#include "gw_sio.h"
+#include "gw_events.h"
 
 #include "log.h"
 #include "sio.h"
@@ -24,13 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Per-session state (s->app). */
 struct gw_sio {
-    int64_t user_id; /* 0: guest */
-    int64_t token_exp;
-    int64_t next_check_ms;
+    struct gw_token_life life;   /* who (0: guest), and until when */
     int64_t connect_deadline_ms; /* until CONNECT to "/" arrives (0: connected) */
     bool connected;              /* CONNECT to "/" accepted */
     bool open_sent;              /* the broker knows this session */
@@ -44,29 +43,6 @@ struct gw_sio {
 static struct gw *sio_gw(struct gw_eio *e)
 {
     return e->h.arg;
-}
-
-/* The client events the broker handles, by their Socket.IO name, and the
- * name the broker knows them by (the raw endpoint's). */
-static const char *broker_name(const char *name, size_t len)
-{
-    static const struct {
-        const char *sio, *broker;
-    } names[] = {
-        {"get-online-users", "get_online_users"},
-        {"livechat", "livechat"},
-        {"direct_message", "direct_message"},
-        {"watch-profile", "watch-profile"},
-        {"unwatch-profile", "unwatch-profile"},
-        {"join-matchmaking", "join-matchmaking"},
-        {"leave-matchmaking", "leave-matchmaking"},
-        {"whoami", "whoami"},
-        {"get-users", "get-users"},
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (ev_is(name, len, names[i].sio))
-            return names[i].broker;
-    return NULL;
 }
 
 /* Sends header + payload as one Socket.IO packet on the main namespace. */
@@ -128,20 +104,25 @@ static void sio_open(struct gw_eio *e, struct gw_sess *s, const struct http_requ
     if (!st)
         return;
     st->connect_deadline_ms = gw_now_ms() + g->cfg.sio_connect_timeout_ms;
-    char qbuf[JWT_AUTH_MAX_TOKEN + 1];
-    const char *tok;
-    size_t tl;
-    enum gw_token_source src = gw_find_token(g, req, qbuf, sizeof(qbuf), &tok, &tl);
-    if (src == GW_TOKEN_NONE)
+    /* A deleted account is refused at CONNECT, which checks every token it
+     * takes (this one or the auth payload's) against the set as it is then. */
+    switch (gw_auth_identify(&g->auth, req, &st->hs_uid, &st->hs_exp, &st->hs_status)) {
+    case GW_ID_NONE:
         return;
-    st->hs_token = true;
-    /* gw_app answers such a request 403 before a session exists; checked
-     * again here so the rule holds whatever opens sessions. */
-    if (src == GW_TOKEN_COOKIE && !gw_origin_allowed(g, req)) {
-        st->hs_forbidden = true;
+    case GW_ID_FOREIGN_ORIGIN:
+        /* gw_routes answers such a request 403 before a session exists;
+         * checked again here so the rule holds whatever opens sessions. */
+        st->hs_token = st->hs_forbidden = true;
+        return;
+    case GW_ID_REFUSED:
+        st->hs_token = true;
+        return;
+    case GW_ID_OK:
+    case GW_ID_DELETED:
+        st->hs_token = true;
+        st->hs_status = JWT_AUTH_OK;
         return;
     }
-    st->hs_status = jwt_auth_verify(&g->jwt, tok, tl, time(NULL), &st->hs_uid, &st->hs_exp);
 }
 
 static void sio_close(struct gw_eio *e, struct gw_sess *s, const char *reason)
@@ -150,7 +131,7 @@ static void sio_close(struct gw_eio *e, struct gw_sess *s, const char *reason)
     struct gw_sio *st = s->app;
     (void)reason;
     if (st && st->open_sent)
-        gw_bus_close(g, s->id);
+        gw_bus_close(&g->bus, s->id);
     free(st);
     s->app = NULL;
 }
@@ -166,14 +147,11 @@ static void sio_tick(struct gw_eio *e, struct gw_sess *s, int64_t now)
             gw_eio_close(s, 1000, "no CONNECT in time");
         return;
     }
-    if (st->user_id && now >= st->next_check_ms) {
-        st->next_check_ms = now + g->cfg.token_recheck_ms;
-        if ((int64_t)time(NULL) >= st->token_exp) {
-            log_info("session %llu: token of user %lld expired: token-expired, disconnect",
-                     (unsigned long long)s->id, (long long)st->user_id);
-            send_event0(s, "token-expired");
-            server_disconnect(s, "token expired");
-        }
+    if (gw_token_life_check(&g->auth, &st->life, now) == GW_TOKEN_EXPIRED) {
+        log_info("session %llu: token of user %lld expired: token-expired, disconnect",
+                 (unsigned long long)s->id, (long long)st->life.user_id);
+        send_event0(s, "token-expired");
+        server_disconnect(s, "token expired");
     }
 }
 
@@ -188,9 +166,8 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     auth = ev_json_parse(p->data, p->data_len, json_type_object);
     if (auth && json_object_object_get_ex(auth, "token", &t) &&
         json_object_is_type(t, json_type_string)) {
-        enum jwt_auth_status vs =
-            jwt_auth_verify(&g->jwt, json_object_get_string(t),
-                            (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
+        enum jwt_auth_status vs = gw_auth_verify(&g->auth, json_object_get_string(t),
+                                                 (size_t)json_object_get_string_len(t), &uid, &exp);
         if (vs != JWT_AUTH_OK) {
             log_info("session %llu: CONNECT token refused: %s", (unsigned long long)s->id,
                      jwt_auth_status_str(vs));
@@ -218,7 +195,7 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         exp = st->hs_exp;
     }
     json_object_put(auth);
-    if (uid && gw_user_deleted(g, uid)) {
+    if (uid && gw_auth_user_deleted(&g->auth, uid)) {
         log_info("session %llu: token of deleted account %lld refused", (unsigned long long)s->id,
                  (long long)uid);
         connect_error(s, "/", 1, "account-deleted", "account deleted");
@@ -238,9 +215,7 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     }
     st->connected = true;
     st->connect_deadline_ms = 0;
-    st->user_id = uid;
-    st->token_exp = exp;
-    st->next_check_ms = gw_now_ms() + g->cfg.token_recheck_ms;
+    gw_token_life_start(&g->auth, &st->life, uid, exp, gw_now_ms());
     if (uid)
         gw_eio_trust(s);
     char ok[64];
@@ -248,27 +223,33 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
     log_debug("session %llu: connected as %s %lld", (unsigned long long)s->id,
               uid ? "user" : "guest", (long long)uid);
-    st->open_sent = gw_bus_open(g, s->id, uid, GW_KIND_SIO);
+    st->open_sent = gw_bus_open(&g->bus, s->id, uid, GW_CLIENT_SIO);
 }
 
+/* refresh-token {token}: the lifecycle's verdict as Socket.IO answers it
+ * (every refusal looks like an expiry to the client). */
 static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
                           struct json_object *arg, int64_t ack)
 {
     struct json_object *t;
-    int64_t uid = 0, exp = 0;
-    enum jwt_auth_status vs = JWT_AUTH_ERR_MALFORMED;
+    const char *tok = NULL;
+    size_t tl = 0;
+    int64_t uid;
+    enum jwt_auth_status vs;
     if (arg && json_object_object_get_ex(arg, "token", &t) &&
-        json_object_is_type(t, json_type_string))
-        vs = jwt_auth_verify(&g->jwt, json_object_get_string(t),
-                             (size_t)json_object_get_string_len(t), time(NULL), &uid, &exp);
-    if (vs != JWT_AUTH_OK || !st->user_id || uid != st->user_id || gw_user_deleted(g, uid)) {
+        json_object_is_type(t, json_type_string)) {
+        tok = json_object_get_string(t);
+        tl = (size_t)json_object_get_string_len(t);
+    }
+    if (gw_token_life_refresh(&g->auth, &st->life, tok, tl, &uid, &vs) != GW_TOKEN_OK) {
+        /* "another user" also for a guest and a deleted account, as this
+         * line always said. */
         log_info("session %llu: refresh-token refused (%s)", (unsigned long long)s->id,
                  vs != JWT_AUTH_OK ? jwt_auth_status_str(vs) : "another user");
         send_event0(s, "token-expired");
         server_disconnect(s, "token refused");
         return;
     }
-    st->token_exp = exp;
     if (ack >= 0)
         SEND_SIO_LIT(s, SIO_ACK, ack, "[{\"ok\":true}]");
 }
@@ -300,9 +281,15 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
         if (!json_object_is_type(arg, json_type_object))
             arg = NULL;
     }
-    if (ev_is(name, nl, "refresh-token")) {
+    const struct gw_event *ev = gw_event_sio(name, nl);
+    if (!ev) {
+        log_debug("session %llu: unknown event %.*s", (unsigned long long)s->id, (int)nl, name);
+        static const char err[] =
+            "[\"error\",{\"code\":\"unknown-type\",\"message\":\"unknown event\"}]";
+        send_sio(s, SIO_EVENT, -1, err, sizeof(err) - 1);
+    } else if (ev->action == GW_EVENT_REFRESH_TOKEN) {
         refresh_token(g, s, st, arg, p->ack_id);
-    } else if (ev_is(name, nl, "ping")) {
+    } else if (ev->action == GW_EVENT_PING) {
         /* The application-level ping of PROTOCOL.md §2, answered here: it
          * proves the path browser-gateway is alive, faster than Engine.IO's
          * 25 s heartbeat would. */
@@ -310,24 +297,17 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
             SEND_SIO_LIT(s, SIO_ACK, p->ack_id, "[\"pong\"]");
         else
             send_event0(s, "pong");
-    } else {
-        const char *bn = broker_name(name, nl);
+    } else if (st->life.user_id && (ev->flags & GW_EVENT_CHAT) &&
+               !gw_auth_chat_allowed(&g->auth, via)) {
         /* Guests' chat goes on to be refused by the broker (auth-required):
          * only a user's takes from the address's bucket. */
-        if (bn && st->user_id && gw_is_chat(bn) && !gw_chat_allowed(g, via)) {
-            answer_error(s, p->ack_id, "rate-limited",
-                         "too many messages from this address: slow down");
-        } else if (bn) {
-            size_t jl = 2;
-            const char *js =
-                arg ? json_object_to_json_string_length(arg, JSON_C_TO_STRING_PLAIN, &jl) : "{}";
-            gw_bus_msg(g, s->id, st->user_id, bn, js, jl, p->ack_id);
-        } else {
-            log_debug("session %llu: unknown event %.*s", (unsigned long long)s->id, (int)nl, name);
-            static const char err[] =
-                "[\"error\",{\"code\":\"unknown-type\",\"message\":\"unknown event\"}]";
-            send_sio(s, SIO_EVENT, -1, err, sizeof(err) - 1);
-        }
+        answer_error(s, p->ack_id, "rate-limited",
+                     "too many messages from this address: slow down");
+    } else {
+        size_t jl = 2;
+        const char *js =
+            arg ? json_object_to_json_string_length(arg, JSON_C_TO_STRING_PLAIN, &jl) : "{}";
+        gw_bus_msg(&g->bus, s->id, st->life.user_id, ev->broker, js, jl, p->ack_id);
     }
     json_object_put(arr);
 }
@@ -385,14 +365,15 @@ const struct gw_eio_handlers gw_sio_handlers = {
     .on_tick = sio_tick,
 };
 
-void gw_sio_publish_all_open(struct gw *g)
+void gw_sio_announce_all(struct gw *g)
 {
     struct gw_sess *s;
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
         struct gw_sio *st = s->app;
         if (st && st->connected)
-            st->open_sent = gw_bus_open(g, s->id, st->user_id, GW_KIND_SIO) || st->open_sent;
+            st->open_sent =
+                gw_bus_open(&g->bus, s->id, st->life.user_id, GW_CLIENT_SIO) || st->open_sent;
     }
 }
 
@@ -427,10 +408,29 @@ static char *render_event(const struct ev_entry *e, size_t *len)
     return buf;
 }
 
+/* Renders e into r unless it already is (a failed rendering is tried again
+ * by the next call). Returns true when r holds the text. */
+static bool render(struct gw_sio_render *r, const struct ev_entry *e)
+{
+    if (!r->text) {
+        r->text = render_event(e, &r->m.len);
+        r->m.text = r->text;
+    }
+    return r->text != NULL;
+}
+
+void gw_sio_render_release(struct gw_sio_render *r)
+{
+    gw_eio_msg_release(&r->m);
+    free(r->text);
+    r->text = NULL;
+    r->m.text = NULL;
+}
+
 static bool sess_connected(struct gw_sess *s, bool auth_only)
 {
     struct gw_sio *st = s->app;
-    return st && st->connected && !(s->flags & GW_SESS_CLOSED) && (!auth_only || st->user_id);
+    return st && st->connected && !(s->flags & GW_SESS_CLOSED) && (!auth_only || st->life.user_id);
 }
 
 size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e)
@@ -439,27 +439,24 @@ size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e)
     bool auth = ev_is(e->type, e->type_len, "auth");
     if (g->eio.nsess == 0)
         return 0;
-    size_t tl;
-    char *text = render_event(e, &tl);
-    if (!text)
+    struct gw_sio_render r = {0};
+    if (!render(&r, e))
         return 0;
     /* Encoded once: every WebSocket session shares one frame, every polling
      * session one packet. */
-    struct gw_eio_msg m = {.text = text, .len = tl};
     struct gw_sess *s;
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
         if (sess_connected(s, auth)) {
-            gw_eio_send_msg(s, &m);
+            gw_eio_send_msg(s, &r.m);
             n++;
         }
     }
-    gw_eio_msg_release(&m);
-    free(text);
+    gw_sio_render_release(&r);
     return n;
 }
 
-bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_eio_msg *m)
+bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_sio_render *r)
 {
     struct gw_sess *s = gw_eio_find(&g->eio, id);
     if (!s)
@@ -476,7 +473,7 @@ bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, stru
              * CONNECT deadline passes. */
             struct gw_sio *st = s->app;
             st->connected = false;
-            st->user_id = 0;
+            st->life.user_id = 0;
             st->connect_deadline_ms = gw_now_ms() + g->cfg.sio_connect_timeout_ms;
             connect_error(s, "/", 1, "unknown-user", "unknown user");
         } else {
@@ -485,10 +482,8 @@ bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, stru
     } else if (ev_is(e->type, e->type_len, "ack")) {
         send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]", e->data ? e->data_len : 2);
     } else {
-        if (!m->text)
-            m->text = render_event(e, &m->len);
-        if (m->text)
-            gw_eio_send_msg(s, m);
+        if (render(r, e))
+            gw_eio_send_msg(s, &r->m);
     }
     return true;
 }

@@ -1,11 +1,19 @@
 /*
- * main.c - herald-gateway: configuration, start-up, signals, shutdown.
+ * main.c - herald-gateway: configuration, start-up, signals, shutdown, and
+ * the wiring of the modules: which handler each layer calls (gw_net ->
+ * gw_routes / gw_ws / gw_eio, gw_eio -> gw_sio, gw_bus -> gw_deliver /
+ * gw_ws / gw_sio / gw_auth). The layers below know none of the modules
+ * above them; this file is where they meet.
  *
  * SIGTERM/SIGINT: stop accepting, close every WebSocket with 1001 (clients
  * reconnect elsewhere), tell the broker, exit when the connections are gone
  * or after the drain deadline. SIGHUP reopens the --log-file.
  */
 #include "gw.h"
+#include "gw_deliver.h"
+#include "gw_routes.h"
+#include "gw_sio.h"
+#include "gw_ws.h"
 
 #include "config.h"
 #include "log.h"
@@ -191,8 +199,8 @@ static int setup_jwt(struct gw *g)
             return -1;
         }
     }
-    int rc = jwt_auth_init(&g->jwt, g->cfg.jwt_alg, key, kl, g->cfg.jwt_issuer, g->cfg.jwt_audience,
-                           err, sizeof(err));
+    int rc = jwt_auth_init(&g->auth.jwt, g->cfg.jwt_alg, key, kl, g->cfg.jwt_issuer,
+                           g->cfg.jwt_audience, err, sizeof(err));
     free(key);
     if (rc != 0)
         log_error("JWT setup: %s", err);
@@ -209,14 +217,82 @@ static void clamp_unauth(long *unauth, long cap, const char *name, const char *c
     }
 }
 
-int main(int argc, char **argv)
+/* ---- wiring: the connection layer's handlers ------------------------------------ */
+
+/* Each connection event goes to the module that owns the connection: a /ws
+ * client (gw_ws), an Engine.IO transport (gw_eio), or an HTTP request
+ * (gw_routes). */
+
+static void net_on_request(struct gw_net *n, struct gw_conn *c, const struct http_request *req,
+                           const uint8_t *body, size_t body_len)
 {
-    struct gw *g = &g_gw;
-    int rc = 1;
-    if (cfg_protect_secrets() != 0) {
-        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
-        return 2;
-    }
+    gw_routes_on_request(n->h.arg, c, req, body, body_len);
+}
+
+static bool net_on_large_body(struct gw_net *n, struct gw_conn *c, const struct http_request *req)
+{
+    return gw_routes_on_large_body(n->h.arg, c, req);
+}
+
+static void net_on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcode, uint8_t *data,
+                              size_t len)
+{
+    struct gw *g = n->h.arg;
+    if (gw_ws_is_client(c))
+        gw_ws_on_message(g, c, opcode, data, len);
+    else
+        gw_eio_ws_message(&g->eio, c, opcode, data, len);
+}
+
+static void net_on_closed(struct gw_net *n, struct gw_conn *c)
+{
+    struct gw *g = n->h.arg;
+    if (c->sess)
+        gw_eio_conn_closed(&g->eio, c);
+    if (gw_ws_is_client(c))
+        gw_ws_on_closed(g, c);
+    else if (c->app)
+        gw_routes_on_closed(g, c);
+}
+
+static void net_on_tick(struct gw_net *n, struct gw_conn *c, int64_t now_ms)
+{
+    struct gw *g = n->h.arg;
+    if (gw_ws_is_client(c))
+        gw_ws_on_tick(g, c, now_ms);
+    else if (c->app)
+        gw_routes_on_tick(g, c, now_ms);
+}
+
+/* ---- wiring: the bus's handlers -------------------------------------------------- */
+
+static void bus_on_entry(void *arg, const struct ev_entry *e)
+{
+    gw_deliver_entry(arg, e);
+}
+
+/* Raw /ws clients first, then Socket.IO sessions, as always. */
+static void bus_on_ready(void *arg)
+{
+    gw_ws_announce_all(arg);
+    gw_sio_announce_all(arg);
+}
+
+static void bus_on_deleted(void *arg, int64_t user_id)
+{
+    struct gw *g = arg;
+    gw_auth_user_deleted_add(&g->auth, user_id);
+}
+
+/* ---- start-up ---------------------------------------------------------------------- */
+
+/*
+ * Loads and checks the configuration, opens the log, names this gateway.
+ * Returns -1 to go on, or the exit status (0 after --help, 2 for a bad
+ * configuration, said on stderr or in the log).
+ */
+static int configure(struct gw *g, int argc, char **argv)
+{
     int argi =
         cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv, gw_usage);
     if (argi == CFG_LOAD_HELP)
@@ -254,24 +330,14 @@ int main(int argc, char **argv)
     clamp_unauth(&g->cfg.max_message_unauth, g->cfg.max_payload, "max-message-unauth",
                  "max-payload");
     cfg_log(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg);
-    char host[256];
-    int port;
-    if (cfg_parse_hostport(g->cfg.listen, host, sizeof(host), &port) != 0) {
-        log_error("bad --listen \"%s\" (want host:port)", g->cfg.listen);
-        return 2;
-    }
-    if (setup_jwt(g) != 0)
-        return 2;
-    signal(SIGPIPE, SIG_IGN);
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    g->base = event_base_new();
-    struct event *sigterm = evsignal_new(g->base, SIGTERM, on_signal, g);
-    struct event *sigint = evsignal_new(g->base, SIGINT, on_signal, g);
-    struct event *sighup = evsignal_new(g->base, SIGHUP, on_sighup, NULL);
-    event_add(sigterm, NULL);
-    event_add(sigint, NULL);
-    event_add(sighup, NULL);
+    return -1;
+}
 
+/* Starts the connection layer, the Engine.IO sessions and the bus on
+ * g->base. Returns 0, or -1 (logged); whatever started is freed by the
+ * caller's cleanup either way. */
+static int start(struct gw *g, const char *host, int port)
+{
     struct gw_limits lim = {
         .http = {.max_request_line = (size_t)g->cfg.max_header_bytes,
                  .max_head = (size_t)g->cfg.max_header_bytes,
@@ -291,10 +357,16 @@ int main(int argc, char **argv)
         .chat_rate_per_ip = g->cfg.chat_rate_per_ip,
         .chat_burst_per_ip = g->cfg.chat_burst_per_ip,
     };
-    struct gw_net_handlers h = gw_app_handlers;
-    h.arg = g;
+    struct gw_net_handlers h = {
+        .on_request = net_on_request,
+        .on_large_body = net_on_large_body,
+        .on_ws_message = net_on_ws_message,
+        .on_closed = net_on_closed,
+        .on_tick = net_on_tick,
+        .arg = g,
+    };
     if (gw_net_init(&g->net, g->base, &lim, &h, host, port, &g->port) != 0)
-        goto cleanup;
+        return -1;
     /* Engine.IO's pingTimeout is the wait for a pong after a ping; ours is
      * counted from the last sign of life, a ping interval earlier. */
     struct gw_eio_config ecfg = {
@@ -308,8 +380,59 @@ int main(int argc, char **argv)
     struct gw_eio_handlers eh = gw_sio_handlers;
     eh.arg = g;
     if (gw_eio_init(&g->eio, &g->net, &ecfg, &eh) != 0)
-        goto cleanup;
-    if (gw_bus_start(g) != 0)
+        return -1;
+    struct gw_bus_config bcfg = {
+        .redis_url = g->cfg.redis_url,
+        .id = g->id,
+        .stream_maxlen = g->cfg.stream_maxlen,
+        .lease_ms = g->cfg.gateway_lease_ms,
+    };
+    struct gw_bus_handlers bh = {
+        .on_entry = bus_on_entry,
+        .on_ready = bus_on_ready,
+        .on_deleted = bus_on_deleted,
+        .arg = g,
+    };
+    return gw_bus_start(&g->bus, g->base, &bcfg, &bh);
+}
+
+int main(int argc, char **argv)
+{
+    struct gw *g = &g_gw;
+    int rc = 1;
+    if (cfg_protect_secrets() != 0) {
+        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
+        return 2;
+    }
+    int done = configure(g, argc, argv);
+    if (done >= 0)
+        return done;
+    char host[256];
+    int port;
+    if (cfg_parse_hostport(g->cfg.listen, host, sizeof(host), &port) != 0) {
+        log_error("bad --listen \"%s\" (want host:port)", g->cfg.listen);
+        return 2;
+    }
+    struct gw_auth_config acfg = {
+        .cookie_name = g->cfg.cookie_name,
+        .allowed_origins = g->cfg.allowed_origins,
+        .api_key = g->cfg.api_key,
+        .token_recheck_ms = g->cfg.token_recheck_ms,
+        .chat_rate_per_ip = g->cfg.chat_rate_per_ip,
+    };
+    gw_auth_init(&g->auth, &acfg, &g->net);
+    if (setup_jwt(g) != 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    g->base = event_base_new();
+    struct event *sigterm = evsignal_new(g->base, SIGTERM, on_signal, g);
+    struct event *sigint = evsignal_new(g->base, SIGINT, on_signal, g);
+    struct event *sighup = evsignal_new(g->base, SIGHUP, on_sighup, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+    if (start(g, host, port) != 0)
         goto cleanup;
     g->started_ms = gw_now_ms();
     log_info("listening on %s:%d", host, g->port);
@@ -320,20 +443,14 @@ int main(int argc, char **argv)
     rc = 0;
 cleanup:
     /* Sessions and connections still open are closed now; the broker hears
-     * of each. */
+     * of each (gw_bus_stop() lets those entries out before it frees). */
     if (g->eio.net)
         gw_eio_free(&g->eio);
     gw_net_free(&g->net);
-    if (g->pub.up)
-        rds_cmd(&g->pub, NULL, NULL, "DEL %s", g->lease_key);
-    rds_free(&g->sub);
-    /* Let hiredis write what is queued (the close events) before exiting. */
-    rds_drain(&g->pub, 1000);
-    gw_bus_stop(g);
-    free(g->deleted);
+    gw_bus_stop(&g->bus);
+    gw_auth_free(&g->auth);
     if (drain_ev)
         event_free(drain_ev);
-    jwt_auth_free(&g->jwt);
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);

@@ -67,7 +67,7 @@ static void on_ws_message(struct gw_net *n, struct gw_conn *c, uint8_t opcode, u
                           size_t len)
 {
     (void)n;
-    if (c->kind == GW_KIND_SIO) {
+    if (gw_eio_owns(c)) {
         struct gw_sess *s = c->sess;
         gw_eio_ws_message(s && s->eio == &eio_sio ? &eio_sio : &eio_echo, c, opcode, data, len);
         return;

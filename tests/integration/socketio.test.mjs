@@ -7,7 +7,7 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Stack, makeToken, waitFor, BIN } from './harness.mjs';
+import { Stack, makeToken, waitFor, metrics, BIN } from './harness.mjs';
 
 let s;
 before(async () => {
@@ -39,6 +39,8 @@ const once = (sock, ev, ms = 5000) => new Promise((resolve, reject) => {
   sock.once(ev, (...a) => { clearTimeout(t); resolve(a); });
 });
 const onlineUsers = (sock) => new Promise((resolve) => sock.emit('get-online-users', resolve));
+// Long-polling GETs the gateway at url holds parked (herald_gateway_polls_parked).
+const parkedPolls = async (u) => (await metrics(u)).get('herald_gateway_polls_parked');
 const statusOf = (sock, uid) => sock.events.filter(([n, d]) => n === 'user-status-change' && d.userId === uid).map(([, d]) => d.status);
 
 after(() => { for (const so of sockets) so.disconnect(); });
@@ -204,8 +206,9 @@ test('Engine.IO by hand: probe, noop to the parked GET, upgrade, and what is ref
   const got = [];
   ws.on('message', (d) => got.push(d.toString()));
   await new Promise((r) => ws.once('open', r));
+  const parked = await parkedPolls(url(0));
   const poll = fetch(`${base}&sid=${sid}`); // parked until the upgrade ends it
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor(async () => (await parkedPolls(url(0))) > parked, { what: 'the GET parked' });
   ws.send('2probe');
   await waitFor(() => got.includes('3probe'), { what: '3probe' });
   assert.equal(await (await poll).text(), '6', 'the parked GET gets a noop');
@@ -221,8 +224,9 @@ test('Engine.IO by hand: probe, noop to the parked GET, upgrade, and what is ref
   // Two GETs at once: the first gets the close packet, the second a 400,
   // and the session is gone.
   const { sid: sid2 } = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const parked2 = await parkedPolls(url(0));
   const first = fetch(`${base}&sid=${sid2}`);
-  await new Promise((r) => setTimeout(r, 30));
+  await waitFor(async () => (await parkedPolls(url(0))) > parked2, { what: 'the first GET parked' });
   const second = await fetch(`${base}&sid=${sid2}`);
   assert.equal(second.status, 400);
   assert.equal(await (await first).text(), '1');

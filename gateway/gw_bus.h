@@ -1,0 +1,106 @@
+/*
+ * gw_bus.h - the gateway's Redis side: what it publishes to the broker on
+ * herald:events, what it reads back from its own stream herald:gw:<id>, and
+ * the liveness lease the broker watches.
+ *
+ * Why handlers: the bus knows no endpoint. It hands every entry it reads
+ * to on_entry, asks on_ready to re-announce the open clients when our
+ * stream is positioned and after every reconnect, and passes the deleted
+ * accounts it loads to on_deleted; main.c wires them to gw_deliver, gw_ws,
+ * gw_sio and gw_auth. The endpoints call down into the publish functions
+ * below; nothing here calls up.
+ *
+ * Two connections: `pub` carries everything we write (XADD, the lease, the
+ * broker-health probe) and is pipelined by hiredis; `sub` does nothing but
+ * XREAD BLOCK on our own stream, so a blocked read never delays a publish.
+ */
+#ifndef HERALD_GW_BUS_H
+#define HERALD_GW_BUS_H
+
+#include "event.h"
+#include "rds.h"
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Which endpoint a client is on, as the "open" entry's k field says it. */
+enum gw_client_kind { GW_CLIENT_WS, GW_CLIENT_SIO };
+
+struct gw_bus_config {
+    const char *redis_url; /* borrowed: redis://host:port[/db] */
+    const char *id;        /* borrowed: this gateway's id (names our stream and lease) */
+    long stream_maxlen;    /* approximate cap on herald:events */
+    long lease_ms;         /* --gateway-lease-ms */
+};
+
+struct gw_bus_handlers {
+    /* One entry read from our stream; e is borrowed for the call (it points
+     * into the hiredis reply). */
+    void (*on_entry)(void *arg, const struct ev_entry *e);
+    /* Our stream is positioned and `pub` is up: when the stream is first
+     * positioned, and at every reconnect of `pub` after that (Redis may
+     * have restarted and forgotten us). Announce every open client again
+     * with gw_bus_open() ("open" is idempotent in the broker); "hello" and
+     * the lease have been published just before. */
+    void (*on_ready)(void *arg);
+    /* A deleted account from herald:deleted_users, loaded at every connect
+     * of `pub` (the broker records deletions made while we were away). */
+    void (*on_deleted)(void *arg, int64_t user_id);
+    void *arg; /* borrowed: passed to every handler */
+};
+
+struct gw_bus {
+    struct gw_bus_config cfg;
+    struct gw_bus_handlers h;
+    struct rds pub;      /* commands: XADD, lease, health */
+    struct rds sub;      /* XREAD BLOCK on our own stream */
+    char stream[192];    /* herald:gw:<id> */
+    char lease_key[192]; /* herald:gw:<id>:lease */
+    char last_id[64];    /* last entry read from our stream ("": not positioned yet) */
+    bool reading;        /* an XREAD is outstanding */
+    bool broker_alive;   /* from the broker's heartbeat key */
+    bool hello_sent;
+    struct event *lease_ev; /* owned */
+    uint64_t next_req;      /* last request id handed out */
+    /* Counters (GET /metrics). */
+    uint64_t n_published, n_entries_in;
+};
+
+/*
+ * Starts both connections (they connect and reconnect in the background)
+ * and the lease timer on base. cfg's strings and base are borrowed for the
+ * bus's lifetime; h is copied. Returns 0, or -1 when a connection or the
+ * timer could not be set up (b must still be stopped with gw_bus_stop()).
+ * b must be zeroed before the first call.
+ */
+int gw_bus_start(struct gw_bus *b, struct event_base *base, const struct gw_bus_config *cfg,
+                 const struct gw_bus_handlers *h);
+/* Deletes our lease (when connected), lets hiredis write what is queued
+ * (the close entries of a shutdown) for up to a second, and frees
+ * everything. Safe on a zeroed or half-started b. */
+void gw_bus_stop(struct gw_bus *b);
+
+/* Tells the broker a client (a /ws connection or a Socket.IO session, by
+ * id) opened. Returns true when it was published; false when the bus is
+ * not ready, in which case on_ready will ask for it again. */
+bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind);
+/* Tells the broker a client closed (best effort: lost while Redis is down,
+ * when the lease does the job). */
+void gw_bus_close(struct gw_bus *b, uint64_t id);
+/* A client event for the broker: its broker name, its JSON object (both
+ * borrowed for the call), and the Socket.IO ack id (-1: none). Best
+ * effort, like gw_bus_close(). */
+void gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
+                size_t len, int64_t ack_id);
+/* An HTTP request the broker answers, from connection conn_id: op, JSON
+ * arguments (borrowed for the call) and the authenticated user (0: none).
+ * Returns the request id its "reply" entry will carry, or 0 (nothing
+ * published) when the bus is not ready. */
+uint64_t gw_bus_request(struct gw_bus *b, uint64_t conn_id, const char *op, int64_t user_id,
+                        const char *json, size_t len);
+/* True when both Redis connections are up and the broker's heartbeat is
+ * fresh. */
+bool gw_bus_healthy(const struct gw_bus *b);
+
+#endif

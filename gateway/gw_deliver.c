@@ -1,0 +1,59 @@
+/*
+ * gw_deliver.c - applies the broker's entries; see gw_deliver.h.
+ *
+ * Entry types (common/event.h): "all"/"auth" broadcast an event to every
+ * (authenticated) client of this gateway; "conn", "ack" and "kick" name
+ * their clients in the c field, each a /ws connection or a Socket.IO
+ * session; "reply" answers a relayed HTTP request; "deleted" records a
+ * deleted account. A broadcast is the hot path under load: one rendering
+ * per endpoint, shared by every recipient.
+ */
+#include "gw_deliver.h"
+#include "gw_metrics.h"
+#include "gw_routes.h"
+#include "gw_sio.h"
+#include "gw_ws.h"
+
+#include "log.h"
+
+/* conn/ack/kick: one pass over the ids, each rendering built at most once
+ * per entry. */
+static void deliver_to_ids(struct gw *g, const struct ev_entry *e)
+{
+    struct gw_sio_render sio = {0};
+    struct gw_ws_render raw = {0};
+    const char *p = e->conns, *end = e->conns + e->conns_len;
+    uint64_t id;
+    while (ev_ids_next(&p, end, &id)) {
+        if (gw_sio_deliver_id(g, id, e, &sio) || gw_ws_deliver_id(g, id, e, &raw))
+            g->n_deliveries++;
+    }
+    gw_sio_render_release(&sio);
+    gw_ws_render_release(&raw);
+}
+
+void gw_deliver_entry(struct gw *g, const struct ev_entry *e)
+{
+    bool auth = ev_is(e->type, e->type_len, "auth");
+    if (auth || ev_is(e->type, e->type_len, "all")) {
+        g->n_deliveries += gw_sio_broadcast(g, e);
+        g->n_deliveries += gw_ws_broadcast(g, e, auth);
+        return;
+    }
+    if (e->ms > 0)
+        gw_metrics_observe(g, gw_now_ms() - e->ms);
+    if (ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
+        ev_is(e->type, e->type_len, "kick")) {
+        deliver_to_ids(g, e);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "reply")) {
+        gw_routes_on_reply(g, e);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "deleted")) {
+        gw_auth_user_deleted_add(&g->auth, e->user);
+        return;
+    }
+    log_warn_rl(5, "unknown entry type %.*s on %s", (int)e->type_len, e->type, g->bus.stream);
+}
