@@ -348,17 +348,18 @@ void ev_enc_deleted(struct ev_args *a, int64_t user)
  * Socket.IO). whoami and get-users exist on Socket.IO only (the web page
  * uses them); ping and refresh-token are answered by the gateway. */
 static const struct ev_client_event ev_client_events[] = {
-    {"get_online_users", "get-online-users", "get_online_users", 0},
-    {"livechat", "livechat", "livechat", EV_CLIENT_CHAT},
-    {"direct_message", "direct_message", "direct_message", EV_CLIENT_CHAT},
-    {"watch-profile", "watch-profile", "watch-profile", 0},
-    {"unwatch-profile", "unwatch-profile", "unwatch-profile", 0},
-    {"join-matchmaking", "join-matchmaking", "join-matchmaking", 0},
-    {"leave-matchmaking", "leave-matchmaking", "leave-matchmaking", 0},
-    {NULL, "whoami", "whoami", 0},
-    {NULL, "get-users", "get-users", 0},
-    {"ping", "ping", NULL, 0},
-    {"refresh-token", "refresh-token", NULL, 0},
+    {"get_online_users", "get-online-users", "get_online_users", EV_ANSWER_BROKER, 0},
+    {"livechat", "livechat", "livechat", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
+    {"direct_message", "direct_message", "direct_message", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
+    {"watch-profile", "watch-profile", "watch-profile", EV_ANSWER_BROKER, 0},
+    {"unwatch-profile", "unwatch-profile", "unwatch-profile", EV_ANSWER_BROKER, 0},
+    {"join-matchmaking", "join-matchmaking", "join-matchmaking", EV_ANSWER_BROKER, 0},
+    {"leave-matchmaking", "leave-matchmaking", "leave-matchmaking", EV_ANSWER_BROKER, 0},
+    /* Socket.IO only, as they have always been: /ws answers unknown-type. */
+    {NULL, "whoami", "whoami", EV_ANSWER_BROKER, 0},
+    {NULL, "get-users", "get-users", EV_ANSWER_BROKER, 0},
+    {"ping", "ping", NULL, EV_ANSWER_PING, 0},
+    {"refresh-token", "refresh-token", NULL, EV_ANSWER_REFRESH_TOKEN, 0},
 };
 
 const struct ev_client_event *ev_client_event_raw(const char *type, size_t len)

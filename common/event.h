@@ -180,14 +180,21 @@ void ev_enc_deleted(struct ev_args *a, int64_t user);
  * The client events both endpoints know, one row each: the raw `type`
  * (NULL: not on /ws), the Socket.IO event name (NULL: not on Socket.IO),
  * the name it travels under in a msg entry's e field (NULL: the gateway
- * answers it itself), and flags. Lookup returns NULL for an unknown name.
+ * answers it itself, as `answer` says), and flags. Lookup returns NULL for
+ * an unknown name; rows are static.
  */
+enum ev_client_answer {
+    EV_ANSWER_BROKER,        /* relayed as a msg entry under `broker` */
+    EV_ANSWER_PING,          /* the gateway answers pong (PROTOCOL.md §2) */
+    EV_ANSWER_REFRESH_TOKEN, /* the gateway checks the new token (§1) */
+};
 #define EV_CLIENT_CHAT 0x01u /* a chat message: takes from the per-address bucket */
 struct ev_client_event {
-    const char *raw;
-    const char *sio;
-    const char *broker;
-    unsigned flags;
+    const char *raw;    /* borrowed (static) */
+    const char *sio;    /* borrowed (static) */
+    const char *broker; /* borrowed (static) */
+    uint8_t answer;     /* enum ev_client_answer */
+    uint8_t flags;      /* EV_CLIENT_* */
 };
 const struct ev_client_event *ev_client_event_raw(const char *type, size_t len);
 const struct ev_client_event *ev_client_event_sio(const char *name, size_t len);

@@ -40,13 +40,10 @@ static void xadd(struct gw_bus *b, struct ev_args *a)
         b->n_published++;
 }
 
-static void args_start(struct gw_bus *b, struct ev_args *a, const char *type)
+/* Starts an XADD on herald:events; the entry's fields follow (ev_enc_*). */
+static void xadd_start(struct gw_bus *b, struct ev_args *a)
 {
     ev_args_xadd(a, EV_STREAM_IN, strlen(EV_STREAM_IN), b->cfg.stream_maxlen);
-    ev_args_adds(a, "t");
-    ev_args_adds(a, type);
-    ev_args_adds(a, "gw");
-    ev_args_adds(a, b->cfg.id);
 }
 
 bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind)
@@ -54,13 +51,8 @@ bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_
     struct ev_args a;
     if (!stream_ready(b) || !b->pub.up)
         return false; /* publish_all_open() sends it once we are ready */
-    args_start(b, &a, "open");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, id);
-    ev_args_adds(&a, "u");
-    ev_args_add_i64(&a, user_id);
-    ev_args_adds(&a, "k");
-    ev_args_adds(&a, kind == GW_CLIENT_SIO ? "sio" : "ws");
+    xadd_start(b, &a);
+    ev_enc_open(&a, b->cfg.id, id, user_id, kind == GW_CLIENT_SIO ? "sio" : "ws");
     xadd(b, &a);
     return true;
 }
@@ -68,9 +60,8 @@ bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_
 void gw_bus_close(struct gw_bus *b, uint64_t id)
 {
     struct ev_args a;
-    args_start(b, &a, "close");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, id);
+    xadd_start(b, &a);
+    ev_enc_close(&a, b->cfg.id, id);
     xadd(b, &a);
 }
 
@@ -78,21 +69,8 @@ void gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type
                 size_t len, int64_t ack_id)
 {
     struct ev_args a;
-    args_start(b, &a, "msg");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, id);
-    ev_args_adds(&a, "u");
-    ev_args_add_i64(&a, user_id);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, type);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, len);
-    if (ack_id >= 0) {
-        ev_args_adds(&a, "r");
-        ev_args_add_i64(&a, ack_id);
-        ev_args_adds(&a, "m");
-        ev_args_add_i64(&a, gw_now_ms());
-    }
+    xadd_start(b, &a);
+    ev_enc_msg(&a, b->cfg.id, id, user_id, type, json, len, ack_id, gw_now_ms());
     xadd(b, &a);
 }
 
@@ -103,21 +81,8 @@ uint64_t gw_bus_request(struct gw_bus *b, uint64_t conn_id, const char *op, int6
     if (!stream_ready(b) || !b->pub.up)
         return 0;
     uint64_t rid = ++b->next_req;
-    args_start(b, &a, "req");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, conn_id);
-    ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, rid);
-    if (user_id > 0) {
-        ev_args_adds(&a, "u");
-        ev_args_add_i64(&a, user_id);
-    }
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, op);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, len);
-    ev_args_adds(&a, "m");
-    ev_args_add_i64(&a, gw_now_ms());
+    xadd_start(b, &a);
+    ev_enc_req(&a, b->cfg.id, conn_id, rid, user_id, op, json, len, gw_now_ms());
     xadd(b, &a);
     return rid;
 }
@@ -165,7 +130,8 @@ static void publish_all_open(struct gw_bus *b)
     if (!stream_ready(b) || !b->pub.up)
         return;
     if (!b->hello_sent) {
-        args_start(b, &a, "hello");
+        xadd_start(b, &a);
+        ev_enc_hello(&a, b->cfg.id);
         xadd(b, &a);
         b->hello_sent = true;
         log_info("gateway %s announced to the broker", b->cfg.id);
@@ -177,37 +143,22 @@ static void publish_all_open(struct gw_bus *b)
 
 /* ---- reading our stream ------------------------------------------------- */
 
-/* Applies the entries of one XREAD reply: [[stream, [[id, [f, v, ...]], ...]]]. */
-static void apply_entries(struct gw_bus *b, redisReply *r)
+/* Applies the entries of one XREAD reply, in order; the last id read is
+ * where the next XREAD starts, malformed entries included (skipped). */
+static void apply_entries(struct gw_bus *b, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+    const redisReply *entries = ev_reply_entries(r);
+    if (!entries)
         return;
-    redisReply *s = r->element[0];
-    if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-        s->element[1]->type != REDIS_REPLY_ARRAY)
-        return;
-    redisReply *entries = s->element[1];
     for (size_t i = 0; i < entries->elements; i++) {
-        redisReply *en = entries->element[i];
-        if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
-            en->element[0]->type != REDIS_REPLY_STRING)
-            continue;
-        snprintf(b->last_id, sizeof(b->last_id), "%s", en->element[0]->str);
-        redisReply *fv = en->element[1];
-        if (fv->type != REDIS_REPLY_ARRAY || fv->elements > 2 * EV_MAX_FIELDS)
-            continue;
-        const char *fields[2 * EV_MAX_FIELDS];
-        size_t lens[2 * EV_MAX_FIELDS];
-        size_t nf = 0;
-        for (size_t j = 0; j < fv->elements; j++) {
-            if (fv->element[j]->type != REDIS_REPLY_STRING)
-                break;
-            fields[nf] = fv->element[j]->str;
-            lens[nf++] = fv->element[j]->len;
-        }
         struct ev_entry e;
-        if (ev_entry_parse(&e, fields, lens, nf) != 0) {
-            log_warn_rl(5, "skipping malformed entry %s on %s", b->last_id, b->stream);
+        const char *id;
+        int st = ev_entry_from_reply(&e, entries->element[i], &id);
+        if (id)
+            snprintf(b->last_id, sizeof(b->last_id), "%s", id);
+        if (st != 0) {
+            if (id)
+                log_warn_rl(5, "skipping malformed entry %s on %s", id, b->stream);
             continue;
         }
         b->n_entries_in++;

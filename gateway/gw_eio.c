@@ -8,6 +8,7 @@
 #include "gw_eio.h"
 #include "gw_bodies.h"
 
+#include "b64.h"
 #include "eio.h"
 #include "log.h"
 #include "utf8.h"
@@ -288,9 +289,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1])
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t rnd[GW_EIO_ID_LEN];
+    /* 15 bytes spell as exactly 20 URL-safe base64 characters: 120 bits. */
+    uint8_t rnd[GW_EIO_ID_LEN / 4 * 3];
     ssize_t got;
     /* Requests of up to 256 bytes are not cut short once the pool is
      * initialised, but a signal may interrupt them. Anything else (ENOSYS
@@ -302,8 +302,8 @@ bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1])
     while (got < 0 && errno == EINTR);
     if (got != (ssize_t)sizeof(rnd))
         return false;
-    for (size_t i = 0; i < GW_EIO_ID_LEN; i++)
-        out[i] = alphabet[rnd[i] & 63];
+    size_t n = b64_encode(out, GW_EIO_ID_LEN, rnd, sizeof(rnd), B64_URL, false);
+    HERALD_ASSERT(n == GW_EIO_ID_LEN);
     out[GW_EIO_ID_LEN] = '\0';
     return true;
 }

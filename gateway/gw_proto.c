@@ -15,6 +15,7 @@
  */
 #include "gw_net_internal.h"
 
+#include "event.h"
 #include "log.h"
 
 #include <errno.h>
@@ -71,15 +72,12 @@ void gw_http_respond(struct gw_conn *c, int status, const char *content_type,
 void gw_http_error(struct gw_conn *c, int status, const char *word, const char *message)
 {
     char body[512];
-    size_t n = 0;
-    /* Escaped, though both are our own strings: a parser's reason text must
-     * never be able to break the JSON. */
-    n += (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"", word);
-    for (const char *p = message; *p && n < sizeof(body) - 4; p++)
-        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-            body[n++] = *p;
-    body[n++] = '"';
-    body[n++] = '}';
+    /* ev_refusal() drops what would need escaping, though both are our own
+     * strings: a parser's reason text must never be able to break the JSON.
+     * A message too long for the body is left out rather than cut. */
+    size_t n = ev_refusal(body, sizeof(body), EV_REFUSAL_HTTP, word, message);
+    if (n == 0)
+        n = ev_refusal(body, sizeof(body), EV_REFUSAL_HTTP, word, "");
     /* After an error the rest of the input cannot be trusted to be framed
      * correctly: close. */
     gw_http_respond(c, status, "application/json", NULL, body, n, false);

@@ -17,7 +17,6 @@
  * answers to acknowledged events come back as "ack" entries.
  */
 #include "gw_sio.h"
-#include "gw_events.h"
 
 #include "log.h"
 #include "sio.h"
@@ -259,12 +258,22 @@ static void refresh_token(struct gw *g, struct gw_sess *s, struct gw_sio *st,
 static void answer_error(struct gw_sess *s, int64_t ack, const char *word, const char *message)
 {
     char buf[256];
-    int n = ack >= 0
-                ? snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",
-                           word, message)
-                : snprintf(buf, sizeof(buf), "[\"error\",{\"code\":\"%s\",\"message\":\"%s\"}]",
-                           word, message);
-    send_sio(s, ack >= 0 ? SIO_ACK : SIO_EVENT, ack, buf, (size_t)n);
+    size_t n;
+    if (ack >= 0) {
+        n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_ACK, word, message);
+    } else {
+        /* The error event's arguments: ["error", {"code", "message"}]. */
+        static const char head[] = "[\"error\",";
+        memcpy(buf, head, sizeof(head) - 1);
+        n = ev_refusal(buf + sizeof(head) - 1, sizeof(buf) - sizeof(head), EV_REFUSAL_EVENT, word,
+                       message);
+        if (n) {
+            n += sizeof(head) - 1;
+            buf[n++] = ']';
+        }
+    }
+    HERALD_ASSERT(n > 0); /* our own short constants */
+    send_sio(s, ack >= 0 ? SIO_ACK : SIO_EVENT, ack, buf, n);
 }
 
 static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struct gw_sio *st,
@@ -281,15 +290,15 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
         if (!json_object_is_type(arg, json_type_object))
             arg = NULL;
     }
-    const struct gw_event *ev = gw_event_sio(name, nl);
+    const struct ev_client_event *ev = ev_client_event_sio(name, nl);
     if (!ev) {
         log_debug("session %llu: unknown event %.*s", (unsigned long long)s->id, (int)nl, name);
         static const char err[] =
             "[\"error\",{\"code\":\"unknown-type\",\"message\":\"unknown event\"}]";
         send_sio(s, SIO_EVENT, -1, err, sizeof(err) - 1);
-    } else if (ev->action == GW_EVENT_REFRESH_TOKEN) {
+    } else if (ev->answer == EV_ANSWER_REFRESH_TOKEN) {
         refresh_token(g, s, st, arg, p->ack_id);
-    } else if (ev->action == GW_EVENT_PING) {
+    } else if (ev->answer == EV_ANSWER_PING) {
         /* The application-level ping of PROTOCOL.md §2, answered here: it
          * proves the path browser-gateway is alive, faster than Engine.IO's
          * 25 s heartbeat would. */
@@ -297,7 +306,7 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
             SEND_SIO_LIT(s, SIO_ACK, p->ack_id, "[\"pong\"]");
         else
             send_event0(s, "pong");
-    } else if (st->life.user_id && (ev->flags & GW_EVENT_CHAT) &&
+    } else if (st->life.user_id && (ev->flags & EV_CLIENT_CHAT) &&
                !gw_auth_chat_allowed(&g->auth, via)) {
         /* Guests' chat goes on to be refused by the broker (auth-required):
          * only a user's takes from the address's bucket. */

@@ -8,7 +8,6 @@
  */
 #include "gw_ws.h"
 #include "gw_bodies.h"
-#include "gw_events.h"
 
 #include "log.h"
 #include "utf8.h"
@@ -147,15 +146,15 @@ void gw_ws_on_message(struct gw *g, struct gw_conn *c, uint8_t opcode, const uin
         send_raw_error(c, err, "expected a JSON object with a string type field");
         return;
     }
-    const struct gw_event *ev = gw_event_raw(type, strlen(type));
+    const struct ev_client_event *ev = ev_client_event_raw(type, strlen(type));
     if (!ev) {
         send_raw_error(c, "unknown-type", "unknown event type");
-    } else if (ev->action == GW_EVENT_PING) {
+    } else if (ev->answer == EV_ANSWER_PING) {
         static const char pong[] = "{\"type\":\"pong\"}";
         gw_ws_send_text(c, pong, sizeof(pong) - 1);
-    } else if (ev->action == GW_EVENT_REFRESH_TOKEN) {
+    } else if (ev->answer == EV_ANSWER_REFRESH_TOKEN) {
         refresh_token(g, c, obj);
-    } else if ((ev->flags & GW_EVENT_CHAT) && !gw_auth_chat_allowed(&g->auth, c)) {
+    } else if ((ev->flags & EV_CLIENT_CHAT) && !gw_auth_chat_allowed(&g->auth, c)) {
         send_raw_error(c, "rate-limited", "too many messages from this address: slow down");
     } else {
         gw_bus_msg(&g->bus, c->id, cl->life.user_id, ev->broker, (const char *)data, len, -1);

@@ -167,6 +167,15 @@ static void test_client_events_and_refusals(void)
     CHECK(ce && ce->broker == NULL);
     CHECK(ev_client_event_sio("get_online_users", 16) == NULL);
     CHECK(ev_client_event_raw("nope", 4) == NULL);
+    CHECK(ev_client_event_sio("get-online-users", 16) ==
+          ev_client_event_raw("get_online_users", 16));
+    CHECK(ev_client_event_raw("direct_message", 14)->flags & EV_CLIENT_CHAT);
+    CHECK(!(ev_client_event_raw("watch-profile", 13)->flags & EV_CLIENT_CHAT));
+    CHECK_INT(ev_client_event_raw("ping", 4)->answer, EV_ANSWER_PING);
+    CHECK_INT(ev_client_event_sio("refresh-token", 13)->answer, EV_ANSWER_REFRESH_TOKEN);
+    CHECK_INT(ev_client_event_sio("livechat", 8)->answer, EV_ANSWER_BROKER);
+    CHECK(ev_client_event_raw("get-users", 9) == NULL && ev_client_event_sio("get-users", 9));
+    CHECK(ev_client_event_sio("whoam", 5) == NULL && ev_client_event_sio("whoamii", 7) == NULL);
 
     char buf[128];
     size_t n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_ACK, "rate-limited", "slow down");

@@ -6,7 +6,6 @@
  */
 #include "check.h"
 #include "gw_auth.h"
-#include "gw_events.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -72,24 +71,6 @@ static void test_deleted(struct gw_auth *a)
     CHECK(gw_auth_user_deleted(a, 299) && gw_auth_user_deleted(a, 3));
 }
 
-static void test_events(void)
-{
-    const struct gw_event *e = gw_event_raw("get_online_users", 16);
-    CHECK(e && e->action == GW_EVENT_RELAY && strcmp(e->broker, "get_online_users") == 0);
-    CHECK(gw_event_sio("get-online-users", 16) == e);
-    CHECK(gw_event_raw("get-online-users", 16) == NULL);
-    e = gw_event_sio("livechat", 8);
-    CHECK(e && (e->flags & GW_EVENT_CHAT));
-    CHECK(gw_event_raw("direct_message", 14)->flags & GW_EVENT_CHAT);
-    CHECK(!(gw_event_raw("watch-profile", 13)->flags & GW_EVENT_CHAT));
-    CHECK_INT(gw_event_raw("ping", 4)->action, GW_EVENT_PING);
-    CHECK_INT(gw_event_sio("refresh-token", 13)->action, GW_EVENT_REFRESH_TOKEN);
-    /* Socket.IO only, as they have always been. */
-    CHECK(gw_event_raw("whoami", 6) == NULL && gw_event_sio("whoami", 6) != NULL);
-    CHECK(gw_event_raw("get-users", 9) == NULL && gw_event_sio("get-users", 9) != NULL);
-    CHECK(gw_event_sio("whoam", 5) == NULL && gw_event_sio("whoamii", 7) == NULL);
-}
-
 int main(void)
 {
     struct gw_auth a;
@@ -99,7 +80,6 @@ int main(void)
     test_lifecycle(&a);
     a.ndeleted = 0;
     test_deleted(&a);
-    test_events();
     gw_auth_free(&a);
     return check_report("gw_auth");
 }
