@@ -13,7 +13,9 @@
  */
 #include "loadgen.h"
 
+#include "b64.h"
 #include "jwt_auth.h"
+#include "log.h"
 #include "ws.h"
 
 #include <event2/buffer.h>
@@ -472,13 +474,14 @@ static void conn_start(struct conn *c)
         return;
     }
     /* A fresh random-looking key per connection (16 bytes, base64). */
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 21; i++) {
+    uint8_t raw[16];
+    for (size_t i = 0; i < sizeof(raw); i++) {
         W.mask_state = W.mask_state * 1664525u + 1013904223u;
-        c->key[i] = b64[(W.mask_state >> 24) & 63];
+        raw[i] = (uint8_t)(W.mask_state >> 24);
     }
-    c->key[21] = b64[(W.mask_state >> 16) & 48]; /* last char of 16 bytes: 2 bits free */
-    memcpy(c->key + 22, "==", 3);
+    size_t kl = b64_encode(c->key, sizeof(c->key) - 1, raw, sizeof(raw), B64_STD, true);
+    HERALD_ASSERT(kl == 24);
+    c->key[kl] = '\0';
     c->state = CS_CONNECTING;
     W.inflight++;
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
