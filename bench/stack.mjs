@@ -28,7 +28,7 @@ export const SECRET = 'herald-benchmark-secret-0123456789abcdef';
 // its descriptors: listeners, Redis, logs).
 export const FD_LIMIT = 20000;
 export const SERVER_CONNS = 19000;
-// The broker's heartbeat key (broker/bk_broker.c), which gateways read.
+// The broker's heartbeat key (broker/bk_lead.c), which gateways read.
 const BROKER_ALIVE_KEY = 'herald:broker:alive';
 
 // How many gateways (Herald) or Socket.IO processes (reference) serve

@@ -8,6 +8,27 @@
  * restarted broker (or a standby taking over) reloads exactly what the
  * previous one had done, and a replayed entry changes nothing twice.
  *
+ * This header is what main.c, herald-admin and the tests see: the
+ * configuration, the state (one struct bk, grouped by the module that owns
+ * each part), and start / stop / apply. Each module has its own header for
+ * what the others may call; docs/ARCHITECTURE-broker.md draws the modules,
+ * the directions they may call in, and the path of an event through them:
+ *
+ *   bk_lead.c      start and stop, the tick, the lock (one active broker)
+ *   bk_consumer.c  reading herald:events and acknowledging it
+ *   bk_load.c      the state rebuilt from Redis, rewritten after an outage
+ *   bk_dispatch.c  bk_apply(): one table per entry type and event kind
+ *   bk_presence.c  gateways, connections, users, grace, leases; the hooks
+ *   bk_rooms.c     profile rooms and the privacy rule
+ *   bk_notify.c    the application backend's notifications
+ *   bk_chat.c      live chat, direct messages, the chat rate
+ *   bk_match.c     matchmaking
+ *   bk_lookup.c    who is online, users by name or id, search, whoami
+ *   bk_answer.c    a request's fields and the answer to its sender
+ *   bk_out.c       the command sink; everything written to the gateways
+ *   bk_admin.c     /metrics and /healthz
+ *   bk_store.c     the SQLite user store
+ *
  * Redis keys (PROTOCOL.md §7):
  *   online_users            set of online user ids
  *   herald:gateways         set of gateway ids we hold connections for
@@ -23,10 +44,6 @@
  *   herald:matchmaking      list of queued user ids, oldest first
  *   herald:deleted_users    set of deleted accounts' ids (gateways refuse
  *                           their tokens)
- *
- * Files: bk_broker.c (consuming, presence, state), bk_out.c (what goes to
- * the gateways), bk_social.c (rooms, notifications, chat, DMs,
- * matchmaking, search); bk_internal.h is what they share.
  */
 #ifndef HERALD_BK_H
 #define HERALD_BK_H
@@ -49,6 +66,9 @@
 #define BK_QUEUE_KEY "herald:matchmaking"
 #define BK_DELETED_KEY EV_DELETED_SET
 
+/* The broker's options (main.c's table has their defaults and bounds).
+ * Strings are borrowed from the configuration loader, valid for the life
+ * of the process. */
 struct bk_config {
     const char *redis_url;
     const char *db_path;
@@ -69,9 +89,13 @@ struct bk_config {
     long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
 };
 
+struct bk;
 struct bk_conn;
 struct bk_member;
+struct bk_hooks;
 struct evhttp;
+
+/* ---- presence (bk_presence.c) ------------------------------------------- */
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
@@ -90,7 +114,7 @@ struct bk_user {
     int64_t grace_until_ms;
     TAILQ_ENTRY(bk_user) grace;
     LIST_HEAD(, bk_conn) conns;
-    bool queued;  /* in the matchmaking queue */
+    bool queued;  /* in the matchmaking queue (bk_match.c) */
     bool deleted; /* account deleted: going offline without grace */
     TAILQ_ENTRY(bk_user) queue;
     char username[BK_USERNAME_MAX + 1];
@@ -103,10 +127,21 @@ struct bk_conn {
     struct bk_user *user; /* borrowed; NULL for a guest */
     LIST_ENTRY(bk_conn) gw_link;
     LIST_ENTRY(bk_conn) user_link;
-    LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in */
+    LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in (bk_rooms.c) */
     int nrooms;
     char kind; /* 'w' raw, 's' Socket.IO */
 };
+
+RB_HEAD(bk_gw_tree, bk_gw);
+RB_HEAD(bk_user_tree, bk_user);
+RB_HEAD(bk_conn_tree, bk_conn);
+TAILQ_HEAD(bk_grace_list, bk_user);
+/* Generated in bk_presence.c, walked by every broker file. */
+RB_PROTOTYPE(bk_gw_tree, bk_gw, node, bk_gw_cmp)
+RB_PROTOTYPE(bk_user_tree, bk_user, node, bk_user_cmp)
+RB_PROTOTYPE(bk_conn_tree, bk_conn, node, bk_conn_cmp)
+
+/* ---- rooms (bk_rooms.c) -------------------------------------------------- */
 
 /* Room watching-user-<target>: the connections watching that profile. */
 struct bk_room {
@@ -123,6 +158,16 @@ struct bk_member {
     LIST_ENTRY(bk_member) in_conn;
 };
 
+RB_HEAD(bk_room_tree, bk_room);
+
+struct bk_rooms {
+    struct bk_room_tree tree; /* owned rooms and members */
+    size_t n;                 /* rooms with members */
+    char **public_fields;     /* owned: parsed cfg.public_fields, NULL-terminated */
+};
+
+/* ---- chat (bk_chat.c) ---------------------------------------------------- */
+
 /* A user's chat token bucket; kept until it is full again. */
 struct bk_rate {
     RB_ENTRY(bk_rate) node;
@@ -132,18 +177,66 @@ struct bk_rate {
     TAILQ_ENTRY(bk_rate) lru; /* least recently used first */
 };
 
-RB_HEAD(bk_gw_tree, bk_gw);
-RB_HEAD(bk_user_tree, bk_user);
-RB_HEAD(bk_conn_tree, bk_conn);
-TAILQ_HEAD(bk_grace_list, bk_user);
-/* Generated in bk_broker.c, walked by every broker file. */
-RB_PROTOTYPE(bk_gw_tree, bk_gw, node, bk_gw_cmp)
-RB_PROTOTYPE(bk_user_tree, bk_user, node, bk_user_cmp)
-RB_PROTOTYPE(bk_conn_tree, bk_conn, node, bk_conn_cmp)
-RB_HEAD(bk_room_tree, bk_room);
 RB_HEAD(bk_rate_tree, bk_rate);
-TAILQ_HEAD(bk_queue, bk_user);
 TAILQ_HEAD(bk_rate_list, bk_rate);
+
+struct bk_chat {
+    struct bk_rate_tree rates; /* owned buckets */
+    struct bk_rate_list lru;   /* the same buckets, least recently used first */
+};
+
+/* ---- matchmaking (bk_match.c) -------------------------------------------- */
+
+TAILQ_HEAD(bk_queue, bk_user);
+
+struct bk_match {
+    struct bk_queue queue; /* borrowed users, oldest first */
+    size_t n;
+    uint64_t next_id; /* second half of the next match id */
+};
+
+/* ---- the machinery: Redis, reading, leading ------------------------------ */
+
+/*
+ * Where every command of the write connection goes: state changes, entries
+ * for the gateways, acknowledgements, the heartbeat, the lock, lease checks.
+ * cmd issues argv (argv and argvlen borrowed: valid during the call only);
+ * fn, when not NULL, is called later with the reply (borrowed; NULL when
+ * the connection dropped first) and priv. Returns 0 queued, -1 not sent
+ * (Redis down: fn is then never called). bk_init() installs the production
+ * sink, bk_redis_sink() on b->cmd (pipelined in the order issued), unless
+ * a test installed its own first.
+ */
+struct bk_sink {
+    int (*cmd)(void *arg, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+               const size_t *argvlen);
+    void *arg; /* borrowed: the sink's own state */
+};
+
+/* The broker's time in ms (CLOCK_MONOTONIC when now_ms is NULL); a test
+ * sets its own to drive grace periods, leases and chat buckets. */
+struct bk_clock {
+    int64_t (*now_ms)(void *arg);
+    void *arg; /* borrowed */
+};
+
+/* Reading herald:events (bk_consumer.c). */
+struct bk_consumer {
+    bool reading;      /* an XREADGROUP is outstanding */
+    bool pending_done; /* our own pending entries were replayed */
+    char pending_cursor[64];
+};
+
+/* Leading: the lock and the timers (bk_lead.c). */
+struct bk_lead {
+    struct event *tick_ev;    /* owned: grace expiry, heartbeat, leases */
+    struct event *standby_ev; /* owned: tries for the lock while standing by */
+    bool leading;             /* we hold the lock and consume */
+    bool lost_lock;           /* another broker took over: exiting */
+    bool standby_logged;
+    bool reconciled; /* start-up reconciliation done */
+    int64_t last_heartbeat_ms, last_lease_check_ms, last_trim_ms, last_info_ms;
+};
 
 /* Every error word the broker answers a client or a relayed request with
  * (docs/API.md), counted by word for /metrics: each limit and bad input the
@@ -151,51 +244,67 @@ TAILQ_HEAD(bk_rate_list, bk_rate);
 #define BK_REFUSAL_COUNT 8
 extern const char *const bk_refusal_words[BK_REFUSAL_COUNT];
 
+/* What /metrics shows (bk_admin.c), counted where it happens. */
+struct bk_counters {
+    uint64_t entries, transitions, reaped, chat, dm, rate_limited, matches, notifications;
+    uint64_t refused[BK_REFUSAL_COUNT];               /* by bk_refusal_words[] */
+    long long stream_len, stream_pending, stream_lag; /* from XINFO */
+};
+
+/* Most feature hook tables bk_hooks_add() accepts. */
+#define BK_HOOKS_MAX 8
+
 struct bk {
     struct bk_config cfg;
-    struct event_base *base; /* owned */
-    struct bk_store store;
-    struct rds cmd; /* writes, acks */
-    struct rds rd;  /* XREADGROUP BLOCK */
+    struct event_base *base; /* borrowed: main's loop */
+    struct bk_store store;   /* opened and closed by the caller */
+    struct rds cmd;          /* writes, acks (through sink) */
+    struct rds rd;           /* XREADGROUP BLOCK */
+    struct bk_sink sink;
+    struct bk_clock clock;
+    const struct bk_hooks *hooks[BK_HOOKS_MAX]; /* borrowed static tables */
+    size_t nhooks;
+    /* Presence (bk_presence.c). */
     struct bk_gw_tree gws;
     struct bk_user_tree users;
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
-    struct bk_room_tree rooms;
-    struct bk_rate_tree rates;
-    struct bk_rate_list rates_lru;
-    struct bk_queue queue; /* matchmaking, oldest first */
-    size_t nqueued;
-    size_t nrooms;        /* rooms with members */
-    char **public_fields; /* owned: parsed cfg.public_fields, NULL-terminated */
-    uint64_t next_match;
     size_t nonline;
-    bool reading;
-    bool pending_done; /* our own pending entries were replayed */
-    char pending_cursor[64];
-    bool stopping;
-    bool reconciled;          /* start-up reconciliation done */
-    struct event *tick_ev;    /* owned: grace expiry, heartbeat, leases */
-    struct evhttp *admin;     /* owned: the admin port, or NULL */
-    struct event *standby_ev; /* owned: tries for the lock while standing by */
-    bool leading;             /* we hold the lock and consume */
-    bool lost_lock;           /* another broker took over: exiting */
-    bool standby_logged;
-    long long stream_len, stream_pending, stream_lag; /* from XINFO, for /metrics */
-    int64_t last_info_ms;
-    int64_t last_heartbeat_ms, last_lease_check_ms, last_trim_ms;
-    /* Counters. */
-    uint64_t n_entries, n_transitions, n_reaped, n_chat, n_dm, n_rate_limited, n_matches,
-        n_notifications;
-    uint64_t n_refused[BK_REFUSAL_COUNT]; /* by bk_refusal_words[] */
+    /* Features and machinery, each owned by its module. */
+    struct bk_rooms rooms;
+    struct bk_chat chat;
+    struct bk_match match;
+    struct bk_consumer consumer;
+    struct bk_lead lead;
+    struct evhttp *admin; /* owned: the admin port, or NULL */
+    bool stopping;        /* bk_stop() started: no new reads, no lock renewal */
+    struct bk_counters counters;
 };
 
-/* Loads state from Redis (blocking, at start-up) and starts consuming.
- * Returns 0 or -1 with a log line. */
+/*
+ * Prepares the in-memory state and registers the features' hooks; no I/O.
+ * b must be zeroed except cfg, store (open), and optionally sink and clock.
+ * Returns 0, or -1 (out of memory): call bk_stop() either way.
+ */
+int bk_init(struct bk *b);
+
+/*
+ * bk_init(), the admin port, then leads (the lock is free: state loaded
+ * from Redis, blocking, and consuming) or stands by (tries for the lock
+ * every lock_ttl_ms / 4). b->base must be set. Returns 0, or -1 with a log
+ * line (call bk_stop() either way).
+ */
 int bk_start(struct bk *b);
+
+/* Releases the lock, lets queued writes reach Redis (up to 1 s) and frees
+ * everything bk_init() and bk_start() made. Also after bk_init() alone. */
 void bk_stop(struct bk *b);
 
-/* Applies one entry of herald:events. Exposed for tests. */
+/*
+ * Applies one entry of herald:events (bk_dispatch.c): its effects are
+ * issued through b->sink before this returns; nothing waits for Redis.
+ * e is borrowed for the call. The consumer calls it; so do the tests.
+ */
 void bk_apply(struct bk *b, const struct ev_entry *e);
 
 #endif

@@ -8,7 +8,9 @@
  * meant for the internet. Stream figures (length, pending, lag of the
  * consumer group) come from XINFO, refreshed by the broker's tick.
  */
-#include "bk_internal.h"
+#include "bk_admin.h"
+
+#include "bk_out.h"
 
 #include "config.h"
 #include "log.h"
@@ -37,41 +39,42 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         conns += gw->nconns;
     }
     metrics_put(o, "herald_broker_entries_total", "counter", "Entries of herald:events applied.",
-                (long long)b->n_entries);
+                (long long)b->counters.entries);
     metrics_put(o, "herald_broker_presence_transitions_total", "counter",
-                "Online/offline transitions announced.", (long long)b->n_transitions);
+                "Online/offline transitions announced.", (long long)b->counters.transitions);
     metrics_put(o, "herald_broker_gateways_reaped_total", "counter",
-                "Gateways dropped after their lease lapsed.", (long long)b->n_reaped);
+                "Gateways dropped after their lease lapsed.", (long long)b->counters.reaped);
     metrics_put(o, "herald_broker_livechat_total", "counter", "Live chat messages broadcast.",
-                (long long)b->n_chat);
+                (long long)b->counters.chat);
     metrics_put(o, "herald_broker_direct_messages_total", "counter", "Direct messages routed.",
-                (long long)b->n_dm);
+                (long long)b->counters.dm);
     metrics_put(o, "herald_broker_rate_limited_total", "counter",
-                "Chat messages and DMs refused by the rate limit.", (long long)b->n_rate_limited);
+                "Chat messages and DMs refused by the rate limit.",
+                (long long)b->counters.rate_limited);
     unsigned long long refused[BK_REFUSAL_COUNT];
     for (size_t i = 0; i < BK_REFUSAL_COUNT; i++)
-        refused[i] = b->n_refused[i];
+        refused[i] = b->counters.refused[i];
     metrics_put_labelled(o, "herald_broker_refusals_total", "counter",
                          "Client events and requests refused, by the error word answered.", "code",
                          bk_refusal_words, refused, BK_REFUSAL_COUNT);
     metrics_put(o, "herald_broker_matches_total", "counter", "Matchmaking pairs made.",
-                (long long)b->n_matches);
+                (long long)b->counters.matches);
     metrics_put(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",
-                (long long)b->n_notifications);
+                (long long)b->counters.notifications);
     metrics_put(o, "herald_broker_online_users", "gauge", "Users online.", (long long)b->nonline);
     metrics_put(o, "herald_broker_connections", "gauge", "Connections known, all gateways.",
                 (long long)conns);
     metrics_put(o, "herald_broker_gateways", "gauge", "Gateways with a stream.", (long long)gws);
     metrics_put(o, "herald_broker_rooms", "gauge", "Profile rooms with members.",
-                (long long)b->nrooms);
+                (long long)b->rooms.n);
     metrics_put(o, "herald_broker_matchmaking_queued", "gauge", "Users waiting for a match.",
-                (long long)b->nqueued);
+                (long long)b->match.n);
     metrics_put(o, "herald_broker_stream_length", "gauge", "Entries in herald:events.",
-                b->stream_len);
+                b->counters.stream_len);
     metrics_put(o, "herald_broker_stream_pending", "gauge",
-                "Entries delivered to the group but not acknowledged.", b->stream_pending);
+                "Entries delivered to the group but not acknowledged.", b->counters.stream_pending);
     metrics_put(o, "herald_broker_stream_lag", "gauge", "Entries not yet delivered to the group.",
-                b->stream_lag);
+                b->counters.stream_lag);
     metrics_put(o, "herald_broker_redis_up", "gauge", "1 when both Redis connections are up.",
                 b->cmd.up && b->rd.up);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", METRICS_CONTENT_TYPE);
@@ -115,8 +118,8 @@ static void on_xinfo(redisAsyncContext *ac, void *reply, void *priv)
                 lag = v->integer;
         }
         if (ours) {
-            b->stream_pending = pending;
-            b->stream_lag = lag;
+            b->counters.stream_pending = pending;
+            b->counters.stream_lag = lag;
         }
     }
 }
@@ -127,15 +130,18 @@ static void on_xlen(redisAsyncContext *ac, void *reply, void *priv)
     struct bk *b = priv;
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_INTEGER)
-        b->stream_len = r->integer;
+        b->counters.stream_len = r->integer;
 }
 
 void bk_admin_refresh(struct bk *b)
 {
     if (!b->admin || !b->cmd.up)
         return;
-    rds_cmd(&b->cmd, on_xinfo, b, "XINFO GROUPS %s", EV_STREAM_IN);
-    rds_cmd(&b->cmd, on_xlen, b, "XLEN %s", EV_STREAM_IN);
+    const char *info[] = {"XINFO", "GROUPS", EV_STREAM_IN}, *len[] = {"XLEN", EV_STREAM_IN};
+    const size_t info_lens[] = {5, 6, sizeof(EV_STREAM_IN) - 1},
+                 len_lens[] = {4, sizeof(EV_STREAM_IN) - 1};
+    bk_send(b, on_xinfo, b, 3, info, info_lens);
+    bk_send(b, on_xlen, b, 2, len, len_lens);
 }
 
 int bk_admin_start(struct bk *b)

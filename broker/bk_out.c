@@ -1,6 +1,7 @@
 /*
- * bk_out.c - everything the broker writes: commands on the write
- * connection and entries on the gateways' streams.
+ * bk_out.c - everything the broker writes: commands through the sink and
+ * entries on the gateways' streams. It is the one place that writes to a
+ * gateway, so the entry shapes of event.h live here and nowhere else.
  *
  * All of it is pipelined on one hiredis connection and leaves in the order
  * it was queued, before the XACK of the batch that caused it; nothing here
@@ -8,29 +9,53 @@
  * gateway that has recipients (never one per recipient), and the gateway
  * renders it once for all of them.
  */
-#include "bk_internal.h"
+#include "bk_out.h"
 
 #include "log.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-int64_t bk_now_ms(void)
+/* ---- commands ------------------------------------------------------------ */
+
+int bk_redis_sink(void *arg, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+                  const size_t *argvlen)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return rds_cmd_argv(arg, fn, priv, argc, argv, argvlen);
+}
+
+int bk_send(struct bk *b, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+            const size_t *argvlen)
+{
+    /* bk_init() installs a sink before anything can be written. */
+    HERALD_ASSERT(b->sink.cmd != NULL);
+    return b->sink.cmd(b->sink.arg, fn, priv, argc, argv, argvlen);
+}
+
+void bk_cmd_argv(struct bk *b, int argc, const char **argv, const size_t *argvlen)
+{
+    if (bk_send(b, NULL, NULL, argc, argv, argvlen) != 0)
+        log_warn_rl(1, "redis down: a write was not sent");
+}
+
+void bk_cmd_strs(struct bk *b, int argc, const char *const *argv)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    for (int i = 0; i < argc; i++)
+        ev_args_adds(&a, argv[i]);
+    bk_cmd(b, &a);
 }
 
 void bk_cmd(struct bk *b, struct ev_args *a)
 {
-    if (rds_cmd_argv(&b->cmd, NULL, NULL, a->argc, a->argv, a->argvlen) != 0)
-        log_warn_rl(1, "redis down: a write was not sent");
+    bk_cmd_argv(b, a->argc, a->argv, a->argvlen);
 }
 
-void bk_xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
+/* XADDs the fields in a (t, c, e, d, ...) to the gateway's stream. */
+static void xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
 {
     char key[256];
     int kl = snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
@@ -43,6 +68,15 @@ void bk_xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
     bk_cmd(b, &x);
 }
 
+static void xadd_all(struct bk *b, struct ev_args *a)
+{
+    struct bk_gw *gw;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    xadd_gw(b, gw, a);
+}
+
+/* ---- entries for the gateways -------------------------------------------- */
+
 void bk_broadcast(struct bk *b, const char *t, const char *event, const char *json, size_t jl)
 {
     struct ev_args a;
@@ -53,9 +87,7 @@ void bk_broadcast(struct bk *b, const char *t, const char *event, const char *js
     ev_args_adds(&a, event);
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, jl);
-    struct bk_gw *gw;
-    RB_FOREACH(gw, bk_gw_tree, &b->gws)
-    bk_xadd_gw(b, gw, &a);
+    xadd_all(b, &a);
 }
 
 /* One "conn" entry: event to the connections ids (comma list) of gw. */
@@ -72,7 +104,7 @@ static void to_ids(struct bk *b, const struct bk_gw *gw, const char *ids, size_t
     ev_args_adds(&a, event);
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, jl);
-    bk_xadd_gw(b, gw, &a);
+    xadd_gw(b, gw, &a);
 }
 
 void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const char *json,
@@ -96,49 +128,61 @@ void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, 
     ev_args_add_i64(&a, code);
     ev_args_adds(&a, "e");
     ev_args_adds(&a, word);
-    bk_xadd_gw(b, gw, &a);
+    xadd_gw(b, gw, &a);
 }
 
-void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
-              const char *json, size_t jl)
+/* The fields an answer to request r of connection c carries: a reply (with
+ * its status) or an ack, then the data and the gateway's timestamp. */
+static void answer_entry(struct bk *b, const struct bk_gw *gw, const char *type, uint64_t conn,
+                         const struct ev_entry *e, int status, const char *json, size_t jl)
 {
     struct ev_args a;
     ev_args_init(&a);
     ev_args_adds(&a, "t");
-    ev_args_adds(&a, "reply");
+    ev_args_adds(&a, type);
     ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, e->conn);
+    ev_args_add_u64(&a, conn);
     ev_args_adds(&a, "r");
     ev_args_add_u64(&a, e->req);
-    ev_args_adds(&a, "s");
-    ev_args_add_i64(&a, status);
+    if (status) {
+        ev_args_adds(&a, "s");
+        ev_args_add_i64(&a, status);
+    }
     ev_args_adds(&a, "d");
     ev_args_add(&a, json, jl);
     if (e->ms > 0) {
         ev_args_adds(&a, "m");
         ev_args_add_i64(&a, e->ms);
     }
-    bk_xadd_gw(b, gw, &a);
+    xadd_gw(b, gw, &a);
+}
+
+void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
+              const char *json, size_t jl)
+{
+    answer_entry(b, gw, "reply", e->conn, e, status, json, jl);
 }
 
 void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, const char *args,
                size_t al)
 {
+    answer_entry(b, c->gw, "ack", c->id, e, 0, args, al);
+}
+
+void bk_announce_deleted(struct bk *b, int64_t id)
+{
     struct ev_args a;
     ev_args_init(&a);
+    ev_args_adds(&a, "SADD");
+    ev_args_adds(&a, BK_DELETED_KEY);
+    ev_args_add_i64(&a, id);
+    bk_cmd(b, &a);
+    ev_args_init(&a);
     ev_args_adds(&a, "t");
-    ev_args_adds(&a, "ack");
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, c->id);
-    ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, e->req);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, args, al);
-    if (e->ms > 0) {
-        ev_args_adds(&a, "m");
-        ev_args_add_i64(&a, e->ms);
-    }
-    bk_xadd_gw(b, c->gw, &a);
+    ev_args_adds(&a, "deleted");
+    ev_args_adds(&a, "u");
+    ev_args_add_i64(&a, id);
+    xadd_all(b, &a);
 }
 
 /* ---- target sets ------------------------------------------------------------ */
@@ -211,9 +255,10 @@ targets_walk(struct bk_targets *t,
     return reached;
 }
 
+/* What targets_walk() hands each gateway's ids to; all borrowed. */
 struct send_ctx {
     struct bk *b;
-    const char *event, *json;
+    const char *event, *json; /* event: the event, or the kick's reason word */
     size_t jl;
     int code;
 };
@@ -237,10 +282,44 @@ size_t bk_targets_send(struct bk *b, struct bk_targets *t, const char *event, co
     return targets_walk(t, send_fn, &s);
 }
 
+size_t bk_targets_send_json(struct bk *b, struct bk_targets *t, const char *event,
+                            struct json_object *v)
+{
+    size_t jl;
+    const char *js = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &jl);
+    return bk_targets_send(b, t, event, js, jl);
+}
+
 void bk_targets_kick(struct bk *b, struct bk_targets *t, int code, const char *word)
 {
     struct send_ctx s = {.b = b, .event = word, .code = code};
     targets_walk(t, kick_fn, &s);
+}
+
+size_t bk_to_user(struct bk *b, const struct bk_user *u, const char *event, const char *json,
+                  size_t jl)
+{
+    struct bk_targets t = {0};
+    bk_targets_add_user(&t, u);
+    size_t n = bk_targets_send(b, &t, event, json, jl);
+    bk_targets_free(&t);
+    return n;
+}
+
+size_t bk_to_user_json(struct bk *b, const struct bk_user *u, const char *event,
+                       struct json_object *v)
+{
+    size_t jl;
+    const char *js = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &jl);
+    return bk_to_user(b, u, event, js, jl);
+}
+
+void bk_kick_user(struct bk *b, const struct bk_user *u, int code, const char *word)
+{
+    struct bk_targets t = {0};
+    bk_targets_add_user(&t, u);
+    bk_targets_kick(b, &t, code, word);
+    bk_targets_free(&t);
 }
 
 void bk_targets_free(struct bk_targets *t)

@@ -143,9 +143,9 @@ int main(int argc, char **argv)
     log_info("running");
     event_base_dispatch(b.base);
     log_info("stopped: %llu entries applied, %llu presence transitions, %llu gateways reaped",
-             (unsigned long long)b.n_entries, (unsigned long long)b.n_transitions,
-             (unsigned long long)b.n_reaped);
-    rc = b.lost_lock ? 3 : 0;
+             (unsigned long long)b.counters.entries, (unsigned long long)b.counters.transitions,
+             (unsigned long long)b.counters.reaped);
+    rc = b.lead.lost_lock ? 3 : 0;
 cleanup:
     bk_stop(&b);
     bk_store_close(&b.store);

@@ -1,0 +1,149 @@
+/*
+ * bk_consumer.c - see bk_consumer.h.
+ *
+ * Entries are applied in stream order, one batch at a time; nothing of a
+ * batch waits for Redis, so the XACK of the batch follows its writes in
+ * the same pipeline. An entry that does not parse is logged and
+ * acknowledged (it would fail the same way on every replay).
+ */
+#include "bk_consumer.h"
+
+#include "bk_out.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* How long one XREADGROUP blocks waiting for new entries. */
+#define BK_XREAD_BLOCK_MS 2000
+
+void bk_consumer_group_create(struct bk *b)
+{
+    bk_cmd_strs(b, 6,
+                (const char *[]){"XGROUP", "CREATE", EV_STREAM_IN, EV_GROUP, "0", "MKSTREAM"});
+}
+
+/* Parses one entry [id, [field, value, ...]] of a reply and applies it.
+ * Returns its id (borrowed from the reply), or NULL when it has none. */
+static const char *apply_entry(struct bk *b, const redisReply *en)
+{
+    if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+        en->element[0]->type != REDIS_REPLY_STRING)
+        return NULL;
+    const char *id = en->element[0]->str;
+    const redisReply *fv = en->element[1];
+    struct ev_entry e;
+    int ok = -1;
+    if (fv->type == REDIS_REPLY_ARRAY && fv->elements <= 2 * EV_MAX_FIELDS) {
+        const char *fields[2 * EV_MAX_FIELDS];
+        size_t lens[2 * EV_MAX_FIELDS], nf = 0;
+        for (size_t j = 0; j < fv->elements; j++) {
+            if (fv->element[j]->type != REDIS_REPLY_STRING)
+                break;
+            fields[nf] = fv->element[j]->str;
+            lens[nf++] = fv->element[j]->len;
+        }
+        ok = ev_entry_parse(&e, fields, lens, nf);
+    }
+    if (ok == 0)
+        bk_apply(b, &e);
+    else
+        log_warn_rl(5, "skipping malformed entry %s", id);
+    return id;
+}
+
+/* Applies a batch of entries and acknowledges it. Returns the number of
+ * entries with an id. */
+static size_t apply_batch(struct bk *b, const redisReply *entries)
+{
+    size_t got = 0;
+    struct ev_args ack;
+    /* XACK takes many ids; flush every EV_ARGS_MAX - 3. */
+    ev_args_init(&ack);
+    for (size_t i = 0; i < entries->elements; i++) {
+        const char *id = apply_entry(b, entries->element[i]);
+        if (!id)
+            continue;
+        got++;
+        if (!b->consumer.pending_done)
+            snprintf(b->consumer.pending_cursor, sizeof(b->consumer.pending_cursor), "%s", id);
+        /* Acknowledged after its effects were queued on the same
+         * connection: Redis applies them first. */
+        if (ack.argc == 0) {
+            ev_args_adds(&ack, "XACK");
+            ev_args_adds(&ack, EV_STREAM_IN);
+            ev_args_adds(&ack, EV_GROUP);
+        }
+        ev_args_adds(&ack, id);
+        if (ack.argc == EV_ARGS_MAX) {
+            bk_cmd(b, &ack);
+            ev_args_init(&ack);
+        }
+    }
+    if (ack.argc > 0)
+        bk_cmd(b, &ack);
+    return got;
+}
+
+static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    (void)ac;
+    struct bk *b = priv;
+    redisReply *r = reply_;
+    b->consumer.reading = false;
+    if (!r)
+        return; /* disconnected; reading resumes on reconnect */
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_error("XREADGROUP: %s", r->str);
+        if (strncmp(r->str, "NOGROUP", 7) == 0)
+            bk_consumer_group_create(b);
+        bk_consumer_resume(b);
+        return;
+    }
+    size_t got = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+        r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+        got = apply_batch(b, r->element[0]->element[1]);
+    if (!b->consumer.pending_done && got == 0) {
+        b->consumer.pending_done = true;
+        log_info("replayed pending entries; consuming new ones");
+    }
+    bk_consumer_resume(b);
+}
+
+void bk_consumer_resume(struct bk *b)
+{
+    /* Effects go through cmd: reading while it is down would apply entries
+     * whose writes cannot be made. */
+    if (b->consumer.reading || !b->rd.up || !b->cmd.up || b->stopping)
+        return;
+    int rc;
+    if (!b->consumer.pending_done)
+        rc = rds_cmd(&b->rd, on_read, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS %s %s", EV_GROUP,
+                     b->cfg.consumer, b->cfg.batch, EV_STREAM_IN, b->consumer.pending_cursor);
+    else
+        rc = rds_cmd(&b->rd, on_read, b, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %d STREAMS %s >",
+                     EV_GROUP, b->cfg.consumer, b->cfg.batch, BK_XREAD_BLOCK_MS, EV_STREAM_IN);
+    if (rc == 0)
+        b->consumer.reading = true;
+}
+
+static void on_rd_state(struct rds *r, bool up, void *arg)
+{
+    struct bk *b = arg;
+    (void)r;
+    b->consumer.reading = false;
+    if (up) {
+        /* After a reconnect, entries delivered but not acknowledged are ours
+         * to replay first. */
+        b->consumer.pending_done = false;
+        snprintf(b->consumer.pending_cursor, sizeof(b->consumer.pending_cursor), "0");
+        bk_consumer_resume(b);
+    }
+}
+
+int bk_consumer_start(struct bk *b)
+{
+    return rds_init(&b->rd, b->base, b->cfg.redis_url, "read", on_rd_state, b);
+}

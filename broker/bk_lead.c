@@ -1,0 +1,305 @@
+/*
+ * bk_lead.c - the broker's life: start, stop, the tick, and leadership.
+ *
+ * One broker is active and any number stand by. The active one holds
+ * herald:broker:lock (SET NX PX lock_ttl_ms, renewed every second by
+ * compare-and-expire); a standby tries for it every lock_ttl_ms / 4 and,
+ * once it is free, claims what the previous broker had read but not
+ * acknowledged (XAUTOCLAIM), loads the state (bk_load.c) and consumes
+ * (bk_consumer.c). A broker that finds another one holding its lock stops
+ * at once (exit status 3): two must never consume together.
+ *
+ * This is also where the features are put together: bk_init() registers
+ * their hooks, in the order the state changes reach them.
+ */
+#include "bk_admin.h"
+#include "bk_chat.h"
+#include "bk_consumer.h"
+#include "bk_load.h"
+#include "bk_match.h"
+#include "bk_out.h"
+#include "bk_presence.h"
+#include "bk_rooms.h"
+#include "log.h"
+
+#include <event2/event.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tick of the broker's timer: grace expiries are this precise. */
+#define BK_TICK_MS 20
+/* Heartbeat period and TTL of herald:broker:alive. */
+#define BK_HEARTBEAT_MS 1000
+#define BK_HEARTBEAT_TTL_MS 5000
+/* How often free heap pages go back to the system (malloc_trim). */
+#define BK_TRIM_INTERVAL_MS 1000
+/* A bound on the XAUTOCLAIM loop, far above any backlog: rounds of 1000
+ * entries. */
+#define BK_CLAIM_ROUNDS 100000
+
+/* The features, in the order their hooks run: rooms before matchmaking on
+ * a resync (as the keys were always written), chat buckets on the tick. */
+static const struct bk_hooks *const bk_features[] = {
+    &bk_rooms_hooks,
+    &bk_chat_hooks,
+    &bk_match_hooks,
+};
+
+/* ---- the lock -------------------------------------------------------------- */
+
+/* Renews the lock only while it is still ours (compare and expire); takes
+ * it again when nobody holds it (Redis restarted empty, or our renewals
+ * stalled past the TTL and no standby took over). 0: another broker has it. */
+static const char lock_renew_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end "
+    "return 0";
+/* Releases it only while it is still ours (compare and delete). */
+static const char lock_release_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                       "return redis.call('DEL', KEYS[1]) else return 0 end";
+
+static void on_lock_renewed(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct bk *b = priv;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !b->stopping) {
+        /* Another broker holds the lock: it took over while we could not
+         * renew (a stall, a partition). Two brokers must never consume at
+         * once; stop, and let the supervisor restart us as a standby. */
+        log_error("lost the broker lock to another broker: stopping");
+        b->lead.lost_lock = true;
+        event_base_loopexit(b->base, NULL);
+    }
+}
+
+static void renew_lock(struct bk *b)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", b->cfg.lock_ttl_ms);
+    const char *argv[] = {"EVAL", lock_renew_lua, "1", BK_LOCK_KEY, b->cfg.consumer, ttl};
+    const size_t lens[] = {
+        4,          sizeof(lock_renew_lua) - 1, 1, sizeof(BK_LOCK_KEY) - 1, strlen(b->cfg.consumer),
+        strlen(ttl)};
+    bk_send(b, on_lock_renewed, b, 6, argv, lens);
+}
+
+/* SET herald:broker:alive <consumer> PX 5000: the gateways' /healthz. */
+static void heartbeat(struct bk *b)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%d", BK_HEARTBEAT_TTL_MS);
+    bk_cmd_strs(b, 5, (const char *[]){"SET", BK_ALIVE_KEY, b->cfg.consumer, "PX", ttl});
+}
+
+/* ---- the tick --------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct bk *b = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = bk_now(b);
+    bk_presence_tick(b, now);
+    bk_hooks_tick(b, now);
+    /* As the gateways do: free pages back to the system after a burst. */
+    if (now - b->lead.last_trim_ms >= BK_TRIM_INTERVAL_MS) {
+        b->lead.last_trim_ms = now;
+        malloc_trim(0);
+    }
+    if (now - b->lead.last_info_ms >= BK_HEARTBEAT_MS) {
+        b->lead.last_info_ms = now;
+        bk_admin_refresh(b);
+    }
+    if (now - b->lead.last_heartbeat_ms >= BK_HEARTBEAT_MS && b->cmd.up) {
+        b->lead.last_heartbeat_ms = now;
+        heartbeat(b);
+        renew_lock(b);
+    }
+    /* See EV_LEASE_TTL: a dead gateway is reaped within 4/5 of the lease. */
+    if (now - b->lead.last_lease_check_ms >= EV_LEASE_RENEW(b->cfg.gateway_lease_ms) && b->cmd.up) {
+        b->lead.last_lease_check_ms = now;
+        bk_presence_check_leases(b);
+    }
+}
+
+/* ---- taking over -------------------------------------------------------------- */
+
+/* The write connection came up (or back): heartbeat, then the state — the
+ * first time settled against what was loaded, after an outage rewritten as
+ * a whole — then reading resumes. */
+static void on_cmd_state(struct rds *r, bool up, void *arg)
+{
+    struct bk *b = arg;
+    (void)r;
+    if (!up)
+        return;
+    heartbeat(b);
+    if (!b->lead.reconciled) {
+        b->lead.reconciled = true;
+        bk_presence_reconcile(b);
+    } else {
+        bk_load_resync(b);
+    }
+    bk_consumer_resume(b);
+}
+
+/* Moves every pending entry of the group to us: the previous broker is
+ * gone (we hold the lock), and what it had read but not acknowledged must
+ * still take effect. Returns the number claimed. */
+static long claim_pending(struct bk *b, redisContext *rc)
+{
+    char cursor[64] = "0-0";
+    long claimed = 0;
+    for (int rounds = 0; rounds < BK_CLAIM_ROUNDS; rounds++) {
+        redisReply *r = redisCommand(rc, "XAUTOCLAIM %s %s %s 0 %s COUNT 1000", EV_STREAM_IN,
+                                     EV_GROUP, b->cfg.consumer, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_ARRAY)
+            claimed += (long)r->element[1]->elements;
+        freeReplyObject(r);
+        if (strcmp(cursor, "0-0") == 0)
+            break;
+    }
+    return claimed;
+}
+
+/* SET NX of the lock, or our own name already in it (we were restarted
+ * before it expired). Returns true when we hold it. */
+static bool take_lock(struct bk *b, redisContext *rc)
+{
+    bool lead = false;
+    redisReply *r =
+        redisCommand(rc, "SET %s %s NX PX %ld", BK_LOCK_KEY, b->cfg.consumer, b->cfg.lock_ttl_ms);
+    if (r && r->type == REDIS_REPLY_STATUS)
+        lead = true;
+    freeReplyObject(r);
+    if (lead)
+        return true;
+    r = redisCommand(rc, "GET %s", BK_LOCK_KEY);
+    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, b->cfg.consumer) == 0)
+        lead = true;
+    else if (!b->lead.standby_logged)
+        log_info("standby: broker %s is active; taking over when its lock lapses",
+                 r && r->type == REDIS_REPLY_STRING ? r->str : "?");
+    b->lead.standby_logged = true;
+    freeReplyObject(r);
+    return lead;
+}
+
+/* Tries to become the active broker. Returns 1 (we lead: the lock is ours,
+ * pending entries claimed, state loaded), 0 (another broker leads, or
+ * Redis is unreachable: try again later), -1 (fatal). */
+static int try_lead(struct bk *b)
+{
+    char err[256];
+    redisContext *rc = rds_connect_sync(b->cfg.redis_url, err, sizeof(err));
+    if (!rc) {
+        log_warn_rl(10, "%s (retrying)", err);
+        return 0;
+    }
+    if (!take_lock(b, rc)) {
+        redisFree(rc);
+        return 0;
+    }
+    int64_t t0 = bk_now(b);
+    int lr = bk_load_state(b, rc);
+    long claimed = lr == 0 ? claim_pending(b, rc) : 0;
+    redisFree(rc);
+    if (lr != 0) {
+        log_error("cannot load state from Redis");
+        return -1;
+    }
+    log_info("active broker: lock taken, %ld pending entries claimed, state loaded in %lld ms",
+             claimed, (long long)(bk_now(b) - t0));
+    return 1;
+}
+
+static int become_leader(struct bk *b)
+{
+    b->lead.leading = true;
+    if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
+        bk_consumer_start(b) != 0)
+        return -1;
+    b->lead.tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
+    struct timeval tv = {0, BK_TICK_MS * 1000};
+    event_add(b->lead.tick_ev, &tv);
+    b->lead.last_lease_check_ms = bk_now(b);
+    return 0;
+}
+
+/* Standby: tries for the lock a few times per lock period. */
+static void on_standby(evutil_socket_t fd, short what, void *arg)
+{
+    struct bk *b = arg;
+    (void)fd;
+    (void)what;
+    int t = try_lead(b);
+    if (t == 0)
+        return;
+    event_free(b->lead.standby_ev);
+    b->lead.standby_ev = NULL;
+    if (t < 0 || become_leader(b) != 0)
+        event_base_loopexit(b->base, NULL);
+}
+
+/* ---- start and stop ------------------------------------------------------------- */
+
+int bk_init(struct bk *b)
+{
+    if (!b->sink.cmd) {
+        b->sink.cmd = bk_redis_sink;
+        b->sink.arg = &b->cmd;
+    }
+    bk_presence_init(b);
+    for (size_t i = 0; i < sizeof(bk_features) / sizeof(bk_features[0]); i++)
+        if (bk_hooks_add(b, bk_features[i]) != 0)
+            return -1;
+    return bk_hooks_init(b);
+}
+
+int bk_start(struct bk *b)
+{
+    if (bk_init(b) != 0 || bk_admin_start(b) != 0)
+        return -1;
+    int t = try_lead(b);
+    if (t < 0)
+        return -1;
+    if (t > 0)
+        return become_leader(b);
+    b->lead.standby_ev = event_new(b->base, -1, EV_PERSIST, on_standby, b);
+    long every = b->cfg.lock_ttl_ms / 4;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
+    return b->lead.standby_ev ? event_add(b->lead.standby_ev, &tv) : -1;
+}
+
+void bk_stop(struct bk *b)
+{
+    b->stopping = true;
+    bk_admin_stop(b);
+    if (b->lead.standby_ev)
+        event_free(b->lead.standby_ev);
+    b->lead.standby_ev = NULL;
+    if (b->lead.tick_ev)
+        event_free(b->lead.tick_ev);
+    b->lead.tick_ev = NULL;
+    rds_free(&b->rd);
+    if (b->cmd.up && b->lead.leading && !b->lead.lost_lock) {
+        /* A standby takes over at once instead of waiting for the TTL. */
+        bk_cmd_strs(b, 2, (const char *[]){"DEL", BK_ALIVE_KEY});
+        bk_cmd_strs(b, 5,
+                    (const char *[]){"EVAL", lock_release_lua, "1", BK_LOCK_KEY, b->cfg.consumer});
+    }
+    rds_drain(&b->cmd, 1000);
+    rds_free(&b->cmd);
+    bk_hooks_free(b);
+    bk_presence_free(b);
+}

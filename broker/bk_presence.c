@@ -1,0 +1,560 @@
+/*
+ * bk_presence.c - presence: who is connected where, who is online; see
+ * bk_presence.h for the contract and bk.h for the Redis keys.
+ *
+ * Expected sizes: up to ~10^5 connections and users in memory, a handful of
+ * gateways. Dominant operations: open/close (a tree lookup, one HSET/HDEL,
+ * and on a 0<->1 transition one SADD/SREM plus one XADD per gateway), and
+ * looking a user up for the features. The counts decide presence: a user is
+ * online while nconns > 0, or while the grace period after their last
+ * connection runs; only those transitions write online_users and announce.
+ *
+ * Idempotence on replay (a restarted broker replays what it had not
+ * acknowledged): an open of a known connection and a close of an unknown
+ * one do nothing, so the same entries applied twice change nothing.
+ */
+#include "bk_presence.h"
+
+#include "bk_answer.h"
+#include "bk_out.h"
+#include "log.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A gateway id longer than this is refused (it names Redis keys). */
+#define BK_GW_ID_MAX 128
+
+static int gw_cmp(const struct bk_gw *a, const struct bk_gw *b)
+{
+    return strcmp(a->id, b->id);
+}
+static int user_cmp(const struct bk_user *a, const struct bk_user *b)
+{
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+static int conn_cmp(const struct bk_conn *a, const struct bk_conn *b)
+{
+    if (a->gw != b->gw)
+        return a->gw < b->gw ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+RB_GENERATE(bk_gw_tree, bk_gw, node, gw_cmp)
+RB_GENERATE(bk_user_tree, bk_user, node, user_cmp)
+RB_GENERATE(bk_conn_tree, bk_conn, node, conn_cmp)
+
+/* ---- hooks and clock ------------------------------------------------------ */
+
+int bk_hooks_add(struct bk *b, const struct bk_hooks *h)
+{
+    if (b->nhooks == BK_HOOKS_MAX)
+        return -1;
+    b->hooks[b->nhooks++] = h;
+    return 0;
+}
+
+/* Calls member(...) of every hook table that has one, in registration
+ * order (the first argument is b). */
+#define HOOKS_EACH(b, member, ...)                                                                 \
+    for (size_t hook_i_ = 0; hook_i_ < (b)->nhooks; hook_i_++)                                     \
+        if ((b)->hooks[hook_i_]->member)                                                           \
+    (b)->hooks[hook_i_]->member(__VA_ARGS__)
+
+int bk_hooks_init(struct bk *b)
+{
+    for (size_t i = 0; i < b->nhooks; i++)
+        if (b->hooks[i]->init && b->hooks[i]->init(b) != 0) {
+            log_error("%s: cannot start", b->hooks[i]->name);
+            return -1;
+        }
+    return 0;
+}
+
+void bk_hooks_gw_loaded(struct bk *b, struct bk_gw *gw, redisContext *rc)
+{
+    HOOKS_EACH(b, gw_loaded, b, gw, rc);
+}
+
+void bk_hooks_loaded(struct bk *b, redisContext *rc)
+{
+    HOOKS_EACH(b, loaded, b, rc);
+}
+
+void bk_hooks_resync(struct bk *b)
+{
+    HOOKS_EACH(b, resync, b);
+}
+
+void bk_hooks_tick(struct bk *b, int64_t now)
+{
+    HOOKS_EACH(b, tick, b, now);
+}
+
+void bk_hooks_free(struct bk *b)
+{
+    HOOKS_EACH(b, free, b);
+}
+
+static void hooks_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
+{
+    HOOKS_EACH(b, conn_closing, b, c, persist);
+}
+
+static void hooks_user_idle(struct bk *b, struct bk_user *u)
+{
+    HOOKS_EACH(b, user_idle, b, u);
+}
+
+int64_t bk_now(const struct bk *b)
+{
+    if (b->clock.now_ms)
+        return b->clock.now_ms(b->clock.arg);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- transitions ---------------------------------------------------------- */
+
+/* The status event of u to every connection, guests included. */
+static void announce(struct bk *b, struct bk_user *u, bool online)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "userId", json_object_new_int64(u->id));
+    json_object_object_add(o, "username", json_object_new_string(u->username));
+    json_object_object_add(o, "status", json_object_new_string(online ? "online" : "offline"));
+    size_t jl;
+    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
+    bk_broadcast(b, "all", "status", js, jl);
+    json_object_put(o);
+    b->counters.transitions++;
+    log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
+}
+
+/* SADD or SREM u in online_users. */
+static void online_set_write(struct bk *b, const char *op, const struct bk_user *u)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, op);
+    ev_args_adds(&a, EV_ONLINE_SET);
+    ev_args_add_i64(&a, u->id);
+    bk_cmd(b, &a);
+}
+
+static void set_online(struct bk *b, struct bk_user *u)
+{
+    online_set_write(b, "SADD", u);
+    u->online = true;
+    b->nonline++;
+    announce(b, u, true);
+}
+
+static void set_offline(struct bk *b, struct bk_user *u)
+{
+    online_set_write(b, "SREM", u);
+    if (u->online)
+        b->nonline--;
+    u->online = false;
+    announce(b, u, false);
+}
+
+/* Frees u when nothing refers to it any more. */
+static void user_release(struct bk *b, struct bk_user *u)
+{
+    if (u->nconns == 0 && !u->online && !u->in_grace && !u->queued && LIST_EMPTY(&u->conns)) {
+        RB_REMOVE(bk_user_tree, &b->users, u);
+        free(u);
+    }
+}
+
+static void grace_cancel(struct bk *b, struct bk_user *u)
+{
+    if (u->in_grace) {
+        TAILQ_REMOVE(&b->grace, u, grace);
+        u->in_grace = false;
+    }
+}
+
+/* The user's last connection went away: offline now, or after the grace
+ * period unless they come back (a page reload must not flicker). */
+static void last_conn_gone(struct bk *b, struct bk_user *u)
+{
+    if (!u->online) {
+        user_release(b, u);
+        return;
+    }
+    if (b->cfg.presence_grace_ms <= 0 || u->deleted) {
+        set_offline(b, u);
+        user_release(b, u);
+        return;
+    }
+    u->in_grace = true;
+    u->grace_until_ms = bk_now(b) + b->cfg.presence_grace_ms;
+    /* Every user waits the same period, so appending keeps the list sorted. */
+    TAILQ_INSERT_TAIL(&b->grace, u, grace);
+}
+
+void bk_presence_tick(struct bk *b, int64_t now)
+{
+    struct bk_user *u;
+    while ((u = TAILQ_FIRST(&b->grace)) != NULL && u->grace_until_ms <= now) {
+        grace_cancel(b, u);
+        if (u->nconns == 0 && u->online)
+            set_offline(b, u);
+        user_release(b, u);
+    }
+}
+
+void bk_presence_reconcile(struct bk *b)
+{
+    struct bk_user *u, *tmp;
+    RB_FOREACH_SAFE(u, bk_user_tree, &b->users, tmp)
+    {
+        if (u->online && u->nconns == 0)
+            last_conn_gone(b, u);
+        else if (!u->online && u->nconns > 0)
+            set_online(b, u);
+    }
+}
+
+/* ---- users ---------------------------------------------------------------- */
+
+struct bk_user *bk_user_find(struct bk *b, int64_t id)
+{
+    struct bk_user key;
+    key.id = id;
+    return RB_FIND(bk_user_tree, &b->users, &key);
+}
+
+struct bk_user *bk_user_add(struct bk *b, int64_t id)
+{
+    struct bk_user *u = bk_user_find(b, id);
+    if (u)
+        return u;
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->id = id;
+    LIST_INIT(&u->conns);
+    RB_INSERT(bk_user_tree, &b->users, u);
+    return u;
+}
+
+void bk_user_loaded_online(struct bk *b, struct bk_user *u)
+{
+    if (u->online)
+        return;
+    u->online = true;
+    b->nonline++;
+}
+
+void bk_user_delete(struct bk *b, struct bk_user *u)
+{
+    u->deleted = true;
+    hooks_user_idle(b, u);
+    if (LIST_EMPTY(&u->conns)) {
+        grace_cancel(b, u);
+        if (u->online)
+            set_offline(b, u);
+        user_release(b, u);
+        return;
+    }
+    /* Removing the last connection takes the user offline and frees u. */
+    struct bk_conn *c = LIST_FIRST(&u->conns);
+    while (c) {
+        struct bk_conn *next = LIST_NEXT(c, user_link);
+        bk_conn_remove(b, c, true);
+        c = next;
+    }
+}
+
+/* ---- gateways ---------------------------------------------------------------- */
+
+struct bk_gw *bk_gw_find(struct bk *b, const char *id, size_t len)
+{
+    char name[BK_GW_ID_MAX + 1];
+    if (len == 0 || len >= sizeof(name))
+        return NULL;
+    memcpy(name, id, len);
+    name[len] = '\0';
+    struct bk_gw key;
+    key.id = name;
+    return RB_FIND(bk_gw_tree, &b->gws, &key);
+}
+
+struct bk_gw *bk_gw_get(struct bk *b, const char *id, size_t len, bool persist)
+{
+    struct bk_gw *gw = bk_gw_find(b, id, len);
+    if (gw || len == 0 || len > BK_GW_ID_MAX)
+        return gw;
+    gw = calloc(1, sizeof(*gw));
+    if (!gw || !(gw->id = strndup(id, len))) {
+        free(gw);
+        return NULL;
+    }
+    LIST_INIT(&gw->conns);
+    gw->seen_ms = bk_now(b);
+    RB_INSERT(bk_gw_tree, &b->gws, gw);
+    if (persist)
+        bk_cmd_strs(b, 3, (const char *[]){"SADD", BK_GATEWAYS_KEY, gw->id});
+    log_info("gateway %s registered", gw->id);
+    return gw;
+}
+
+/* Forgets every connection of a gateway (it restarted or died). */
+static void gw_clear(struct bk *b, struct bk_gw *gw)
+{
+    char key[256];
+    char wkey[256];
+    /* The rooms' hash of this gateway (bk_rooms.c) goes in the same DEL:
+     * the hooks below are told not to persist. */
+    snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
+    snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
+    bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
+    struct bk_conn *c;
+    while ((c = LIST_FIRST(&gw->conns)) != NULL)
+        bk_conn_remove(b, c, false);
+}
+
+static void gw_reap(struct bk *b, struct bk_gw *gw)
+{
+    log_warn("gateway %s missed its lease: dropping its %zu connections", gw->id, gw->nconns);
+    gw_clear(b, gw);
+    bk_cmd_strs(b, 3, (const char *[]){"SREM", BK_GATEWAYS_KEY, gw->id});
+    RB_REMOVE(bk_gw_tree, &b->gws, gw);
+    free(gw->id);
+    free(gw);
+    b->counters.reaped++;
+}
+
+/* One outstanding EXISTS of a lease: the gateway is named, not pointed to,
+ * since it may be reaped or re-registered before the answer comes. */
+struct lease_check {
+    struct bk *b; /* borrowed */
+    char id[BK_GW_ID_MAX + 1];
+};
+
+static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    (void)ac;
+    struct lease_check *lc = priv;
+    struct bk *b = lc->b;
+    redisReply *r = reply_;
+    struct bk_gw *gw = bk_gw_find(b, lc->id, strlen(lc->id));
+    if (r && r->type == REDIS_REPLY_INTEGER && gw) {
+        int64_t now = bk_now(b);
+        /* A present key says nothing newer than its last renewal, so only
+         * entries, registration and Redis reconnects refresh seen_ms: the
+         * grace it gives covers a gateway whose key Redis lost. */
+        if (r->integer == 0 && now - gw->seen_ms >= EV_LEASE_TTL(b->cfg.gateway_lease_ms))
+            gw_reap(b, gw);
+    }
+    free(lc);
+}
+
+void bk_presence_check_leases(struct bk *b)
+{
+    struct bk_gw *gw;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    {
+        struct lease_check *lc = malloc(sizeof(*lc));
+        if (!lc)
+            return;
+        lc->b = b;
+        snprintf(lc->id, sizeof(lc->id), "%s", gw->id);
+        char key[256];
+        snprintf(key, sizeof(key), "%s%s:lease", EV_GW_STREAM_PREFIX, gw->id);
+        const char *argv[] = {"EXISTS", key};
+        const size_t lens[] = {6, strlen(key)};
+        if (bk_send(b, on_lease_reply, lc, 2, argv, lens) != 0)
+            free(lc);
+    }
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+struct bk_conn *bk_conn_find(struct bk *b, struct bk_gw *gw, uint64_t id)
+{
+    struct bk_conn key;
+    key.gw = gw;
+    key.id = id;
+    return RB_FIND(bk_conn_tree, &b->conns, &key);
+}
+
+void bk_conn_persist(struct bk *b, const struct bk_conn *c)
+{
+    char key[256], val[64];
+    snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
+    snprintf(val, sizeof(val), "%lld:%c", (long long)(c->user ? c->user->id : 0), c->kind);
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "HSET");
+    ev_args_adds(&a, key);
+    ev_args_add_u64(&a, c->id);
+    ev_args_adds(&a, val);
+    bk_cmd(b, &a);
+}
+
+struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct bk_user *u,
+                            char kind, bool persist)
+{
+    if (bk_conn_find(b, gw, id))
+        return NULL; /* replayed entry: already applied */
+    struct bk_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->gw = gw;
+    c->id = id;
+    c->user = u;
+    c->kind = kind;
+    LIST_INIT(&c->rooms);
+    RB_INSERT(bk_conn_tree, &b->conns, c);
+    LIST_INSERT_HEAD(&gw->conns, c, gw_link);
+    gw->nconns++;
+    if (persist)
+        bk_conn_persist(b, c);
+    if (u) {
+        LIST_INSERT_HEAD(&u->conns, c, user_link);
+        u->nconns++;
+        if (u->nconns == 1) {
+            if (u->in_grace)
+                grace_cancel(b, u); /* back within the grace period: no event */
+            else if (!u->online && persist)
+                set_online(b, u);
+        }
+    }
+    return c;
+}
+
+void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
+{
+    struct bk_gw *gw = c->gw;
+    struct bk_user *u = c->user;
+    if (persist) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
+        struct ev_args a;
+        ev_args_init(&a);
+        ev_args_adds(&a, "HDEL");
+        ev_args_adds(&a, key);
+        ev_args_add_u64(&a, c->id);
+        bk_cmd(b, &a);
+    }
+    hooks_conn_closing(b, c, persist);
+    RB_REMOVE(bk_conn_tree, &b->conns, c);
+    LIST_REMOVE(c, gw_link);
+    /* The counts decide presence: one that went below zero would keep a
+     * user online (or offline) for ever. */
+    HERALD_ASSERT(gw->nconns > 0);
+    gw->nconns--;
+    if (u) {
+        LIST_REMOVE(c, user_link);
+        HERALD_ASSERT(u->nconns > 0);
+        u->nconns--;
+    }
+    free(c);
+    if (u && u->nconns == 0) {
+        hooks_user_idle(b, u); /* e.g. a player without a tab cannot play */
+        last_conn_gone(b, u);
+    }
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
+{
+    (void)e;
+    if (gw->nconns) {
+        log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
+        gw_clear(b, gw);
+    }
+}
+
+/* Closes connection e->conn of gw: the store failed (f < 0) or does not
+ * know the token's user (f == 0). */
+static void refuse_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e, int f)
+{
+    char id[24];
+    int il = snprintf(id, sizeof(id), "%llu", (unsigned long long)e->conn);
+    if (f < 0) {
+        /* Not acknowledging would retry forever on a broken database;
+         * refuse the connection and say why. */
+        log_error("conn %llu on %s: user lookup %lld: %s: closing with 1011",
+                  (unsigned long long)e->conn, gw->id, (long long)e->user, b->store.err);
+        bk_kick(b, gw, id, (size_t)il, 1011, "internal");
+        return;
+    }
+    /* A valid token for an id Herald does not know: the application forgot
+     * to provision the user. The word tells its developer so (close reason,
+     * CONNECT_ERROR code), rather than a bare "closed by the server". */
+    log_info("conn %llu on %s: token for unknown user %lld: unknown-user, 4003",
+             (unsigned long long)e->conn, gw->id, (long long)e->user);
+    bk_kick(b, gw, id, (size_t)il, 4003, "unknown-user");
+    bk_refusal_count(b, "unknown-user");
+}
+
+void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
+{
+    char kind = ev_is(e->kind, e->kind_len, "sio") ? 's' : 'w';
+    struct bk_user *u = NULL;
+    if (bk_conn_find(b, gw, e->conn))
+        return;
+    if (e->user > 0 && !(u = bk_user_find(b, e->user))) {
+        /* First sight of this user: the store has their name, or says
+         * they do not exist. */
+        struct bk_user_row row;
+        int f = bk_store_user_by_id(&b->store, e->user, &row);
+        if (f <= 0) {
+            refuse_open(b, gw, e, f);
+            return;
+        }
+        if (!(u = bk_user_add(b, e->user)))
+            return;
+        snprintf(u->username, sizeof(u->username), "%s", row.username);
+    }
+    bk_conn_add(b, gw, e->conn, u, kind, true);
+}
+
+void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
+{
+    struct bk_conn *c = bk_conn_find(b, gw, e->conn);
+    if (c)
+        bk_conn_remove(b, c, true);
+}
+
+/* ---- lifetime ------------------------------------------------------------------ */
+
+void bk_presence_init(struct bk *b)
+{
+    RB_INIT(&b->gws);
+    RB_INIT(&b->users);
+    RB_INIT(&b->conns);
+    TAILQ_INIT(&b->grace);
+}
+
+void bk_presence_free(struct bk *b)
+{
+    struct bk_conn *c, *ct;
+    RB_FOREACH_SAFE(c, bk_conn_tree, &b->conns, ct)
+    {
+        RB_REMOVE(bk_conn_tree, &b->conns, c);
+        free(c);
+    }
+    struct bk_user *u, *ut;
+    RB_FOREACH_SAFE(u, bk_user_tree, &b->users, ut)
+    {
+        RB_REMOVE(bk_user_tree, &b->users, u);
+        free(u);
+    }
+    struct bk_gw *gw, *gt;
+    RB_FOREACH_SAFE(gw, bk_gw_tree, &b->gws, gt)
+    {
+        RB_REMOVE(bk_gw_tree, &b->gws, gw);
+        free(gw->id);
+        free(gw);
+    }
+}
