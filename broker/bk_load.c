@@ -117,15 +117,13 @@ void bk_load_resync(struct bk *b)
         char key[256];
         snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
         bk_cmd_strs(b, 3, (const char *[]){"SADD", BK_GATEWAYS_KEY, gw->id});
-        /* FIXME: the gateway's connections are deleted here and not
-         * written back. They were meant to be (one HSET each, as
-         * bk_conn_persist() writes them), but that HSET was formatted with
-         * "%c", which hiredis's command formatter refuses, so it never left
-         * the broker; this split keeps the broker's behaviour as it was. A
-         * broker that starts after such a resync (restart, failover) loads
-         * none of these connections and takes their users offline. The fix
-         * is a bk_conn_persist() of each connection of gw here. */
+        /* The hash is rewritten from what we hold: a DEL, then one HSET
+         * per connection (Redis may have come back empty, or with an older
+         * copy), so a broker that starts later loads exactly these. */
         bk_cmd_strs(b, 2, (const char *[]){"DEL", key});
+        struct bk_conn *c;
+        LIST_FOREACH(c, &gw->conns, gw_link)
+        bk_conn_persist(b, c);
     }
     bk_hooks_resync(b);
     bk_consumer_group_create(b);

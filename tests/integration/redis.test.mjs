@@ -32,6 +32,21 @@ test('redis restart without persistence: no client dropped, state rewritten, eve
   console.log(`# redis down and back: healthy and online_users exact ${Date.now() - t0} ms after the stop`);
   assert.equal(dropped, false, 'clients stay connected through a short outage');
 
+  // Each gateway's connections were written back too (herald:conns:<gw>):
+  // a broker started now loads them, keeps both users online and announces
+  // nothing. They used to be deleted and never rewritten, so the next broker
+  // took both users offline while their tabs were open.
+  await waitFor(() => s.redis('HLEN', 'herald:conns:gw-a') === '(integer) 1' &&
+    s.redis('HLEN', 'herald:conns:gw-b') === '(integer) 1', { what: 'connections written back' });
+  const seen = alice.messages.length;
+  s.broker.kill('SIGKILL');
+  await s.broker.exited;
+  await s.startBroker();
+  const after = await alice.sync(); // answered by the new broker
+  assert.deepEqual([...after.users].sort((a, b) => a - b), [s.users.alice, s.users.bob].sort((a, b) => a - b));
+  assert.deepEqual(await s.onlineUsers(), [s.users.alice, s.users.bob].sort((a, b) => a - b));
+  assert.deepEqual(alice.messages.slice(seen).filter((m) => m.type === 'status_update'), []);
+
   // The pipeline works: a new user is announced, a leaving one too.
   const carol = await s.connect('carol', 1);
   await alice.next((m) => m.type === 'status_update' && m.userId === s.users.carol && m.status === 'online', 10000);

@@ -15,6 +15,7 @@
  * the entries XADDed to herald:gw:<id>, matched as text.
  */
 #include "bk.h"
+#include "bk_load.h"
 #include "bk_presence.h"
 #include "check.h"
 #include "log.h"
@@ -852,6 +853,53 @@ static void test_chat_rate(void)
     teardown();
 }
 
+/* Index of the first command since mark that is exactly text, or -1. */
+static long index_of(size_t mark, const char *text)
+{
+    for (size_t i = mark; i < F.rec.n; i++)
+        if (strcmp(F.rec.v[i].text, text) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* ---- resync after Redis came back --------------------------------------------- */
+
+/* After a reconnect to Redis (which may have restarted empty) the broker
+ * writes its state back in one MULTI: online users, gateways, and each
+ * gateway's connections. It deleted herald:conns:<gw> and never wrote the
+ * connections back (their HSET used a format hiredis refuses), so a broker
+ * started after that loaded none of them and took their users offline
+ * while their tabs were open. Each connection must be written back after
+ * its gateway's DEL, inside the transaction. */
+static void test_resync_writes_connections(void)
+{
+    setup(0, 4);
+    step("open g1 1 alice");
+    step("open g1 2 bob");
+    step("open g2 3 alice sio");
+    step("open g2 4 guest");
+    size_t mark = F.rec.n;
+    bk_load_resync(&F.b);
+    /* Each HSET once, after its gateway's DEL (a DEL after them would undo
+     * them) and before the EXEC; the order among a gateway's HSETs is free. */
+    static const char *const want[][2] = {
+        {"HSET herald:conns:g1 1 1:w", "DEL herald:conns:g1"},
+        {"HSET herald:conns:g1 2 2:w", "DEL herald:conns:g1"},
+        {"HSET herald:conns:g2 3 1:s", "DEL herald:conns:g2"},
+        {"HSET herald:conns:g2 4 0:w", "DEL herald:conns:g2"},
+    };
+    long exec_at = index_of(mark, "EXEC");
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        long at = index_of(mark, want[i][0]), del = index_of(mark, want[i][1]);
+        if (at < 0)
+            rec_dump(&F.rec, mark);
+        CHECK(at >= 0 && del >= 0 && del < at && at < exec_at);
+        CHECK_INT(count_since(&F.rec, mark, want[i][0], NULL), 1);
+    }
+    CHECK_STR(F.rec.v[mark].text, "MULTI");
+    teardown();
+}
+
 int main(void)
 {
     /* The broker logs every transition at info; failures print their own
@@ -868,5 +916,6 @@ int main(void)
     test_room_limit();
     test_match_and_delete();
     test_chat_rate();
+    test_resync_writes_connections();
     return check_report("test_broker");
 }
