@@ -231,6 +231,11 @@ int rds_cmd(struct rds *r, redisCallbackFn *fn, void *priv, const char *fmt, ...
     va_start(ap, fmt);
     int rc = redisvAsyncCommand(r->ac, fn, priv, fmt, ap);
     va_end(ap);
+    /* On a live connection hiredis refuses only what it cannot format (a
+     * conversion it does not know, such as %c): our bug, not an outage, and
+     * it once hid a lost write for good. Say so, loudly. */
+    if (rc != REDIS_OK && !(r->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+        log_error("redis %s: hiredis refused the command \"%s\" (bad format?)", r->name, fmt);
     return rc == REDIS_OK ? 0 : -1;
 }
 

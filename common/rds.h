@@ -63,6 +63,10 @@ void rds_drain(struct rds *r, int timeout_ms);
  * (fn is then not called). */
 int rds_cmd_argv(struct rds *r, redisCallbackFn *fn, void *priv, int argc, const char **argv,
                  const size_t *argvlen);
+/* The same with a hiredis format string (%s, %d, %ld, %b...; hiredis
+ * knows no %c). Returns 0, or -1 when not connected or when hiredis
+ * refuses the format (logged as an error: that is a bug of ours); fn is
+ * then not called. */
 int rds_cmd(struct rds *r, redisCallbackFn *fn, void *priv, const char *fmt, ...);
 
 /* Opens a blocking connection for start-up work (state loading) and tools.
