@@ -35,20 +35,23 @@ void bk_answer_error(struct bk *b, const struct bk_origin *o, int status, const 
                      const char *message)
 {
     char buf[384];
-    int n;
+    size_t n;
     bk_refusal_count(b, word);
+    /* word and message are our own constants: they always fit. */
     if (o->c) {
         if (wants_ack(o)) {
-            n = snprintf(buf, sizeof(buf), "[{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}]",
-                         word, message);
-            bk_to_ack(b, o->c, o->e, buf, (size_t)n);
+            n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_ACK, word, message);
+            HERALD_ASSERT(n > 0);
+            bk_to_ack(b, o->c, o->e, buf, n);
         } else {
-            n = snprintf(buf, sizeof(buf), "{\"code\":\"%s\",\"message\":\"%s\"}", word, message);
-            bk_to_conn(b, o->c, "error", buf, (size_t)n);
+            n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_EVENT, word, message);
+            HERALD_ASSERT(n > 0);
+            bk_to_conn(b, o->c, "error", buf, n);
         }
     } else if (o->gw) {
-        n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"message\":\"%s\"}", word, message);
-        bk_reply(b, o->gw, o->e, status, buf, (size_t)n);
+        n = ev_refusal(buf, sizeof(buf), EV_REFUSAL_HTTP, word, message);
+        HERALD_ASSERT(n > 0);
+        bk_reply(b, o->gw, o->e, status, buf, n);
     } else {
         log_warn_rl(5, "notify %.*s refused: %s (%s)", (int)o->e->event_len, o->e->event, word,
                     message);

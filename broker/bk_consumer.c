@@ -27,27 +27,12 @@ void bk_consumer_group_create(struct bk *b)
  * Returns its id (borrowed from the reply), or NULL when it has none. */
 static const char *apply_entry(struct bk *b, const redisReply *en)
 {
-    if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
-        en->element[0]->type != REDIS_REPLY_STRING)
-        return NULL;
-    const char *id = en->element[0]->str;
-    const redisReply *fv = en->element[1];
     struct ev_entry e;
-    int ok = -1;
-    if (fv->type == REDIS_REPLY_ARRAY && fv->elements <= 2 * EV_MAX_FIELDS) {
-        const char *fields[2 * EV_MAX_FIELDS];
-        size_t lens[2 * EV_MAX_FIELDS], nf = 0;
-        for (size_t j = 0; j < fv->elements; j++) {
-            if (fv->element[j]->type != REDIS_REPLY_STRING)
-                break;
-            fields[nf] = fv->element[j]->str;
-            lens[nf++] = fv->element[j]->len;
-        }
-        ok = ev_entry_parse(&e, fields, lens, nf);
-    }
-    if (ok == 0)
+    const char *id;
+    int st = ev_entry_from_reply(&e, en, &id);
+    if (st == 0)
         bk_apply(b, &e);
-    else
+    else if (id)
         log_warn_rl(5, "skipping malformed entry %s", id);
     return id;
 }
@@ -101,10 +86,9 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
         return;
     }
     size_t got = 0;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-        r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        got = apply_batch(b, r->element[0]->element[1]);
+    const redisReply *entries = ev_reply_entries(r);
+    if (entries)
+        got = apply_batch(b, entries);
     if (!b->consumer.pending_done && got == 0) {
         b->consumer.pending_done = true;
         log_info("replayed pending entries; consuming new ones");

@@ -81,12 +81,7 @@ void bk_broadcast(struct bk *b, const char *t, const char *event, const char *js
 {
     struct ev_args a;
     ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, t);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, event);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
+    ev_enc_all(&a, t, event, json, jl);
     xadd_all(b, &a);
 }
 
@@ -96,14 +91,7 @@ static void to_ids(struct bk *b, const struct bk_gw *gw, const char *ids, size_t
 {
     struct ev_args a;
     ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "conn");
-    ev_args_adds(&a, "c");
-    ev_args_add(&a, ids, il);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, event);
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
+    ev_enc_conn(&a, ids, il, event, json, jl);
     xadd_gw(b, gw, &a);
 }
 
@@ -120,53 +108,26 @@ void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, 
 {
     struct ev_args a;
     ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "kick");
-    ev_args_adds(&a, "c");
-    ev_args_add(&a, ids, len);
-    ev_args_adds(&a, "s");
-    ev_args_add_i64(&a, code);
-    ev_args_adds(&a, "e");
-    ev_args_adds(&a, word);
-    xadd_gw(b, gw, &a);
-}
-
-/* The fields an answer to request r of connection c carries: a reply (with
- * its status) or an ack, then the data and the gateway's timestamp. */
-static void answer_entry(struct bk *b, const struct bk_gw *gw, const char *type, uint64_t conn,
-                         const struct ev_entry *e, int status, const char *json, size_t jl)
-{
-    struct ev_args a;
-    ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, type);
-    ev_args_adds(&a, "c");
-    ev_args_add_u64(&a, conn);
-    ev_args_adds(&a, "r");
-    ev_args_add_u64(&a, e->req);
-    if (status) {
-        ev_args_adds(&a, "s");
-        ev_args_add_i64(&a, status);
-    }
-    ev_args_adds(&a, "d");
-    ev_args_add(&a, json, jl);
-    if (e->ms > 0) {
-        ev_args_adds(&a, "m");
-        ev_args_add_i64(&a, e->ms);
-    }
+    ev_enc_kick(&a, ids, len, code, word);
     xadd_gw(b, gw, &a);
 }
 
 void bk_reply(struct bk *b, const struct bk_gw *gw, const struct ev_entry *e, int status,
               const char *json, size_t jl)
 {
-    answer_entry(b, gw, "reply", e->conn, e, status, json, jl);
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_enc_reply(&a, e->conn, e->req, status, json, jl, e->ms);
+    xadd_gw(b, gw, &a);
 }
 
 void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, const char *args,
                size_t al)
 {
-    answer_entry(b, c->gw, "ack", c->id, e, 0, args, al);
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_enc_ack(&a, c->id, e->req, args, al, e->ms);
+    xadd_gw(b, c->gw, &a);
 }
 
 void bk_announce_deleted(struct bk *b, int64_t id)
@@ -178,10 +139,7 @@ void bk_announce_deleted(struct bk *b, int64_t id)
     ev_args_add_i64(&a, id);
     bk_cmd(b, &a);
     ev_args_init(&a);
-    ev_args_adds(&a, "t");
-    ev_args_adds(&a, "deleted");
-    ev_args_adds(&a, "u");
-    ev_args_add_i64(&a, id);
+    ev_enc_deleted(&a, id);
     xadd_all(b, &a);
 }
 

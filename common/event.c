@@ -347,7 +347,7 @@ void ev_enc_deleted(struct ev_args *a, int64_t user)
 /* The contract's client events (docs/PROTOCOL.md §3 for /ws, §4 for
  * Socket.IO). whoami and get-users exist on Socket.IO only (the web page
  * uses them); ping and refresh-token are answered by the gateway. */
-static const struct ev_client_event ev_client_events[] = {
+static const struct ev_client_event client_events[] = {
     {"get_online_users", "get-online-users", "get_online_users", EV_ANSWER_BROKER, 0},
     {"livechat", "livechat", "livechat", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
     {"direct_message", "direct_message", "direct_message", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
@@ -362,19 +362,25 @@ static const struct ev_client_event ev_client_events[] = {
     {"refresh-token", "refresh-token", NULL, EV_ANSWER_REFRESH_TOKEN, 0},
 };
 
+const struct ev_client_event *ev_client_events(size_t *n)
+{
+    *n = sizeof(client_events) / sizeof(client_events[0]);
+    return client_events;
+}
+
 const struct ev_client_event *ev_client_event_raw(const char *type, size_t len)
 {
-    for (size_t i = 0; i < sizeof(ev_client_events) / sizeof(ev_client_events[0]); i++)
-        if (ev_client_events[i].raw && ev_is(type, len, ev_client_events[i].raw))
-            return &ev_client_events[i];
+    for (size_t i = 0; i < sizeof(client_events) / sizeof(client_events[0]); i++)
+        if (client_events[i].raw && ev_is(type, len, client_events[i].raw))
+            return &client_events[i];
     return NULL;
 }
 
 const struct ev_client_event *ev_client_event_sio(const char *name, size_t len)
 {
-    for (size_t i = 0; i < sizeof(ev_client_events) / sizeof(ev_client_events[0]); i++)
-        if (ev_client_events[i].sio && ev_is(name, len, ev_client_events[i].sio))
-            return &ev_client_events[i];
+    for (size_t i = 0; i < sizeof(client_events) / sizeof(client_events[0]); i++)
+        if (client_events[i].sio && ev_is(name, len, client_events[i].sio))
+            return &client_events[i];
     return NULL;
 }
 

@@ -197,6 +197,9 @@ struct ev_client_event {
     uint8_t flags;      /* EV_CLIENT_* */
 };
 const struct ev_client_event *ev_client_event_raw(const char *type, size_t len);
+/* The whole table (static), *n rows: for checks that every relayed event
+ * has a handler in the broker. */
+const struct ev_client_event *ev_client_events(size_t *n);
 const struct ev_client_event *ev_client_event_sio(const char *name, size_t len);
 
 /*
