@@ -11,7 +11,7 @@
  * This header is what main.c, herald-admin and the tests see: the
  * configuration, the state (one struct bk, grouped by the module that owns
  * each part), and start / stop / apply. Each module has its own header for
- * what the others may call; docs/ARCHITECTURE-broker.md draws the modules,
+ * what the others may call; docs/ARCHITECTURE.md draws the modules,
  * the directions they may call in, and the path of an event through them:
  *
  *   bk_lead.c      start and stop, the tick, the lock (one active broker)
