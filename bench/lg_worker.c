@@ -11,7 +11,7 @@
  * sends what is due at the configured rate: chat messages, DMs or presence
  * changes (closing or opening a churning user's connection).
  */
-#include "loadgen.h"
+#include "lg_shared.h"
 
 #include "b64.h"
 #include "jwt_auth.h"

@@ -29,7 +29,7 @@
  * rejects what RFC 6455 forbids; tokens are minted by jwt_auth_sign), so a
  * protocol slip on either server shows up as a counted error.
  */
-#include "loadgen.h"
+#include "lg_shared.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,16 +49,6 @@
 #include <unistd.h>
 
 static const char *const mode_names[] = {"idle", "presence", "broadcast", "dm"};
-
-struct lg_opts lg_opt;
-struct lg_shared *lg_shm;
-
-uint64_t lg_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- histogram ---------------------------------------------------------------- */
 
@@ -456,144 +447,124 @@ static double parse_real(const char *name, const char *v)
     return d;
 }
 
-static void parse_args(int argc, char **argv)
+/* Numeric options, one row each: where the value goes in lg_opt, its type
+ * ('l' long, 'i' int, 'I' int64_t, 'd' double: no bounds) and its bounds. */
+struct lg_num_opt {
+    const char *name;
+    size_t off;
+    char type;
+    long min, max;
+};
+#define LG_NUM(name, field, type, min, max)                                                        \
+    {                                                                                              \
+        name, offsetof(struct lg_opts, field), type, min, max                                      \
+    }
+static const struct lg_num_opt lg_num_opts[] = {
+    LG_NUM("first-user", first_user, 'I', 1, 1L << 50),
+    LG_NUM("conns", conns, 'l', 0, LG_CONNS_PER_WORKER *LG_MAX_WORKERS),
+    LG_NUM("tabs", tabs, 'l', 1, 1000000),
+    LG_NUM("churn-users", churn_users, 'l', 0, 100000),
+    LG_NUM("procs", procs, 'i', 1, LG_MAX_WORKERS),
+    LG_NUM("sources", sources, 'i', 1, 250),
+    LG_NUM("ramp-rate", ramp_rate, 'd', 0, 0),
+    LG_NUM("ramp-inflight", ramp_inflight, 'l', 1, 1000000),
+    LG_NUM("settle", settle, 'd', 0, 0),
+    LG_NUM("duration", duration, 'd', 0, 0),
+    LG_NUM("drain", drain, 'd', 0, 0),
+    LG_NUM("rate", rate, 'd', 0, 0),
+    LG_NUM("burst", burst, 'l', 1, 100000),
+    LG_NUM("senders", senders, 'l', 1, 1000000),
+    LG_NUM("window", window, 'l', 1, 1000000),
+    LG_NUM("msg-size", msg_size, 'l', 0, 1000),
+};
+#define LG_NUM_COUNT (sizeof(lg_num_opts) / sizeof(lg_num_opts[0]))
+/* getopt_long's value for row i of lg_num_opts (past every single char). */
+#define LG_NUM_VAL(i) (256 + (int)(i))
+
+static void set_num_opt(const struct lg_num_opt *o, const char *v)
 {
-    static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},          {"proto", 1, 0, 'P'},   {"host", 1, 0, 'H'},
-        {"ports", 1, 0, 'p'},         {"secret", 1, 0, 's'},  {"first-user", 1, 0, 'f'},
-        {"conns", 1, 0, 'n'},         {"tabs", 1, 0, 't'},    {"churn-users", 1, 0, 'c'},
-        {"procs", 1, 0, 'j'},         {"sources", 1, 0, 'S'}, {"ramp-rate", 1, 0, 'r'},
-        {"ramp-inflight", 1, 0, 'i'}, {"settle", 1, 0, 'e'},  {"duration", 1, 0, 'd'},
-        {"drain", 1, 0, 'D'},         {"rate", 1, 0, 'R'},    {"burst", 1, 0, 'b'},
-        {"senders", 1, 0, 'x'},       {"window", 1, 0, 'w'},  {"msg-size", 1, 0, 'z'},
-        {"pid", 1, 0, 'k'},           {"label", 1, 0, 'l'},   {"json", 1, 0, 'o'},
-        {"quiet", 0, 0, 'q'},         {"help", 0, 0, 'h'},    {0, 0, 0, 0},
-    };
-    lg_opt = (struct lg_opts){
-        .mode = LG_IDLE,
-        .proto = LG_RAW,
-        .host = "127.0.0.1",
-        .sources = 32,
-        .first_user = 1,
-        .conns = 1000,
-        .tabs = 1,
-        .ramp_inflight = 512,
-        .settle = 2,
-        .duration = 10,
-        .drain = 2,
-        .burst = 1,
-        .senders = 4,
-        .window = 32,
-        .msg_size = 64,
-        .label = "herald",
-        .secret = getenv("HERALD_JWT_SECRET"),
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (ch) {
-        case 'm':
-            for (lg_opt.mode = 0; lg_opt.mode < 4 && strcmp(optarg, mode_names[lg_opt.mode]);
-                 lg_opt.mode++)
-                ;
-            if (lg_opt.mode == 4) {
-                fprintf(stderr, "herald-loadgen: unknown --mode %s\n", optarg);
-                exit(2);
-            }
-            break;
-        case 'P':
-            if (strcmp(optarg, "ws") && strcmp(optarg, "sio")) {
-                fprintf(stderr, "herald-loadgen: --proto is ws or sio\n");
-                exit(2);
-            }
-            lg_opt.proto = strcmp(optarg, "ws") == 0 ? LG_RAW : LG_SIO;
-            break;
-        case 'H':
-            lg_opt.host = optarg;
-            break;
-        case 'p':
-            for (char *s = optarg, *tok; (tok = strsep(&s, ","));)
-                if (*tok && lg_opt.nports < LG_MAX_PORTS)
-                    lg_opt.ports[lg_opt.nports++] = (int)parse_long("ports", tok, 1, 65535);
-            break;
-        case 's':
-            lg_opt.secret = optarg;
-            break;
-        case 'f':
-            lg_opt.first_user = parse_long("first-user", optarg, 1, 1L << 50);
-            break;
-        case 'n':
-            lg_opt.conns = parse_long("conns", optarg, 0, LG_CONNS_PER_WORKER * LG_MAX_WORKERS);
-            break;
-        case 't':
-            lg_opt.tabs = parse_long("tabs", optarg, 1, 1000000);
-            break;
-        case 'c':
-            lg_opt.churn_users = parse_long("churn-users", optarg, 0, 100000);
-            break;
-        case 'j':
-            lg_opt.procs = (int)parse_long("procs", optarg, 1, LG_MAX_WORKERS);
-            break;
-        case 'S':
-            lg_opt.sources = (int)parse_long("sources", optarg, 1, 250);
-            break;
-        case 'r':
-            lg_opt.ramp_rate = parse_real("ramp-rate", optarg);
-            break;
-        case 'i':
-            lg_opt.ramp_inflight = parse_long("ramp-inflight", optarg, 1, 1000000);
-            break;
-        case 'e':
-            lg_opt.settle = parse_real("settle", optarg);
-            break;
-        case 'd':
-            lg_opt.duration = parse_real("duration", optarg);
-            break;
-        case 'D':
-            lg_opt.drain = parse_real("drain", optarg);
-            break;
-        case 'R':
-            lg_opt.rate = parse_real("rate", optarg);
-            break;
-        case 'b':
-            lg_opt.burst = parse_long("burst", optarg, 1, 100000);
-            break;
-        case 'x':
-            lg_opt.senders = parse_long("senders", optarg, 1, 1000000);
-            break;
-        case 'w':
-            lg_opt.window = parse_long("window", optarg, 1, 1000000);
-            break;
-        case 'z':
-            lg_opt.msg_size = parse_long("msg-size", optarg, 0, 1000);
-            break;
-        case 'k': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || lg_opt.npids == LG_MAX_PIDS || eq - optarg >= 32) {
-                fprintf(stderr, "herald-loadgen: --pid NAME=PID (at most %d)\n", LG_MAX_PIDS);
-                exit(2);
-            }
-            snprintf(lg_opt.pids[lg_opt.npids].name, sizeof(lg_opt.pids[0].name), "%.*s",
-                     (int)(eq - optarg), optarg);
-            lg_opt.pids[lg_opt.npids++].pid = (pid_t)parse_long("pid", eq + 1, 1, 1L << 30);
-            break;
-        }
-        case 'l':
-            lg_opt.label = optarg;
-            break;
-        case 'o':
-            lg_opt.json_path = optarg;
-            break;
-        case 'q':
-            lg_opt.quiet = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            exit(0);
-        default:
-            fputs(usage, stderr);
+    char *field = (char *)&lg_opt + o->off;
+    switch (o->type) {
+    case 'd':
+        *(double *)field = parse_real(o->name, v);
+        break;
+    case 'i':
+        *(int *)field = (int)parse_long(o->name, v, o->min, o->max);
+        break;
+    case 'I':
+        *(int64_t *)field = parse_long(o->name, v, o->min, o->max);
+        break;
+    default:
+        *(long *)field = parse_long(o->name, v, o->min, o->max);
+    }
+}
+
+/* --pid NAME=PID: a server process whose CPU and memory are reported. */
+static void add_pid(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || lg_opt.npids == LG_MAX_PIDS || eq - arg >= 32) {
+        fprintf(stderr, "herald-loadgen: --pid NAME=PID (at most %d)\n", LG_MAX_PIDS);
+        exit(2);
+    }
+    snprintf(lg_opt.pids[lg_opt.npids].name, sizeof(lg_opt.pids[0].name), "%.*s", (int)(eq - arg),
+             arg);
+    lg_opt.pids[lg_opt.npids++].pid = (pid_t)parse_long("pid", eq + 1, 1, 1L << 30);
+}
+
+/* The options that are not numbers. Returns false for an unknown one. */
+static bool set_other_opt(int ch, char *arg)
+{
+    switch (ch) {
+    case 'm':
+        for (lg_opt.mode = 0; lg_opt.mode < 4 && strcmp(arg, mode_names[lg_opt.mode]);
+             lg_opt.mode++)
+            ;
+        if (lg_opt.mode == 4) {
+            fprintf(stderr, "herald-loadgen: unknown --mode %s\n", arg);
             exit(2);
         }
+        return true;
+    case 'P':
+        if (strcmp(arg, "ws") && strcmp(arg, "sio")) {
+            fprintf(stderr, "herald-loadgen: --proto is ws or sio\n");
+            exit(2);
+        }
+        lg_opt.proto = strcmp(arg, "ws") == 0 ? LG_RAW : LG_SIO;
+        return true;
+    case 'p':
+        for (char *s = arg, *tok; (tok = strsep(&s, ","));)
+            if (*tok && lg_opt.nports < LG_MAX_PORTS)
+                lg_opt.ports[lg_opt.nports++] = (int)parse_long("ports", tok, 1, 65535);
+        return true;
+    case 'H':
+        lg_opt.host = arg;
+        return true;
+    case 's':
+        lg_opt.secret = arg;
+        return true;
+    case 'k':
+        add_pid(arg);
+        return true;
+    case 'l':
+        lg_opt.label = arg;
+        return true;
+    case 'o':
+        lg_opt.json_path = arg;
+        return true;
+    case 'q':
+        lg_opt.quiet = true;
+        return true;
+    case 'h':
+        fputs(usage, stdout);
+        exit(0);
     }
+    return false;
+}
+
+/* What the options say together: required ones, and sizes that fit. */
+static void check_args(int argc)
+{
     if (optind < argc || lg_opt.nports == 0 || !lg_opt.secret || !*lg_opt.secret) {
         fprintf(stderr, "herald-loadgen: %s\n",
                 optind < argc        ? "unexpected argument"
@@ -617,6 +588,50 @@ static void parse_args(int argc, char **argv)
                 lg_opt.conns + lg_opt.churn_users, need);
         exit(2);
     }
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option other[] = {
+        {"mode", 1, 0, 'm'},   {"proto", 1, 0, 'P'}, {"host", 1, 0, 'H'},  {"ports", 1, 0, 'p'},
+        {"secret", 1, 0, 's'}, {"pid", 1, 0, 'k'},   {"label", 1, 0, 'l'}, {"json", 1, 0, 'o'},
+        {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'},
+    };
+    enum { NOTHER = sizeof(other) / sizeof(other[0]) };
+    struct option lo[NOTHER + LG_NUM_COUNT + 1];
+    memcpy(lo, other, sizeof(other));
+    for (size_t i = 0; i < LG_NUM_COUNT; i++)
+        lo[NOTHER + i] = (struct option){lg_num_opts[i].name, 1, 0, LG_NUM_VAL(i)};
+    lo[NOTHER + LG_NUM_COUNT] = (struct option){0, 0, 0, 0};
+    lg_opt = (struct lg_opts){
+        .mode = LG_IDLE,
+        .proto = LG_RAW,
+        .host = "127.0.0.1",
+        .sources = 32,
+        .first_user = 1,
+        .conns = 1000,
+        .tabs = 1,
+        .ramp_inflight = 512,
+        .settle = 2,
+        .duration = 10,
+        .drain = 2,
+        .burst = 1,
+        .senders = 4,
+        .window = 32,
+        .msg_size = 64,
+        .label = "herald",
+        .secret = getenv("HERALD_JWT_SECRET"),
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (ch >= LG_NUM_VAL(0) && ch < LG_NUM_VAL(LG_NUM_COUNT))
+            set_num_opt(&lg_num_opts[ch - LG_NUM_VAL(0)], optarg);
+        else if (!set_other_opt(ch, optarg)) {
+            fputs(usage, stderr);
+            exit(2);
+        }
+    }
+    check_args(argc);
 }
 
 int main(int argc, char **argv)

@@ -1,14 +1,16 @@
 /*
- * loadgen.h - what herald-loadgen's parent (loadgen.c: options, phases,
+ * lg_shared.h - what herald-loadgen's parent (loadgen.c: options, phases,
  * measurement of the servers, the JSON summary) and its workers
- * (lg_worker.c: the connections) share.
+ * (lg_worker.c: the connections) share; the shared variables and the clock
+ * live in lg_shared.c, so the parent calls into the workers and both into
+ * lg_shared.c, never the workers back into the parent.
  *
  * The parent maps struct lg_shared before forking; each worker writes only
  * its own struct lg_stats and the presence change table, the parent only
  * reads them, except the phase word, which only the parent writes.
  */
-#ifndef HERALD_LOADGEN_H
-#define HERALD_LOADGEN_H
+#ifndef HERALD_LG_SHARED_H
+#define HERALD_LG_SHARED_H
 
 #include <stdbool.h>
 #include <stdint.h>
