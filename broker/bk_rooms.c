@@ -13,6 +13,7 @@
 #include "bk_rooms.h"
 
 #include "bk_out.h"
+#include "i64v.h"
 #include "log.h"
 
 #include <hiredis/hiredis.h>
@@ -83,38 +84,22 @@ struct json_object *bk_rooms_public_copy(const struct bk *b, struct json_object 
 }
 
 /* The friends of a user as a sorted id array, for membership tests. */
-struct id_list {
-    int64_t *v; /* owned */
-    size_t n, cap;
-};
-
-static void id_list_add(void *arg, int64_t id, const char *username)
+/* bk_store_friends_each() callback: collects the ids (the store lists them
+ * in ascending order, as i64v_has_sorted() needs). A friend lost to a
+ * failed allocation sees public fields only: the safe side. */
+static void friend_add(void *arg, int64_t id, const char *username)
 {
-    struct id_list *l = arg;
     (void)username;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        int64_t *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = id;
+    if (i64v_push(arg, id) != 0)
+        log_warn_rl(1, "out of memory: a friend list was cut short (public fields sent)");
 }
 
-static int id_cmp(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static bool sees_full(const struct id_list *friends, int64_t target, const struct bk_conn *c)
+static bool sees_full(const struct i64v *friends, int64_t target, const struct bk_conn *c)
 {
     if (!c->user)
         return false; /* guests see public fields only */
     int64_t v = c->user->id;
-    return v == target || (friends->n && bsearch(&v, friends->v, friends->n, sizeof(v), id_cmp));
+    return v == target || i64v_has_sorted(friends, v);
 }
 
 static struct bk_room *room_find(struct bk *b, int64_t target)
@@ -126,8 +111,8 @@ static struct bk_room *room_find(struct bk *b, int64_t target)
 size_t bk_rooms_deliver_about(struct bk *b, int64_t target, const char *event,
                               struct json_object *full, struct json_object *pub)
 {
-    struct id_list friends = {0};
-    if (bk_store_friends_each(&b->store, target, id_list_add, &friends) < 0)
+    struct i64v friends = {0};
+    if (bk_store_friends_each(&b->store, target, friend_add, &friends) < 0)
         log_error("friends of %lld: %s (sending public fields only)", (long long)target,
                   b->store.err);
     struct bk_targets tf = {0}, tp = {0};
@@ -143,7 +128,7 @@ size_t bk_rooms_deliver_about(struct bk *b, int64_t target, const char *event,
     reached += bk_targets_send_json(b, &tp, event, pub);
     bk_targets_free(&tf);
     bk_targets_free(&tp);
-    free(friends.v);
+    i64v_free(&friends);
     return reached;
 }
 

@@ -25,9 +25,7 @@ void gw_auth_init(struct gw_auth *a, const struct gw_auth_config *cfg, struct gw
 
 void gw_auth_free(struct gw_auth *a)
 {
-    free(a->deleted);
-    a->deleted = NULL;
-    a->ndeleted = a->deleted_cap = 0;
+    i64v_free(&a->deleted);
     jwt_auth_free(&a->jwt);
 }
 
@@ -197,38 +195,19 @@ enum jwt_auth_status gw_auth_verify(struct gw_auth *a, const char *tok, size_t l
 
 /* ---- deleted accounts ------------------------------------------------------ */
 
-static int id_cmp(const void *x, const void *y)
-{
-    int64_t p = *(const int64_t *)x, q = *(const int64_t *)y;
-    return p < q ? -1 : p > q;
-}
-
 bool gw_auth_user_deleted(const struct gw_auth *a, int64_t user_id)
 {
-    return a->ndeleted &&
-           bsearch(&user_id, a->deleted, a->ndeleted, sizeof(user_id), id_cmp) != NULL;
+    return i64v_has_sorted(&a->deleted, user_id);
 }
 
 void gw_auth_user_deleted_add(struct gw_auth *a, int64_t user_id)
 {
-    if (user_id <= 0 || gw_auth_user_deleted(a, user_id))
-        return;
-    if (a->ndeleted == a->deleted_cap) {
-        size_t cap = a->deleted_cap ? a->deleted_cap * 2 : 64;
-        int64_t *v = realloc(a->deleted, cap * sizeof(*v));
-        if (!v)
-            return;
-        a->deleted = v;
-        a->deleted_cap = cap;
-    }
-    /* Deletions are rare: keep the array sorted by insertion. */
-    size_t i = a->ndeleted;
-    while (i > 0 && a->deleted[i - 1] > user_id) {
-        a->deleted[i] = a->deleted[i - 1];
-        i--;
-    }
-    a->deleted[i] = user_id;
-    a->ndeleted++;
+    /* Deletions are rare and lookups happen on every connection: a sorted
+     * array, binary-searched. */
+    if (user_id > 0 && i64v_insert_sorted(&a->deleted, user_id) < 0)
+        log_error("out of memory: deleted account %lld not remembered (the broker still "
+                  "refuses it at open)",
+                  (long long)user_id);
 }
 
 /* ---- per-address chat bucket ------------------------------------------------ */

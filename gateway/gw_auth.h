@@ -19,6 +19,7 @@
 #define HERALD_GW_AUTH_H
 
 #include "gw_net.h"
+#include "i64v.h"
 #include "jwt_auth.h"
 
 #include <stdbool.h>
@@ -40,8 +41,7 @@ struct gw_auth {
     /* Deleted accounts whose tokens may still be unexpired: sorted ids,
      * loaded from herald:deleted_users and kept current by the broker.
      * Deletions are rare: a sorted array, searched by bisection. */
-    int64_t *deleted; /* owned */
-    size_t ndeleted, deleted_cap;
+    struct i64v deleted; /* sorted ids of accounts deleted while we run */
 };
 
 /* Zeroes a and keeps cfg (its strings borrowed for a's lifetime) and net

@@ -45,7 +45,7 @@ static void test_lifecycle(struct gw_auth *a)
     gw_auth_user_deleted_add(a, 7);
     CHECK_INT(gw_token_life_refresh(a, &l, t7, strlen(t7), &uid, &jst), GW_TOKEN_DELETED);
     CHECK_INT(l.exp, old_exp);
-    a->ndeleted = 0; /* forget 7 again */
+    a->deleted.n = 0; /* forget 7 again */
     CHECK_INT(gw_token_life_refresh(a, &l, t7, strlen(t7), &uid, &jst), GW_TOKEN_OK);
     CHECK(l.exp > (int64_t)time(NULL));
     CHECK_INT(gw_token_life_check(a, &l, now + 200), GW_TOKEN_OK);
@@ -58,16 +58,16 @@ static void test_deleted(struct gw_auth *a)
     static const int64_t ids[] = {50, 3, 70, 3, 0, -4, 20};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
         gw_auth_user_deleted_add(a, ids[i]);
-    CHECK_INT(a->ndeleted, 4);
-    for (size_t i = 1; i < a->ndeleted; i++)
-        CHECK(a->deleted[i - 1] < a->deleted[i]);
+    CHECK_INT(a->deleted.n, 4);
+    for (size_t i = 1; i < a->deleted.n; i++)
+        CHECK(a->deleted.v[i - 1] < a->deleted.v[i]);
     CHECK(gw_auth_user_deleted(a, 20));
     CHECK(!gw_auth_user_deleted(a, 21));
     CHECK(!gw_auth_user_deleted(a, 0));
     /* Past the first allocation. */
     for (int64_t id = 100; id < 300; id++)
         gw_auth_user_deleted_add(a, id);
-    CHECK_INT(a->ndeleted, 204);
+    CHECK_INT(a->deleted.n, 204);
     CHECK(gw_auth_user_deleted(a, 299) && gw_auth_user_deleted(a, 3));
 }
 
@@ -78,7 +78,7 @@ int main(void)
     gw_auth_init(&a, &cfg, NULL);
     CHECK_INT(jwt_auth_init(&a.jwt, "HS256", key, sizeof(key) - 1, NULL, NULL, NULL, 0), 0);
     test_lifecycle(&a);
-    a.ndeleted = 0;
+    a.deleted.n = 0;
     test_deleted(&a);
     gw_auth_free(&a);
     return check_report("gw_auth");
