@@ -22,15 +22,25 @@ export const BIN = process.env.HERALD_BIN_DIR || path.join(ROOT, 'build');
 const OUT = process.env.HERALD_TEST_OUT || path.join(ROOT, 'tests/out');
 export const SECRET = 'integration-test-secret-0123456789';
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+// A port nobody listens on now, never one this process handed out before:
+// the kernel may give the same free port to two quick asks (a broker's admin
+// port and a gateway's once collided that way, and the gateway never came up).
+const portsGiven = new Set();
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.on('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const { port: p } = s.address();
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!portsGiven.has(port)) {
+      portsGiven.add(port);
+      return port;
+    }
+  }
 }
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
