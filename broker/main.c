@@ -94,31 +94,12 @@ int main(int argc, char **argv)
     static struct bk b;
     int rc = 1;
     /* No secret is configured here, but the broker holds what users wrote
-     * (direct messages, private profile fields) in memory. */
-    if (cfg_protect_secrets() != 0) {
-        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
-        return 2;
-    }
-    int argi =
-        cfg_load(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv, bk_usage);
-    if (argi == CFG_LOAD_HELP)
-        return 0;
-    if (argi < 0)
-        return 2;
-    if (argi < argc) {
-        fprintf(stderr, "unexpected argument \"%s\" (see --help)\n", argv[argi]);
-        return 2;
-    }
-    int lvl = log_parse_level(b.cfg.log_level);
-    if (lvl < 0) {
-        fprintf(stderr, "bad --log-level \"%s\"\n", b.cfg.log_level);
-        return 2;
-    }
-    log_min_level = lvl;
-    if (b.cfg.log_file && log_open(b.cfg.log_file) != 0) {
-        fprintf(stderr, "cannot open --log-file %s: %s\n", b.cfg.log_file, strerror(errno));
-        return 2;
-    }
+     * (direct messages, private profile fields) in memory: cfg_start()
+     * keeps it out of core dumps too. */
+    int done = cfg_start(bk_opts, sizeof(bk_opts) / sizeof(bk_opts[0]), &b.cfg, argc, argv,
+                         bk_usage, &b.cfg.log_level, &b.cfg.log_file);
+    if (done >= 0)
+        return done;
     char ident[160];
     snprintf(ident, sizeof(ident), "broker %s", b.cfg.consumer);
     log_set_ident(ident);

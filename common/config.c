@@ -224,6 +224,35 @@ void cfg_log(const struct cfg_opt *opts, size_t n, const void *src)
         log_info("config%s:%s", first ? "" : " (cont.)", line);
 }
 
+int cfg_start(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **argv,
+              const char *usage, const char *const *log_level, const char *const *log_file)
+{
+    if (cfg_protect_secrets() != 0) {
+        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
+        return 2;
+    }
+    int argi = cfg_load(opts, n, dst, argc, argv, usage);
+    if (argi == CFG_LOAD_HELP)
+        return 0;
+    if (argi < 0)
+        return 2;
+    if (argi < argc) {
+        fprintf(stderr, "unexpected argument \"%s\" (see --help)\n", argv[argi]);
+        return 2;
+    }
+    int lvl = log_parse_level(*log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "bad --log-level \"%s\"\n", *log_level);
+        return 2;
+    }
+    log_min_level = lvl;
+    if (*log_file && log_open(*log_file) != 0) {
+        fprintf(stderr, "cannot open --log-file %s: %s\n", *log_file, strerror(errno));
+        return 2;
+    }
+    return -1;
+}
+
 int cfg_protect_secrets(void)
 {
     struct rlimit none = {0, 0};

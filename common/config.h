@@ -70,6 +70,18 @@ unsigned char *cfg_read_secret_file(const char *path, size_t *len);
  */
 int cfg_protect_secrets(void);
 
+/*
+ * The start every long-running Herald program shares: cfg_protect_secrets(),
+ * cfg_load() into dst, no stray positional argument, then the log level and
+ * log file from the loaded options (*log_level and *log_file point into dst;
+ * *log_file may be NULL: stderr). Each failure is printed to stderr.
+ * Returns -1 to go on (the caller then sets its log ident and calls
+ * cfg_log()), or the exit status main() should return now: 0 after --help,
+ * 2 on any error.
+ */
+int cfg_start(const struct cfg_opt *opts, size_t n, void *dst, int argc, char **argv,
+              const char *usage, const char *const *log_level, const char *const *log_file);
+
 /* Parses "host:port" into host (NUL-terminated, brackets removed for IPv6)
  * and port. Returns 0, or -1 when malformed. */
 int cfg_parse_hostport(const char *s, char *host, size_t host_size, int *port);

@@ -293,26 +293,10 @@ static void bus_on_deleted(void *arg, int64_t user_id)
  */
 static int configure(struct gw *g, int argc, char **argv)
 {
-    int argi =
-        cfg_load(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv, gw_usage);
-    if (argi == CFG_LOAD_HELP)
-        return 0;
-    if (argi < 0)
-        return 2;
-    if (argi < argc) {
-        fprintf(stderr, "unexpected argument \"%s\" (see --help)\n", argv[argi]);
-        return 2;
-    }
-    int lvl = log_parse_level(g->cfg.log_level);
-    if (lvl < 0) {
-        fprintf(stderr, "bad --log-level \"%s\"\n", g->cfg.log_level);
-        return 2;
-    }
-    log_min_level = lvl;
-    if (g->cfg.log_file && log_open(g->cfg.log_file) != 0) {
-        fprintf(stderr, "cannot open --log-file %s: %s\n", g->cfg.log_file, strerror(errno));
-        return 2;
-    }
+    int done = cfg_start(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv,
+                         gw_usage, &g->cfg.log_level, &g->cfg.log_file);
+    if (done >= 0)
+        return done;
     if (g->cfg.gateway_id && *g->cfg.gateway_id) {
         snprintf(g->id, sizeof(g->id), "%s", g->cfg.gateway_id);
     } else {
@@ -400,10 +384,6 @@ int main(int argc, char **argv)
 {
     struct gw *g = &g_gw;
     int rc = 1;
-    if (cfg_protect_secrets() != 0) {
-        fprintf(stderr, "cannot disable core dumps: %s\n", strerror(errno));
-        return 2;
-    }
     int done = configure(g, argc, argv);
     if (done >= 0)
         return done;
