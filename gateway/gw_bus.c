@@ -65,13 +65,18 @@ void gw_bus_close(struct gw_bus *b, uint64_t id)
     xadd(b, &a);
 }
 
-void gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
+bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
                 size_t len, int64_t ack_id)
 {
     struct ev_args a;
+    if (!stream_ready(b) || !b->pub.up)
+        return false;
     xadd_start(b, &a);
     ev_enc_msg(&a, b->cfg.id, id, user_id, type, json, len, ack_id, gw_now_ms());
-    xadd(b, &a);
+    if (rds_cmd_argv(&b->pub, NULL, NULL, a.argc, a.argv, a.argvlen) != 0)
+        return false;
+    b->n_published++;
+    return true;
 }
 
 uint64_t gw_bus_request(struct gw_bus *b, uint64_t conn_id, const char *op, int64_t user_id,

@@ -89,9 +89,11 @@ bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_
  * when the lease does the job). */
 void gw_bus_close(struct gw_bus *b, uint64_t id);
 /* A client event for the broker: its broker name, its JSON object (both
- * borrowed for the call), and the Socket.IO ack id (-1: none). Best
- * effort, like gw_bus_close(). */
-void gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
+ * borrowed for the call), and the Socket.IO ack id (-1: none). Returns
+ * true when it was handed to Redis; false when it could not be (Redis
+ * down, or our stream not yet positioned): the caller must then tell the
+ * sender "unavailable" rather than let the event vanish. */
+bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
                 size_t len, int64_t ack_id);
 /* An HTTP request the broker answers, from connection conn_id: op, JSON
  * arguments (borrowed for the call) and the authenticated user (0: none).

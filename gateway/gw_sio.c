@@ -316,7 +316,9 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
         size_t jl = 2;
         const char *js =
             arg ? json_object_to_json_string_length(arg, JSON_C_TO_STRING_PLAIN, &jl) : "{}";
-        gw_bus_msg(&g->bus, s->id, st->life.user_id, ev->broker, js, jl, p->ack_id);
+        if (!gw_bus_msg(&g->bus, s->id, st->life.user_id, ev->broker, js, jl, p->ack_id))
+            answer_error(s, p->ack_id, "unavailable",
+                         "the service cannot take events now: try again");
     }
     json_object_put(arr);
 }

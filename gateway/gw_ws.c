@@ -157,7 +157,8 @@ void gw_ws_on_message(struct gw *g, struct gw_conn *c, uint8_t opcode, const uin
     } else if ((ev->flags & EV_CLIENT_CHAT) && !gw_auth_chat_allowed(&g->auth, c)) {
         send_raw_error(c, "rate-limited", "too many messages from this address: slow down");
     } else {
-        gw_bus_msg(&g->bus, c->id, cl->life.user_id, ev->broker, (const char *)data, len, -1);
+        if (!gw_bus_msg(&g->bus, c->id, cl->life.user_id, ev->broker, (const char *)data, len, -1))
+            send_raw_error(c, "unavailable", "the service cannot take events now: try again");
     }
     json_object_put(obj);
 }

@@ -3,7 +3,7 @@
 // and events flow as before.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Stack, waitFor } from './harness.mjs';
+import { Stack, waitFor, sioClient, sioConnected, sioAck, sioNext, closeSioClients } from './harness.mjs';
 
 let s;
 before(async () => { s = await new Stack('redis-restart').start(); });
@@ -56,5 +56,43 @@ test('redis restart without persistence: no client dropped, state rewritten, eve
   const list = await alice.sync();
   assert.deepEqual([...list.users].sort((a, b) => a - b), [s.users.alice, s.users.carol].sort((a, b) => a - b));
   await carol.close();
+  await alice.close();
+});
+
+// While a gateway cannot hand events to Redis, a chat message or DM must not
+// vanish: its sender hears "unavailable" at once, on every endpoint (it used
+// to be dropped without a word, and a Socket.IO callback was never called).
+test('redis down: socket events are refused with unavailable, never dropped silently', async () => {
+  const alice = await s.connect('alice', 0);
+  const bob = await s.sio('bob', 1);
+  await alice.sync();
+  await s.redisProc.stop();
+  await waitFor(async () => (await health(s.gateways[0])) === 503 && (await health(s.gateways[1])) === 503,
+    { what: 'both gateways see redis down' });
+
+  const from = alice.messages.length;
+  alice.send({ type: 'direct_message', to: 'bob', message: 'lost?' });
+  alice.send({ type: 'livechat', message: 'lost too?' });
+  const errorsSince = () => alice.messages.slice(from).filter((m) => m.type === 'error');
+  await waitFor(() => errorsSince().length >= 2, { what: 'two error frames' });
+  assert.deepEqual(errorsSince().map((m) => m.code), ['unavailable', 'unavailable']);
+
+  const ack = await sioAck(bob, 'direct_message', { to: 'alice', message: 'lost?' });
+  assert.equal(ack.ok, false);
+  assert.equal(ack.error, 'unavailable');
+  const ev = bob.events.length;
+  bob.emit('livechat', { message: 'no callback' });
+  const [err] = await sioNext(bob, 'error', () => true, { from: ev });
+  assert.equal(err.code, 'unavailable');
+
+  await s.startRedis();
+  await waitFor(async () => (await health(s.gateways[0])) === 200 && (await health(s.gateways[1])) === 200,
+    { what: 'healthy again', timeout: 20000 });
+  // And once Redis is back the same events are taken again.
+  await waitFor(async () => (await sioAck(bob, 'livechat', { message: 'back' })).ok === true,
+    { what: 'chat accepted again', timeout: 15000 });
+  await alice.next((m) => m.type === 'livechat' && m.message === 'back');
+  bob.disconnect();
+  closeSioClients();
   await alice.close();
 });
