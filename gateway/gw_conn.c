@@ -160,6 +160,26 @@ void gw_conn_mark_dirty(struct gw_conn *c)
     event_active(c->net->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* A slow consumer is cut: what it has not been sent yet is dropped, so
+ * that our close frame goes out right behind the frame being written (a
+ * frame cut in the middle would break the stream). The consumer that reads
+ * again gets 1013 after the bytes the kernel already holds, not after the
+ * megabytes of our own queue. */
+static void drop_unsent(struct gw_conn *c)
+{
+    struct gw_out *keep = c->out_head;
+    if (!keep)
+        return;
+    if (keep->off == 0) {
+        gw_conn_free_queue(c);
+        return;
+    }
+    gw_out_list_free(keep->next);
+    keep->next = NULL;
+    c->out_tail = &keep->next;
+    c->out_bytes = keep->buf->len - keep->off;
+}
+
 void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
 {
     if (!s || (c->flags & (GW_CONN_DEAD | GW_CONN_LINGER)))
@@ -169,9 +189,9 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
         return;
     if ((size_t)c->out_bytes + s->len > c->net->lim.out_cap && !(c->flags & GW_CONN_CUT)) {
         /* A consumer that does not read cannot make us grow without bound;
-         * everyone else's fan-out goes on. A WebSocket gets close 1013 past
-         * the cap (a few bytes: one that catches up learns why), and is
-         * dropped when it has not drained within the close timeout. */
+         * everyone else's fan-out goes on. A WebSocket gets close 1013 in
+         * place of what was still queued (one that reads again learns why),
+         * and is dropped when it has not drained within the close timeout. */
         c->net->n_slow_cut++;
         c->net->n_limit[GW_LIMIT_OUTPUT_CAP]++;
         c->flags |= GW_CONN_CUT;
@@ -181,6 +201,7 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
             gw_conn_mark_dead(c);
             return;
         }
+        drop_unsent(c);
         gw_conn_close(c, 1013, "too slow: output queue full");
         c->deadline_ms = gw_now_ms() + c->net->lim.close_timeout_ms;
         return;

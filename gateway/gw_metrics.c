@@ -82,9 +82,11 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
         return;
     }
     size_t raw = 0, http = 0;
+    unsigned long long queued = 0;
     struct gw_conn *x;
     TAILQ_FOREACH(x, &g->net.conns, link)
     {
+        queued += x->out_bytes;
         if (gw_ws_is_client(x))
             raw++;
         else if (!(x->flags & GW_CONN_WS))
@@ -122,6 +124,10 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 (unsigned long long)g->bus.n_entries_in);
     metrics_put(o, "herald_gateway_deliveries_total", "counter",
                 "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
+    metrics_put(o, "herald_gateway_output_queued_bytes", "gauge",
+                "Bytes queued for client sockets and not yet written (each connection is "
+                "capped by --output-cap).",
+                queued);
     metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
                 "Connections closed for exceeding the output cap.",
                 (unsigned long long)g->net.n_slow_cut);
