@@ -255,18 +255,22 @@ size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only)
 }
 
 /* A kick's reason word (e->event), as the close reason: it tells the
- * client why ("unknown-user", "account-deleted"). Our own broker's short
- * words; anything longer than a close reason may carry (RFC 6455 §5.5: 123
- * bytes) is cut. */
+ * client why ("unknown-user", "account-deleted"). Our broker's words are
+ * short ASCII; a word that is too long or not UTF-8, or a code a close frame
+ * may not carry (RFC 6455 §7.4), is replaced by the defaults rather than
+ * cut into an invalid frame. */
 static void kick(struct gw_conn *c, const struct ev_entry *e)
 {
     char reason[64] = "closed by the server";
-    if (e->event_len > 0 && utf8_valid((const uint8_t *)e->event, e->event_len)) {
-        size_t rl = e->event_len < sizeof(reason) - 1 ? e->event_len : sizeof(reason) - 1;
-        memcpy(reason, e->event, rl);
-        reason[rl] = '\0';
+    if (e->event_len > 0 && e->event_len < sizeof(reason) &&
+        utf8_valid((const uint8_t *)e->event, e->event_len)) {
+        memcpy(reason, e->event, e->event_len);
+        reason[e->event_len] = '\0';
     }
-    gw_conn_close(c, e->status ? (uint16_t)e->status : 1000, reason);
+    uint16_t code = 1000;
+    if (e->status > 0 && e->status <= UINT16_MAX && ws_close_code_valid((uint16_t)e->status))
+        code = (uint16_t)e->status;
+    gw_conn_close(c, code, reason);
 }
 
 bool gw_ws_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_ws_render *r)

@@ -112,3 +112,19 @@ test('web client and health are served', async () => {
   assert.equal(h.status, 200);
   assert.equal((await h.json()).status, 'ok');
 });
+
+// A kick entry is written by our broker, but anyone with access to Redis
+// can write one: a close code a frame may not carry, or a reason too long
+// for one, must give a valid close frame (the defaults), never a broken one.
+test('a kick with an invalid code or an oversized reason still closes cleanly', async () => {
+  const erin = await s.connect('erin', 0);
+  await erin.sync();
+  const conns = s.redis('HGETALL', 'herald:conns:gw-a').split('\n').map((l) => (l.match(/"(.*)"/) || [])[1]);
+  let id;
+  for (let i = 0; i + 1 < conns.length; i += 2) if (conns[i + 1] === `${s.users.erin}:w`) id = conns[i];
+  assert.ok(id, `erin's connection in herald:conns:gw-a: ${conns}`);
+  s.redis('XADD', 'herald:gw:gw-a', '*', 't', 'kick', 'c', id, 's', '1005', 'e', 'x'.repeat(200));
+  const { code, reason } = await erin.closed;
+  assert.equal(code, 1000);
+  assert.equal(reason, 'closed by the server');
+});
