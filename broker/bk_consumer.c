@@ -17,6 +17,69 @@
 /* How long one XREADGROUP blocks waiting for new entries. */
 #define BK_XREAD_BLOCK_MS 2000
 
+/* A three-word command whose reply fn reads (b is its priv). */
+static void send_with_reply(struct bk *b, redisCallbackFn *fn, const char *const argv[3])
+{
+    size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+    bk_send(b, fn, b, 3, (const char **)argv, lens);
+}
+
+/* XTRIM MINID id: removes the entries older than id. */
+static void trim_below(struct bk *b, const char *id)
+{
+    if (strcmp(id, "0-0") != 0)
+        bk_cmd_strs(b, 4, (const char *[]){"XTRIM", EV_STREAM_IN, "MINID", id});
+}
+
+/* XPENDING herald:events brokers: [count, smallest id, greatest id, ...]. */
+static void on_pending_summary(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        trim_below(priv, r->element[1]->str);
+}
+
+/* XINFO GROUPS herald:events (Redis 7: each group a flat list of name,
+ * value pairs): our group's pending count and last delivered id. */
+static void on_groups(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct bk *b = priv;
+    redisReply *r = reply;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        const char *name = NULL, *last = NULL;
+        long long pending = -1;
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const redisReply *k = g->element[j], *v = g->element[j + 1];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "last-delivered-id") == 0 && v->type == REDIS_REPLY_STRING)
+                last = v->str;
+        }
+        if (!name || strcmp(name, EV_GROUP) != 0 || !last || pending < 0)
+            continue;
+        if (pending == 0)
+            trim_below(b, last);
+        else
+            send_with_reply(b, on_pending_summary,
+                            (const char *[]){"XPENDING", EV_STREAM_IN, EV_GROUP});
+        return;
+    }
+}
+
+void bk_consumer_trim(struct bk *b)
+{
+    send_with_reply(b, on_groups, (const char *[]){"XINFO", "GROUPS", EV_STREAM_IN});
+}
+
 void bk_consumer_group_create(struct bk *b)
 {
     bk_cmd_strs(b, 6,

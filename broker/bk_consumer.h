@@ -21,5 +21,15 @@ void bk_consumer_resume(struct bk *b);
 /* XGROUP CREATE herald:events brokers 0 MKSTREAM through the sink (Redis
  * may have lost the group; an existing one answers BUSYGROUP, ignored). */
 void bk_consumer_group_create(struct bk *b);
+/*
+ * Trims herald:events below what the group no longer needs: the oldest
+ * entry still pending (read, not acknowledged), else the last one
+ * delivered (XINFO GROUPS, then XPENDING, then XTRIM MINID, each through
+ * the sink). Entries nobody has read or acknowledged are never removed;
+ * gateways keep the stream's length under their cap by refusing new
+ * client events while it is full. Called once a second by the active
+ * broker.
+ */
+void bk_consumer_trim(struct bk *b);
 
 #endif

@@ -118,6 +118,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         b->lead.last_heartbeat_ms = now;
         heartbeat(b);
         renew_lock(b);
+        bk_consumer_trim(b);
     }
     /* See EV_LEASE_TTL: a dead gateway is reaped within 4/5 of the lease. */
     if (now - b->lead.last_lease_check_ms >= EV_LEASE_RENEW(b->cfg.gateway_lease_ms) && b->cmd.up) {

@@ -37,8 +37,12 @@ static const struct cfg_opt bk_opts[] = {
         "offline debounce: a reconnect within this announces nothing"),
     OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
         "a gateway whose lease lapsed this long is dead: its users go offline"),
-    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 1000, 1000000000, 0,
-        "approximate cap on herald:events"),
+    /* The cap on herald:events is the gateways' (they refuse new client
+     * events at it); the broker only trims what it has acknowledged. The
+     * option stays so one HERALD_STREAM_MAXLEN can configure every process. */
+    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 10, 1000000000, 0,
+        "cap on herald:events, enforced by the gateways (the broker trims only what it "
+        "acknowledged)"),
     /* A gateway reads its stream continuously; 100k entries is minutes of
      * backlog at full load, enough for a Redis hiccup. */
     OPT("gw-stream-maxlen", CFG_INT, gw_stream_maxlen, "100000", 100, 1000000000, 0,

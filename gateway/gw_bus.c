@@ -40,10 +40,25 @@ static void xadd(struct gw_bus *b, struct ev_args *a)
         b->n_published++;
 }
 
-/* Starts an XADD on herald:events; the entry's fields follow (ev_enc_*). */
+/* Starts an XADD on herald:events; the entry's fields follow (ev_enc_*).
+ * No MAXLEN: an approximate trim drops entries the broker has not read
+ * (Redis trims by length, whatever a consumer group still needs). The
+ * broker trims what it has acknowledged (XTRIM MINID); the cap is kept by
+ * refusing new client events while the stream is full. */
 static void xadd_start(struct gw_bus *b, struct ev_args *a)
 {
-    ev_args_xadd(a, EV_STREAM_IN, strlen(EV_STREAM_IN), b->cfg.stream_maxlen);
+    (void)b;
+    ev_args_xadd(a, EV_STREAM_IN, strlen(EV_STREAM_IN), 0);
+}
+
+/* Whether a client event or request may be published now. Opens, closes
+ * and hello are always published: they keep presence true and are few. */
+static bool may_publish(struct gw_bus *b)
+{
+    if (stream_ready(b) && b->pub.up && !b->events_full)
+        return true;
+    b->n_refused++;
+    return false;
 }
 
 bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind)
@@ -69,7 +84,7 @@ bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type
                 size_t len, int64_t ack_id)
 {
     struct ev_args a;
-    if (!stream_ready(b) || !b->pub.up)
+    if (!may_publish(b))
         return false;
     xadd_start(b, &a);
     ev_enc_msg(&a, b->cfg.id, id, user_id, type, json, len, ack_id, gw_now_ms());
@@ -83,7 +98,7 @@ uint64_t gw_bus_request(struct gw_bus *b, uint64_t conn_id, const char *op, int6
                         const char *json, size_t len)
 {
     struct ev_args a;
-    if (!stream_ready(b) || !b->pub.up)
+    if (!may_publish(b))
         return 0;
     uint64_t rid = ++b->next_req;
     xadd_start(b, &a);
@@ -112,6 +127,23 @@ static void on_broker_alive(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Renews our lease: the broker treats a gateway whose key expired as dead
  * and takes its users offline. */
+/* XLEN herald:events: full while at the cap (the broker trims what it has
+ * acknowledged, so it empties as soon as the broker catches up). */
+static void on_events_len(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw_bus *b = priv;
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return;
+    bool full = r->integer >= b->cfg.stream_maxlen;
+    if (full != b->events_full)
+        log_warn("herald:events %s its cap (%lld of %ld entries): client events %s",
+                 full ? "at" : "below", (long long)r->integer, b->cfg.stream_maxlen,
+                 full ? "refused as unavailable" : "accepted again");
+    b->events_full = full;
+}
+
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_bus *b = arg;
@@ -124,6 +156,8 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     rds_cmd(&b->pub, NULL, NULL, "SET %s %d PX %ld", b->lease_key, (int)getpid(),
             EV_LEASE_TTL(b->cfg.lease_ms));
     rds_cmd(&b->pub, on_broker_alive, b, "GET %s", GW_BROKER_ALIVE_KEY);
+    if (b->cfg.stream_maxlen > 0)
+        rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN);
 }
 
 /* Announces us and every connection we hold. Run when our stream is

@@ -30,8 +30,11 @@ enum gw_client_kind { GW_CLIENT_WS, GW_CLIENT_SIO };
 struct gw_bus_config {
     const char *redis_url; /* borrowed: redis://host:port[/db] */
     const char *id;        /* borrowed: this gateway's id (names our stream and lease) */
-    long stream_maxlen;    /* approximate cap on herald:events */
-    long lease_ms;         /* --gateway-lease-ms */
+    /* Cap on herald:events: past it, client events and requests are refused
+     * (unavailable) until the broker has consumed and trimmed; nothing is
+     * ever trimmed unread. Checked at every lease renewal (lease/5). */
+    long stream_maxlen;
+    long lease_ms; /* --gateway-lease-ms */
 };
 
 struct gw_bus_handlers {
@@ -61,10 +64,12 @@ struct gw_bus {
     bool reading;        /* an XREAD is outstanding */
     bool broker_alive;   /* from the broker's heartbeat key */
     bool hello_sent;
+    bool events_full;       /* herald:events was at its cap when last measured */
     struct event *lease_ev; /* owned */
     uint64_t next_req;      /* last request id handed out */
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;
+    uint64_t n_refused; /* client events and requests refused: Redis down or stream full */
 };
 
 /*

@@ -128,6 +128,13 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 "Bytes queued for client sockets and not yet written (each connection is "
                 "capped by --output-cap).",
                 queued);
+    metrics_put(o, "herald_gateway_events_refused_total", "counter",
+                "Client events and requests answered unavailable: Redis down or herald:events "
+                "at its cap.",
+                (unsigned long long)g->bus.n_refused);
+    metrics_put(o, "herald_gateway_input_stream_full", "gauge",
+                "1 while herald:events is at --stream-maxlen (new client events refused).",
+                (unsigned long long)g->bus.events_full);
     metrics_put(o, "herald_gateway_slow_consumers_cut_total", "counter",
                 "Connections closed for exceeding the output cap.",
                 (unsigned long long)g->net.n_slow_cut);

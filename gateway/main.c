@@ -87,8 +87,12 @@ static const struct cfg_opt gw_opts[] = {
         "a request head must arrive within this (slowloris)"),
     OPT("request-timeout-ms", CFG_INT, request_timeout_ms, "5000", 100, 600000, 0,
         "how long an HTTP request waits for the broker (503 after)"),
-    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 1000, 1000000000, 0,
-        "approximate cap on herald:events length"),
+    /* At 12 k events/s a million entries is over a minute of broker
+     * outage; past it clients hear "unavailable" instead of the stream
+     * growing without bound. Never trimmed unread (the broker trims what it
+     * acknowledged). */
+    OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 10, 1000000000, 0,
+        "cap on herald:events: client events and requests are refused (unavailable) above it"),
     /* Engine.IO's own default: 1 MB per polling payload or message. */
     OPT("max-payload", CFG_INT, max_payload, "1000000", 1024, 268435456, 0,
         "Engine.IO maxPayload (polling payload and message cap)"),
