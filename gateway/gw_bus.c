@@ -55,6 +55,16 @@ static void xadd_start(struct gw_bus *b, struct ev_args *a)
  * and hello are always published: they keep presence true and are few. */
 static bool may_publish(struct gw_bus *b)
 {
+    /* Between measurements the length is estimated from our own publishes,
+     * so a stopped broker's stream stops at the cap, not a renewal period's
+     * worth of events past it (other gateways' publishes are seen at the
+     * next measurement). */
+    if (b->cfg.stream_maxlen > 0 && !b->events_full &&
+        b->events_len + (long long)(b->n_published - b->events_len_at) >= b->cfg.stream_maxlen) {
+        b->events_full = true;
+        log_warn("herald:events at its cap (%ld entries): client events refused as unavailable",
+                 b->cfg.stream_maxlen);
+    }
     if (stream_ready(b) && b->pub.up && !b->events_full)
         return true;
     b->n_refused++;
@@ -136,7 +146,10 @@ static void on_events_len(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     if (!r || r->type != REDIS_REPLY_INTEGER)
         return;
-    bool full = r->integer >= b->cfg.stream_maxlen;
+    b->events_len = r->integer;
+    b->events_len_at = b->len_asked_at;
+    bool full =
+        b->events_len + (long long)(b->n_published - b->events_len_at) >= b->cfg.stream_maxlen;
     if (full != b->events_full)
         log_warn("herald:events %s its cap (%lld of %ld entries): client events %s",
                  full ? "at" : "below", (long long)r->integer, b->cfg.stream_maxlen,
@@ -156,8 +169,9 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     rds_cmd(&b->pub, NULL, NULL, "SET %s %d PX %ld", b->lease_key, (int)getpid(),
             EV_LEASE_TTL(b->cfg.lease_ms));
     rds_cmd(&b->pub, on_broker_alive, b, "GET %s", GW_BROKER_ALIVE_KEY);
-    if (b->cfg.stream_maxlen > 0)
-        rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN);
+    if (b->cfg.stream_maxlen > 0 &&
+        rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN) == 0)
+        b->len_asked_at = b->n_published;
 }
 
 /* Announces us and every connection we hold. Run when our stream is

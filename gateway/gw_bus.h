@@ -64,7 +64,13 @@ struct gw_bus {
     bool reading;        /* an XREAD is outstanding */
     bool broker_alive;   /* from the broker's heartbeat key */
     bool hello_sent;
-    bool events_full;       /* herald:events was at its cap when last measured */
+    /* herald:events' length as last measured (XLEN), and our publish count
+     * when that XLEN was sent: its length now is at most the first plus
+     * what we published since (the broker only shortens it). */
+    long long events_len;
+    uint64_t events_len_at;
+    uint64_t len_asked_at;  /* n_published when the outstanding XLEN was sent */
+    bool events_full;       /* the estimate is at the cap: client events refused */
     struct event *lease_ev; /* owned */
     uint64_t next_req;      /* last request id handed out */
     /* Counters (GET /metrics). */

@@ -44,16 +44,17 @@ test('broker stopped: the input stream fills to its cap, then events are refused
   const accepted = [];
   const refused = [];
   try {
-    // The gateways measure the stream at each lease renewal: a few hundred
-    // DMs may pass the cap before the first refusal, never an unbounded
-    // number.
     for (let i = 0; i < 5000 && refused.length < 20; i++)
       (await sendDm(alice, i) ? refused : accepted).push(i);
   } finally {
     s.broker.kill('SIGCONT');
   }
+  console.log(`# cap ${CAP}: ${accepted.length} DMs accepted before the first refusal was seen, ${refused.length} refused`);
   assert.ok(refused.length >= 20, `refusals once the stream was full (accepted ${accepted.length})`);
-  assert.ok(accepted.length >= CAP, `at least the cap was accepted (${accepted.length})`);
+  // The stream still held a few acknowledged entries (opens) when the
+  // broker stopped: the gateway stops at the cap, counting its own publishes
+  // between two measurements.
+  assert.ok(accepted.length > CAP - 20 && accepted.length <= CAP, `about the cap was accepted (${accepted.length})`);
   const metrics = await (await fetch(`${s.gateways[0].url}/metrics`)).text();
   assert.match(metrics, /^herald_gateway_events_refused_total [1-9]\d*$/m);
 
