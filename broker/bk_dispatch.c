@@ -143,6 +143,7 @@ static const struct {
     void (*fn)(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 } entry_routes[] = {
     {"hello", ENTRY_NEEDS_GW, bk_presence_hello},
+    {"sync", ENTRY_NEEDS_GW, bk_presence_sync},
     {"open", ENTRY_NEEDS_GW, bk_presence_open},
     /* A close may name a gateway we reaped: it must not come back. */
     {"close", ENTRY_NEEDS_GW | ENTRY_FINDS_GW, bk_presence_close},

@@ -526,6 +526,52 @@ void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
         bk_conn_remove(b, c, true);
 }
 
+static int u64_cmp(const void *x, const void *y)
+{
+    uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
+    return p < q ? -1 : p > q;
+}
+
+void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
+{
+    /* The listed ids, sorted for lookups: one entry holds at most the
+     * gateway's connections (20 000 per process by the fd limit). */
+    size_t cap = gw->nconns + 1, n = 0;
+    uint64_t *ids = malloc(cap * sizeof(*ids));
+    if (!ids) {
+        log_error("gateway %s sync: out of memory, not applied", gw->id);
+        return;
+    }
+    const char *p = e->conns, *end = e->conns ? e->conns + e->conns_len : NULL;
+    uint64_t id;
+    while (p && ev_ids_next(&p, end, &id)) {
+        if (n == cap) {
+            uint64_t *v = realloc(ids, 2 * cap * sizeof(*ids));
+            if (!v) {
+                free(ids);
+                log_error("gateway %s sync: out of memory, not applied", gw->id);
+                return;
+            }
+            ids = v;
+            cap *= 2;
+        }
+        ids[n++] = id;
+    }
+    qsort(ids, n, sizeof(*ids), u64_cmp);
+    size_t gone = 0;
+    struct bk_conn *c = LIST_FIRST(&gw->conns), *next;
+    for (; c; c = next) {
+        next = LIST_NEXT(c, gw_link);
+        if (!bsearch(&c->id, ids, n, sizeof(*ids), u64_cmp)) {
+            bk_conn_remove(b, c, true);
+            gone++;
+        }
+    }
+    free(ids);
+    if (gone)
+        log_info("gateway %s sync: %zu connection(s) it no longer holds removed", gw->id, gone);
+}
+
 /* ---- lifetime ------------------------------------------------------------------ */
 
 void bk_presence_init(struct bk *b)

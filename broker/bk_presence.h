@@ -128,6 +128,11 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 /* A connection is gone (unknown ones, replays included, do nothing). */
 void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
+/* The gateway's complete list of open connections (e->conns, absent when
+ * none): each connection of gw not listed is removed as if closed, with
+ * the transitions that implies. The gateway sends it right after
+ * re-announcing every connection, so stream order makes it exact. */
+void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 
 /* ---- time ------------------------------------------------------------------ */
 

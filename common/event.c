@@ -243,6 +243,13 @@ void ev_enc_hello(struct ev_args *a, const char *gw)
     enc_from_gw(a, "hello", gw);
 }
 
+void ev_enc_sync(struct ev_args *a, const char *gw, const char *ids, size_t ids_len)
+{
+    enc_from_gw(a, "sync", gw);
+    if (ids_len > 0)
+        enc_field(a, "c", ids, ids_len);
+}
+
 void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind)
 {
     enc_from_gw(a, "open", gw);

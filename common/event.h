@@ -23,6 +23,12 @@
  *
  * herald:events (gateways and backends -> broker), t is one of:
  *   hello  a gateway (re)started: forget its old connections      gw
+ *   sync   the complete list of the gateway's open connections,   gw [c]
+ *          sent right after it re-announced each one (every
+ *          connect to Redis): the broker drops those it holds for
+ *          this gateway that are not listed (closes that could not
+ *          be published while Redis was down); c is left out when
+ *          the gateway holds none
  *   open   an authenticated or guest connection is ready          gw c u k
  *   close  that connection is gone                                gw c
  *   msg    a client event                                         gw c e d [r m]
@@ -159,6 +165,8 @@ void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxle
  */
 /* gateway -> broker (herald:events) */
 void ev_enc_hello(struct ev_args *a, const char *gw);
+/* ids: comma list of every open connection (ids_len 0: none, c left out). */
+void ev_enc_sync(struct ev_args *a, const char *gw, const char *ids, size_t ids_len);
 void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind);
 void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn);
 void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *event,

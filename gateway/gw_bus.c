@@ -71,6 +71,27 @@ static bool may_publish(struct gw_bus *b)
     return false;
 }
 
+/* Adds id to the list the next "sync" entry carries. A failed allocation
+ * ends the list early: the sync is then skipped (syncing cleared), never
+ * sent short, which would drop live connections. */
+static void sync_add(struct gw_bus *b, uint64_t id)
+{
+    if (b->sync_cap - b->sync_len < 22) {
+        size_t cap = b->sync_cap ? b->sync_cap * 2 : 4096;
+        char *v = realloc(b->sync_ids, cap);
+        if (!v) {
+            log_error("out of memory: connection list not sent to the broker");
+            b->syncing = false;
+            return;
+        }
+        b->sync_ids = v;
+        b->sync_cap = cap;
+    }
+    int n = snprintf(b->sync_ids + b->sync_len, b->sync_cap - b->sync_len, "%s%llu",
+                     b->sync_len ? "," : "", (unsigned long long)id);
+    b->sync_len += (size_t)n;
+}
+
 bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind)
 {
     struct ev_args a;
@@ -79,6 +100,8 @@ bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_
     xadd_start(b, &a);
     ev_enc_open(&a, b->cfg.id, id, user_id, kind == GW_CLIENT_SIO ? "sio" : "ws");
     xadd(b, &a);
+    if (b->syncing)
+        sync_add(b, id);
     return true;
 }
 
@@ -190,8 +213,19 @@ static void publish_all_open(struct gw_bus *b)
         log_info("gateway %s announced to the broker", b->cfg.id);
     }
     on_lease_timer(-1, 0, b);
+    /* Every connection we hold, announced again, then the list of them:
+     * the broker drops what it still holds for us and is not listed (a
+     * close we could not publish while Redis was down). */
+    b->syncing = true;
+    b->sync_len = 0;
     if (b->h.on_ready)
         b->h.on_ready(b->h.arg);
+    if (b->syncing) {
+        xadd_start(b, &a);
+        ev_enc_sync(&a, b->cfg.id, b->sync_ids, b->sync_len);
+        xadd(b, &a);
+    }
+    b->syncing = false;
 }
 
 /* ---- reading our stream ------------------------------------------------- */
@@ -337,4 +371,7 @@ void gw_bus_stop(struct gw_bus *b)
         b->lease_ev = NULL;
     }
     rds_free(&b->pub);
+    free(b->sync_ids);
+    b->sync_ids = NULL;
+    b->sync_len = b->sync_cap = 0;
 }

@@ -73,6 +73,11 @@ struct gw_bus {
     bool events_full;       /* the estimate is at the cap: client events refused */
     struct event *lease_ev; /* owned */
     uint64_t next_req;      /* last request id handed out */
+    /* While on_ready re-announces every connection: their ids, for the
+     * "sync" entry that follows (owned; kept for the next time). */
+    char *sync_ids;
+    size_t sync_len, sync_cap;
+    bool syncing;
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;
     uint64_t n_refused; /* client events and requests refused: Redis down or stream full */

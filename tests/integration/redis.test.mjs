@@ -96,3 +96,32 @@ test('redis down: socket events are refused with unavailable, never dropped sile
   closeSioClients();
   await alice.close();
 });
+
+// A client that closes while Redis is down: its close cannot be published
+// then, and its user used to stay in online_users for good (a ghost). The
+// gateway now lists every connection it holds once Redis is back, and the
+// broker drops the ones that are not listed, with the offline event.
+test('a close made while redis was down is not forgotten: no ghost afterwards', async () => {
+  const alice = await s.connect('alice', 0);
+  const carol = await s.connect('carol', 1);
+  const dave = await s.sio('dave', 1);
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'online');
+  await alice.sync();
+  await s.redisProc.stop();
+  await waitFor(async () => (await health(s.gateways[1])) === 503, { what: 'gw-b sees redis down' });
+  await carol.close();
+  dave.disconnect();
+  await s.startRedis();
+  await waitFor(async () => (await health(s.gateways[0])) === 200 && (await health(s.gateways[1])) === 200,
+    { what: 'healthy again', timeout: 20000 });
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.carol && m.status === 'offline', 10000);
+  await alice.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'offline', 10000);
+  await waitFor(async () => {
+    const on = await s.onlineUsers();
+    return on.length === 1 && on[0] === s.users.alice;
+  }, { what: 'online_users is alice alone', timeout: 10000 });
+  const st = await (await fetch(`${s.gateways[0].url}/online-status/carol`)).json();
+  assert.deepEqual(st, { online: false });
+  closeSioClients();
+  await alice.close();
+});

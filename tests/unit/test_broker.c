@@ -866,6 +866,33 @@ static void test_chat_rate(void)
     teardown();
 }
 
+/* A gateway back on Redis lists every connection it holds ("sync"): the
+ * ones the broker still has and the gateway does not (closed while Redis
+ * was down, their close never published) go, with the transitions that
+ * implies; a replayed sync changes nothing; an empty list empties the
+ * gateway. */
+static void test_sync(void)
+{
+    setup(0, 4);
+    step("open g1 1 alice");
+    step("open g1 2 bob");
+    step("open g1 3 carol");
+    step("open g2 4 bob");
+    size_t mark = F.rec.n;
+    apply("t sync gw g1 c 1,3");
+    CHECK_INT(nconns(), 3);
+    CHECK(find_since(&F.rec, mark, "HDEL herald:conns:g1 2", NULL) != NULL);
+    CHECK(find_since(&F.rec, mark, "SREM online_users", NULL) == NULL); /* bob is on g2 */
+    mark = F.rec.n;
+    apply("t sync gw g1 c 1,3");
+    CHECK_INT(F.rec.n, mark);
+    apply("t sync gw g2");
+    CHECK(find_since(&F.rec, mark, "SREM online_users 2", NULL) != NULL);
+    CHECK_INT(nconns(), 2);
+    CHECK_INT(F.b.nonline, 2);
+    teardown();
+}
+
 /* Index of the first command since mark that is exactly text, or -1. */
 static long index_of(size_t mark, const char *text)
 {
@@ -930,5 +957,6 @@ int main(void)
     test_match_and_delete();
     test_chat_rate();
     test_resync_writes_connections();
+    test_sync();
     return check_report("test_broker");
 }

@@ -50,6 +50,8 @@ static void test_encoders(void)
         {11, "t kick c 1,2 s 4003 e unknown-user"},
         {12, "t ack c 42 r 0 d [1] m 1234"},
         {13, "t deleted u 7"},
+        {14, "t sync gw gw-1 c 1,2,3"},
+        {15, "t sync gw gw-1"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct ev_args a;
@@ -96,6 +98,12 @@ static void test_encoders(void)
             break;
         case 13:
             ev_enc_deleted(&a, 7);
+            break;
+        case 14:
+            ev_enc_sync(&a, "gw-1", "1,2,3", 5);
+            break;
+        case 15:
+            ev_enc_sync(&a, "gw-1", "", 0);
             break;
         }
         CHECK_STR(joined(&a), cases[i].want);
