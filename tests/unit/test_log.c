@@ -125,6 +125,22 @@ static void test_truncation(void)
     free(full);
 }
 
+/* Reads the log file at path into text (NUL-terminated, at most size - 1
+ * bytes), removes the file, and checks something was written. Returns the
+ * length, or <= 0 when nothing could be read. */
+static ssize_t slurp_and_unlink(const char *path, char *text, size_t size)
+{
+    int rfd = open(path, O_RDONLY);
+    ssize_t n = rfd >= 0 ? read(rfd, text, size - 1) : -1;
+    if (rfd >= 0)
+        close(rfd);
+    unlink(path);
+    CHECK(n > 0);
+    if (n > 0)
+        text[n] = '\0';
+    return n;
+}
+
 /* log_write() on a file: every call is exactly one line that starts with
  * the timestamp, whatever the arguments held; a value far over the line
  * buffer is cut, still on one line. */
@@ -154,16 +170,10 @@ static void test_lines_on_file(void)
     log_info("not written either");
     log_min_level = LOG_INFO;
 
-    int rfd = open(path, O_RDONLY);
     char text[65536];
-    ssize_t n = rfd >= 0 ? read(rfd, text, sizeof(text) - 1) : -1;
-    if (rfd >= 0)
-        close(rfd);
-    unlink(path);
-    CHECK(n > 0);
+    ssize_t n = slurp_and_unlink(path, text, sizeof(text));
     if (n <= 0)
         return;
-    text[n] = '\0';
     size_t lines = 0;
     for (char *line = text, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
         lines++;
@@ -210,15 +220,9 @@ static void test_assert(void)
     CHECK(waitpid(pid, &st, 0) == pid);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     char text[4096];
-    int rfd = open(path, O_RDONLY);
-    ssize_t n = rfd >= 0 ? read(rfd, text, sizeof(text) - 1) : -1;
-    if (rfd >= 0)
-        close(rfd);
-    unlink(path);
-    CHECK(n > 0);
+    ssize_t n = slurp_and_unlink(path, text, sizeof(text));
     if (n <= 0)
         return;
-    text[n] = '\0';
     CHECK(strstr(text, "ERROR assert test: assertion failed: one == 2 (") != NULL);
     CHECK(strstr(text, "test_log.c:") != NULL);
     CHECK(strstr(text, ", test_assert)\n") != NULL);
