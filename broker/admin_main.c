@@ -153,7 +153,10 @@ static int cmd_status(const struct admin_config *cfg)
     if (!rc)
         return die(err, NULL);
     redisReply *r = redisCommand(rc, "GET %s", BK_ALIVE_KEY);
-    printf("broker:        %s\n", r && r->type == REDIS_REPLY_STRING ? r->str : "NOT RUNNING");
+    /* "<consumer> <term>": the name is what an operator knows. */
+    printf("broker:        %.*s\n",
+           r && r->type == REDIS_REPLY_STRING ? (int)strcspn(r->str, " ") : 11,
+           r && r->type == REDIS_REPLY_STRING ? r->str : "NOT RUNNING");
     freeReplyObject(r);
     printf("online users:  %lld\n", int_reply(rc, "SCARD %s", EV_ONLINE_SET));
     printf("matchmaking:   %lld queued\n", int_reply(rc, "LLEN %s", BK_QUEUE_KEY));

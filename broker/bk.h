@@ -235,6 +235,13 @@ struct bk_lead {
     bool lost_lock;           /* another broker took over: exiting */
     bool standby_logged;
     bool reconciled; /* start-up reconciliation done */
+    bool confirmed;  /* the lock was renewed since cmd last connected: we may write */
+    /* Standby: its Redis connection (owned), whether it ever connected, and
+     * until when it leaves the lock alone after a reconnect. */
+    redisContext *rc;
+    bool connected_once;
+    int64_t holdoff_until_ms;
+    char term[160]; /* "<consumer> <pid>.<ms>": herald:broker:alive while leading */
     int64_t last_heartbeat_ms, last_lease_check_ms, last_trim_ms, last_info_ms;
 };
 
@@ -270,6 +277,11 @@ struct bk {
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
     size_t nonline;
+    /* Gateways reaped and not registered again since (no "hello" yet):
+     * their names (owned). Their opens and syncs are ignored. */
+    char **fenced;
+    int64_t *fenced_marked_ms; /* when "reaped" was last written, per name */
+    size_t nfenced;
     /* Features and machinery, each owned by its module. */
     struct bk_rooms rooms;
     struct bk_chat chat;

@@ -139,8 +139,9 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
     struct bk *b = priv;
     redisReply *r = reply_;
     b->consumer.reading = false;
-    if (!r)
-        return; /* disconnected; reading resumes on reconnect */
+    if (!r || b->stopping)
+        return; /* disconnected (reading resumes on reconnect), or stopping:
+                   nothing more is applied, it is replayed by the next broker */
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("XREADGROUP: %s", r->str);
         if (strncmp(r->str, "NOGROUP", 7) == 0)
@@ -162,8 +163,9 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *priv)
 void bk_consumer_resume(struct bk *b)
 {
     /* Effects go through cmd: reading while it is down would apply entries
-     * whose writes cannot be made. */
-    if (b->consumer.reading || !b->rd.up || !b->cmd.up || b->stopping)
+     * whose writes cannot be made, and before the lock is renewed on it,
+     * writes that may no longer be ours to make. */
+    if (b->consumer.reading || !b->rd.up || !b->cmd.up || !b->lead.confirmed || b->stopping)
         return;
     int rc;
     if (!b->consumer.pending_done)

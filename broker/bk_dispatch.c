@@ -23,6 +23,7 @@
 #include "log.h"
 
 #include <json-c/json.h>
+#include <string.h>
 
 /* One row of the msg, req and notify tables. */
 struct route {
@@ -90,11 +91,25 @@ static void route_call(struct bk *b, const struct route *r, const struct bk_orig
     json_object_put(args);
 }
 
+/* A client event from a connection we do not hold: it closed meanwhile
+ * (the gateway drops the answer), or its gateway was fenced (the answer
+ * may still reach the client before its 1012). Either way it is answered,
+ * never dropped in silence. */
+static void on_msg_unregistered(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
+{
+    struct bk_conn c = {.gw = gw, .id = e->conn, .kind = e->has_req ? 's' : 'w'};
+    struct bk_origin o = {.gw = gw, .e = e, .c = &c};
+    bk_answer_error(b, &o, 503, "unavailable",
+                    "this connection is not registered with the broker: reconnect");
+}
+
 static void on_msg(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     struct bk_conn *c = bk_conn_find(b, gw, e->conn);
-    if (!c)
-        return; /* closed meanwhile */
+    if (!c) {
+        on_msg_unregistered(b, gw, e);
+        return;
+    }
     const struct route *r = route_find(msg_routes, COUNT(msg_routes), e);
     if (!r) {
         static const char err[] =
@@ -152,12 +167,40 @@ static const struct {
     {"notify", 0, on_notify},
 };
 
+/*
+ * An entry from a gateway we fenced (reaped, no "hello" since): it was
+ * paused or cut off and does not know yet. Its opens and syncs would count
+ * clients it is about to close (1012), so they are ignored, and its lease
+ * key is told "reaped" again; client events are answered unavailable, HTTP
+ * requests served as usual (they hold no state). The gateway's record
+ * stays out of the table: nothing is broadcast to it.
+ */
+static void apply_fenced(struct bk *b, const struct ev_entry *e)
+{
+    char name[BK_GW_ID_MAX + 1];
+    memcpy(name, e->gw, e->gw_len);
+    name[e->gw_len] = '\0';
+    struct bk_gw gw = {.id = name};
+    LIST_INIT(&gw.conns);
+    if (ev_is(e->type, e->type_len, "msg"))
+        on_msg_unregistered(b, &gw, e);
+    else if (ev_is(e->type, e->type_len, "req"))
+        on_req(b, &gw, e);
+    else if (ev_is(e->type, e->type_len, "open") || ev_is(e->type, e->type_len, "sync"))
+        bk_gw_fence_mark(b, e->gw, e->gw_len);
+}
+
 void bk_apply(struct bk *b, const struct ev_entry *e)
 {
     b->counters.entries++;
     size_t i = 0;
     while (i < COUNT(entry_routes) && !ev_is(e->type, e->type_len, entry_routes[i].type))
         i++;
+    if (e->gw && b->nfenced && !ev_is(e->type, e->type_len, "hello") &&
+        bk_gw_fenced(b, e->gw, e->gw_len)) {
+        apply_fenced(b, e);
+        return;
+    }
     unsigned flags = i < COUNT(entry_routes) ? entry_routes[i].flags : 0;
     /* Any entry with a gw field registers its gateway (a close only looks
      * it up) and counts as a sign of life for the lease. */

@@ -3,7 +3,8 @@
  *
  * One broker is active and any number stand by. The active one holds
  * herald:broker:lock (SET NX PX lock_ttl_ms, renewed every second by
- * compare-and-expire); a standby tries for it every lock_ttl_ms / 4 and,
+ * compare-and-expire); a standby tries for it every 250 ms (at most
+ * lock_ttl_ms / 4) and,
  * once it is free, claims what the previous broker had read but not
  * acknowledged (XAUTOCLAIM), loads the state (bk_load.c) and consumes
  * (bk_consumer.c). A broker that finds another one holding its lock stops
@@ -27,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Tick of the broker's timer: grace expiries are this precise. */
 #define BK_TICK_MS 20
@@ -35,6 +38,8 @@
 #define BK_HEARTBEAT_TTL_MS 5000
 /* How often free heap pages go back to the system (malloc_trim). */
 #define BK_TRIM_INTERVAL_MS 1000
+/* Most time between two tries of a standby for the lock. */
+#define BK_STANDBY_POLL_MS 250
 /* A bound on the XAUTOCLAIM loop, far above any backlog: rounds of 1000
  * entries. */
 #define BK_CLAIM_ROUNDS 100000
@@ -61,22 +66,28 @@ static const char lock_renew_lua[] =
 static const char lock_release_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                        "return redis.call('DEL', KEYS[1]) else return 0 end";
 
+/* Another broker holds the lock: it took over while we could not renew (a
+ * stall, a partition). Two brokers must never consume at once, and we must
+ * write nothing more: stop reading, drop what is queued for Redis, exit,
+ * and let the supervisor restart us as a standby. */
+static void lock_lost(struct bk *b)
+{
+    log_error("lost the broker lock to another broker: stopping without writing anything more");
+    b->lead.lost_lock = true;
+    b->stopping = true;
+    event_base_loopexit(b->base, NULL);
+}
+
 static void on_lock_renewed(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     struct bk *b = priv;
     redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !b->stopping) {
-        /* Another broker holds the lock: it took over while we could not
-         * renew (a stall, a partition). Two brokers must never consume at
-         * once; stop, and let the supervisor restart us as a standby. */
-        log_error("lost the broker lock to another broker: stopping");
-        b->lead.lost_lock = true;
-        event_base_loopexit(b->base, NULL);
-    }
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !b->stopping)
+        lock_lost(b);
 }
 
-static void renew_lock(struct bk *b)
+static void renew_lock_cb(struct bk *b, redisCallbackFn *fn)
 {
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", b->cfg.lock_ttl_ms);
@@ -84,15 +95,23 @@ static void renew_lock(struct bk *b)
     const size_t lens[] = {
         4,          sizeof(lock_renew_lua) - 1, 1, sizeof(BK_LOCK_KEY) - 1, strlen(b->cfg.consumer),
         strlen(ttl)};
-    bk_send(b, on_lock_renewed, b, 6, argv, lens);
+    bk_send(b, fn, b, 6, argv, lens);
 }
 
-/* SET herald:broker:alive <consumer> PX 5000: the gateways' /healthz. */
+static void renew_lock(struct bk *b)
+{
+    renew_lock_cb(b, on_lock_renewed);
+}
+
+/* SET herald:broker:alive "<consumer> <term>" PX 5000: the gateways'
+ * /healthz, and how they see that another broker (or this one restarted)
+ * took over: the term is new each time a broker starts leading, and a
+ * gateway that sees it change lists its connections again (gw_bus.c). */
 static void heartbeat(struct bk *b)
 {
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%d", BK_HEARTBEAT_TTL_MS);
-    bk_cmd_strs(b, 5, (const char *[]){"SET", BK_ALIVE_KEY, b->cfg.consumer, "PX", ttl});
+    bk_cmd_strs(b, 5, (const char *[]){"SET", BK_ALIVE_KEY, b->lead.term, "PX", ttl});
 }
 
 /* ---- the tick --------------------------------------------------------------- */
@@ -132,12 +151,27 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* The write connection came up (or back): heartbeat, then the state — the
  * first time settled against what was loaded, after an outage rewritten as
  * a whole — then reading resumes. */
-static void on_cmd_state(struct rds *r, bool up, void *arg)
+/* The lock renewal that follows every (re)connect: only a broker that
+ * still holds the lock writes its state back and reads on. After a Redis
+ * restart the lock is gone and the renewal takes it again (a standby
+ * waits a full lock TTL after its own reconnect before trying, so this
+ * broker wins); after a stall past the TTL a standby may hold it. */
+static void on_lock_confirmed(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct bk *b = arg;
-    (void)r;
-    if (!up)
+    (void)ac;
+    struct bk *b = priv;
+    redisReply *r = reply;
+    if (!r || b->stopping)
+        return; /* disconnected again: the next connect asks again */
+    if (r->type != REDIS_REPLY_INTEGER) {
+        log_error("lock renewal: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
+    }
+    if (r->integer == 0) {
+        lock_lost(b);
+        return;
+    }
+    b->lead.confirmed = true;
     heartbeat(b);
     if (!b->lead.reconciled) {
         b->lead.reconciled = true;
@@ -146,6 +180,15 @@ static void on_cmd_state(struct rds *r, bool up, void *arg)
         bk_load_resync(b);
     }
     bk_consumer_resume(b);
+}
+
+static void on_cmd_state(struct rds *r, bool up, void *arg)
+{
+    struct bk *b = arg;
+    (void)r;
+    b->lead.confirmed = false;
+    if (up)
+        renew_lock_cb(b, on_lock_confirmed);
 }
 
 /* Moves every pending entry of the group to us: the previous broker is
@@ -178,6 +221,8 @@ static long claim_pending(struct bk *b, redisContext *rc)
 static bool take_lock(struct bk *b, redisContext *rc)
 {
     bool lead = false;
+    if (bk_now(b) < b->lead.holdoff_until_ms)
+        return false;
     redisReply *r =
         redisCommand(rc, "SET %s %s NX PX %ld", BK_LOCK_KEY, b->cfg.consumer, b->cfg.lock_ttl_ms);
     if (r && r->type == REDIS_REPLY_STATUS)
@@ -199,22 +244,51 @@ static bool take_lock(struct bk *b, redisContext *rc)
 /* Tries to become the active broker. Returns 1 (we lead: the lock is ours,
  * pending entries claimed, state loaded), 0 (another broker leads, or
  * Redis is unreachable: try again later), -1 (fatal). */
+/* The standby's connection, kept between tries. A connection that broke
+ * means Redis may have restarted and lost the lock with everything else:
+ * the active broker is then given a full lock TTL to reconnect and take it
+ * again before we try, so that a Redis restart never hands leadership to
+ * us (our state would be Redis's empty one: every user announced again). */
+static redisContext *standby_conn(struct bk *b)
+{
+    redisContext *rc = b->lead.rc;
+    if (rc && !rc->err)
+        return rc;
+    if (rc) {
+        redisFree(rc);
+        b->lead.rc = NULL;
+    }
+    char err[256];
+    if (!(rc = rds_connect_sync(b->cfg.redis_url, err, sizeof(err)))) {
+        log_warn_rl(10, "%s (retrying)", err);
+        return NULL;
+    }
+    if (b->lead.connected_once) {
+        b->lead.holdoff_until_ms = bk_now(b) + b->cfg.lock_ttl_ms;
+        log_info("standby: reconnected to Redis; giving the active broker %ld ms to renew its "
+                 "lock before trying for it",
+                 b->cfg.lock_ttl_ms);
+    }
+    b->lead.connected_once = true;
+    b->lead.rc = rc;
+    return rc;
+}
+
 static int try_lead(struct bk *b)
 {
-    char err[256];
-    redisContext *rc = rds_connect_sync(b->cfg.redis_url, err, sizeof(err));
-    if (!rc) {
-        log_warn_rl(10, "%s (retrying)", err);
+    redisContext *rc = standby_conn(b);
+    if (!rc)
         return 0;
-    }
     if (!take_lock(b, rc)) {
-        redisFree(rc);
+        if (rc->err) /* the connection broke during the try: next time */
+            standby_conn(b);
         return 0;
     }
     int64_t t0 = bk_now(b);
     int lr = bk_load_state(b, rc);
     long claimed = lr == 0 ? claim_pending(b, rc) : 0;
     redisFree(rc);
+    b->lead.rc = NULL;
     if (lr != 0) {
         log_error("cannot load state from Redis");
         return -1;
@@ -227,6 +301,10 @@ static int try_lead(struct bk *b)
 static int become_leader(struct bk *b)
 {
     b->lead.leading = true;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(b->lead.term, sizeof(b->lead.term), "%s %d.%lld", b->cfg.consumer, (int)getpid(),
+             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
         bk_consumer_start(b) != 0)
         return -1;
@@ -277,7 +355,11 @@ int bk_start(struct bk *b)
     if (t > 0)
         return become_leader(b);
     b->lead.standby_ev = event_new(b->base, -1, EV_PERSIST, on_standby, b);
-    long every = b->cfg.lock_ttl_ms / 4;
+    /* From a dead broker's last renewal to our takeover: its TTL, then at
+     * most one period (the connection is kept, so a try is one round
+     * trip). */
+    long every =
+        b->cfg.lock_ttl_ms / 4 < BK_STANDBY_POLL_MS ? b->cfg.lock_ttl_ms / 4 : BK_STANDBY_POLL_MS;
     struct timeval tv = {every / 1000, (every % 1000) * 1000};
     return b->lead.standby_ev ? event_add(b->lead.standby_ev, &tv) : -1;
 }
@@ -289,6 +371,9 @@ void bk_stop(struct bk *b)
     if (b->lead.standby_ev)
         event_free(b->lead.standby_ev);
     b->lead.standby_ev = NULL;
+    if (b->lead.rc)
+        redisFree(b->lead.rc);
+    b->lead.rc = NULL;
     if (b->lead.tick_ev)
         event_free(b->lead.tick_ev);
     b->lead.tick_ev = NULL;
@@ -299,7 +384,10 @@ void bk_stop(struct bk *b)
         bk_cmd_strs(b, 5,
                     (const char *[]){"EVAL", lock_release_lua, "1", BK_LOCK_KEY, b->cfg.consumer});
     }
-    rds_drain(&b->cmd, 1000);
+    /* A broker that lost its lock drops what it had queued: the new one
+     * owns Redis now. */
+    if (!b->lead.lost_lock)
+        rds_drain(&b->cmd, 1000);
     rds_free(&b->cmd);
     bk_hooks_free(b);
     bk_presence_free(b);

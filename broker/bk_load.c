@@ -95,12 +95,16 @@ int bk_load_state(struct bk *b, redisContext *rc)
 void bk_load_resync(struct bk *b)
 {
     log_warn("redis reconnected: rewriting presence state (%zu online)", b->nonline);
-    /* Redis may have lost the lease keys with everything else: every
-     * gateway gets a full lease TTL to renew before it counts as dead. */
+    /* Redis may have lost the lease keys with everything else, and the
+     * gateways may reconnect after us (each retries at its own pace, up to
+     * a second apart): every gateway gets a whole lease more than the TTL
+     * to renew before it counts as dead. Reaping a live gateway here would
+     * take all its users offline and back (and drop what was sent to them
+     * meanwhile). */
     int64_t now = bk_now(b);
     struct bk_gw *gw;
     RB_FOREACH(gw, bk_gw_tree, &b->gws)
-    gw->seen_ms = now;
+    gw->seen_ms = now + b->cfg.gateway_lease_ms;
     bk_cmd_strs(b, 1, (const char *[]){"MULTI"});
     bk_cmd_strs(b, 2, (const char *[]){"DEL", EV_ONLINE_SET});
     struct bk_user *u;

@@ -25,9 +25,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A gateway id longer than this is refused (it names Redis keys). */
-#define BK_GW_ID_MAX 128
-
 static int gw_cmp(const struct bk_gw *a, const struct bk_gw *b)
 {
     return strcmp(a->id, b->id);
@@ -320,18 +317,96 @@ static void gw_clear(struct bk *b, struct bk_gw *gw)
         bk_conn_remove(b, c, false);
 }
 
+/* ---- fencing ------------------------------------------------------------------ */
+
+static size_t fenced_index(const struct bk *b, const char *id, size_t len)
+{
+    size_t i = 0;
+    while (i < b->nfenced && !(strlen(b->fenced[i]) == len && memcmp(b->fenced[i], id, len) == 0))
+        i++;
+    return i;
+}
+
+bool bk_gw_fenced(const struct bk *b, const char *id, size_t len)
+{
+    return fenced_index(b, id, len) < b->nfenced;
+}
+
+/* SET herald:gw:<id>:lease reaped PX EV_FENCE_TTL_MS. */
+static void fence_write(struct bk *b, const char *id)
+{
+    char key[256], ttl[24];
+    snprintf(key, sizeof(key), "%s%s:lease", EV_GW_STREAM_PREFIX, id);
+    snprintf(ttl, sizeof(ttl), "%ld", EV_FENCE_TTL_MS);
+    bk_cmd_strs(b, 5, (const char *[]){"SET", key, EV_LEASE_REAPED, "PX", ttl});
+}
+
+void bk_gw_fence_mark(struct bk *b, const char *id, size_t len)
+{
+    size_t i = fenced_index(b, id, len);
+    if (i == b->nfenced)
+        return;
+    int64_t now = bk_now(b);
+    if (now - b->fenced_marked_ms[i] < 1000)
+        return;
+    b->fenced_marked_ms[i] = now;
+    fence_write(b, b->fenced[i]);
+}
+
+/* Remembers id as fenced (already there: nothing). Out of memory, the
+ * gateway's entries are taken until it learns it was given up. */
+static void fence_add(struct bk *b, const char *id)
+{
+    if (bk_gw_fenced(b, id, strlen(id)))
+        return;
+    char **v = realloc(b->fenced, (b->nfenced + 1) * sizeof(*v));
+    if (v)
+        b->fenced = v;
+    int64_t *t = realloc(b->fenced_marked_ms, (b->nfenced + 1) * sizeof(*t));
+    if (t)
+        b->fenced_marked_ms = t;
+    char *name = strdup(id);
+    if (!v || !t || !name) {
+        free(name);
+        log_error("out of memory: gateway %s not fenced", id);
+        return;
+    }
+    b->fenced[b->nfenced] = name;
+    b->fenced_marked_ms[b->nfenced] = bk_now(b);
+    b->nfenced++;
+}
+
+static void fence_remove(struct bk *b, const char *id, size_t len)
+{
+    size_t i = fenced_index(b, id, len);
+    if (i == b->nfenced)
+        return;
+    free(b->fenced[i]);
+    b->nfenced--;
+    b->fenced[i] = b->fenced[b->nfenced];
+    b->fenced_marked_ms[i] = b->fenced_marked_ms[b->nfenced];
+}
+
+/* The gateway missed its lease: its users leave, and it is fenced until it
+ * says "hello" again. A gateway that was only paused would otherwise carry
+ * on with clients the broker no longer counts (no presence, no delivery,
+ * their events dropped): the "reaped" in its lease key tells it at its next
+ * renewal, and it closes them (1012) and registers again. */
 static void gw_reap(struct bk *b, struct bk_gw *gw)
 {
-    log_warn("gateway %s missed its lease: dropping its %zu connections", gw->id, gw->nconns);
+    log_warn("gateway %s missed its lease: dropping its %zu connections and fencing it", gw->id,
+             gw->nconns);
     gw_clear(b, gw);
     bk_cmd_strs(b, 3, (const char *[]){"SREM", BK_GATEWAYS_KEY, gw->id});
+    fence_write(b, gw->id);
+    fence_add(b, gw->id);
     RB_REMOVE(bk_gw_tree, &b->gws, gw);
     free(gw->id);
     free(gw);
     b->counters.reaped++;
 }
 
-/* One outstanding EXISTS of a lease: the gateway is named, not pointed to,
+/* One outstanding GET of a lease: the gateway is named, not pointed to,
  * since it may be reaped or re-registered before the answer comes. */
 struct lease_check {
     struct bk *b; /* borrowed */
@@ -345,12 +420,15 @@ static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
     struct bk *b = lc->b;
     redisReply *r = reply_;
     struct bk_gw *gw = bk_gw_find(b, lc->id, strlen(lc->id));
-    if (r && r->type == REDIS_REPLY_INTEGER && gw) {
+    if (r && (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STRING) && gw) {
         int64_t now = bk_now(b);
-        /* A present key says nothing newer than its last renewal, so only
-         * entries, registration and Redis reconnects refresh seen_ms: the
-         * grace it gives covers a gateway whose key Redis lost. */
-        if (r->integer == 0 && now - gw->seen_ms >= EV_LEASE_TTL(b->cfg.gateway_lease_ms))
+        /* Our own "reaped" (written for an earlier life of this name that
+         * another broker fenced) is no lease. A present key says nothing
+         * newer than its last renewal, so only entries, registration and
+         * Redis reconnects refresh seen_ms: the grace it gives covers a
+         * gateway whose key Redis lost. */
+        bool lapsed = r->type == REDIS_REPLY_NIL || strcmp(r->str, EV_LEASE_REAPED) == 0;
+        if (lapsed && now - gw->seen_ms >= EV_LEASE_TTL(b->cfg.gateway_lease_ms))
             gw_reap(b, gw);
     }
     free(lc);
@@ -368,8 +446,8 @@ void bk_presence_check_leases(struct bk *b)
         snprintf(lc->id, sizeof(lc->id), "%s", gw->id);
         char key[256];
         snprintf(key, sizeof(key), "%s%s:lease", EV_GW_STREAM_PREFIX, gw->id);
-        const char *argv[] = {"EXISTS", key};
-        const size_t lens[] = {6, strlen(key)};
+        const char *argv[] = {"GET", key};
+        const size_t lens[] = {3, strlen(key)};
         if (bk_send(b, on_lease_reply, lc, 2, argv, lens) != 0)
             free(lc);
     }
@@ -468,6 +546,10 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
 void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     (void)e;
+    if (bk_gw_fenced(b, gw->id, strlen(gw->id))) {
+        log_info("gateway %s registered again after it was fenced", gw->id);
+        fence_remove(b, gw->id, strlen(gw->id));
+    }
     if (gw->nconns) {
         log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
         gw_clear(b, gw);
@@ -596,6 +678,13 @@ void bk_presence_free(struct bk *b)
         RB_REMOVE(bk_user_tree, &b->users, u);
         free(u);
     }
+    for (size_t i = 0; i < b->nfenced; i++)
+        free(b->fenced[i]);
+    free(b->fenced);
+    free(b->fenced_marked_ms);
+    b->fenced = NULL;
+    b->fenced_marked_ms = NULL;
+    b->nfenced = 0;
     struct bk_gw *gw, *gt;
     RB_FOREACH_SAFE(gw, bk_gw_tree, &b->gws, gt)
     {

@@ -87,6 +87,9 @@ void bk_user_delete(struct bk *b, struct bk_user *u);
 
 /* ---- gateways and connections ---------------------------------------------- */
 
+/* A gateway id longer than this is refused (it names Redis keys). */
+#define BK_GW_ID_MAX 128
+
 /* The gateway named id/len (not NUL-terminated), or NULL when unknown or
  * when the name is empty or longer than 128 bytes. */
 struct bk_gw *bk_gw_find(struct bk *b, const char *id, size_t len);
@@ -94,6 +97,16 @@ struct bk_gw *bk_gw_find(struct bk *b, const char *id, size_t len);
  * while loading what the set already holds). NULL: bad name, or out of
  * memory. */
 struct bk_gw *bk_gw_get(struct bk *b, const char *id, size_t len, bool persist);
+
+/*
+ * Fencing (event.h, EV_LEASE_REAPED). bk_gw_fenced(): gateway id/len was
+ * reaped and has not said "hello" since; its connections are not ours to
+ * count until it does. bk_gw_fence_mark(): writes "reaped" into its lease
+ * key again (Redis may have lost it) so that the gateway learns at its
+ * next renewal, at most once a second per gateway.
+ */
+bool bk_gw_fenced(const struct bk *b, const char *id, size_t len);
+void bk_gw_fence_mark(struct bk *b, const char *id, size_t len);
 
 /* Connection id of gw, or NULL when unknown (never opened, closed, or
  * refused at the door). */
@@ -120,7 +133,8 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c);
 
 /* ---- entries (the dispatch table's "hello", "open", "close") --------------- */
 
-/* A gateway (re)started: it holds none of the connections we knew of. */
+/* A gateway (re)started, or registers again after it was fenced: it holds
+ * none of the connections we knew of. */
 void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 /* A connection is ready: known user (store lookup on first sight), guest
  * (u 0), or refused with a kick: 4003 unknown-user for an id the store

@@ -73,6 +73,16 @@
  */
 #define EV_LEASE_TTL(lease_ms) ((lease_ms)*3 / 5)
 #define EV_LEASE_RENEW(lease_ms) ((lease_ms) / 5)
+/*
+ * Fencing: when the broker reaps a gateway it writes this value into the
+ * gateway's lease key (for EV_FENCE_TTL_MS). A gateway renews its lease only
+ * while the key does not hold it; finding it there tells the gateway it was
+ * given up (it was paused or cut off past its lease): it closes every client
+ * with 1012 and registers again with a new "hello". Until that hello the
+ * broker ignores the gateway's opens and syncs.
+ */
+#define EV_LEASE_REAPED "reaped"
+#define EV_FENCE_TTL_MS 86400000L
 
 /* Most fields an entry may carry; entries with more are malformed. */
 #define EV_MAX_FIELDS 16

@@ -1,9 +1,12 @@
 /*
  * rds.c - see rds.h.
  *
- * Reconnection: the first retry comes after 100 ms, doubling up to 5 s, each
+ * Reconnection: the first retry comes after 100 ms, doubling up to 1 s, each
  * delay with +-25 % jitter so that many gateways losing the same Redis do
- * not reconnect in lock-step.
+ * not reconnect in lock-step. The cap is short on purpose: an attempt at a
+ * dead Redis costs nothing, and after a Redis restart the active broker
+ * must be back (and renew its lock) well before a standby would take over
+ * (bk_lead.c), and the gateways back before clients give up.
  */
 #include "rds.h"
 
@@ -19,7 +22,7 @@
 #include <unistd.h>
 
 #define RDS_BACKOFF_MIN_MS 100
-#define RDS_BACKOFF_MAX_MS 5000
+#define RDS_BACKOFF_MAX_MS 1000
 
 int rds_parse_url(const char *url, char *host, size_t host_size, int *port, int *db)
 {

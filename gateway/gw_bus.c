@@ -28,6 +28,8 @@
 
 static void issue_xread(struct gw_bus *b);
 static void publish_all_open(struct gw_bus *b);
+static void on_last_entry(redisAsyncContext *ac, void *reply, void *priv);
+static void announce_all(struct gw_bus *b);
 
 static bool stream_ready(const struct gw_bus *b)
 {
@@ -156,6 +158,17 @@ static void on_broker_alive(redisAsyncContext *ac, void *reply, void *priv)
     if (alive != b->broker_alive)
         log_info("broker is %s", alive ? "up" : "not answering");
     b->broker_alive = alive;
+    if (!alive)
+        return;
+    /* The heartbeat names the broker's term: a new one means another
+     * broker (or a restarted one) took over with the state it loaded from
+     * Redis. Our connections are the truth: list them again, so that what
+     * it missed (a close it never read) is settled. */
+    if (b->broker_term[0] && strcmp(b->broker_term, r->str) != 0) {
+        log_info("a new broker leads (%s): listing our connections again", r->str);
+        announce_all(b);
+    }
+    snprintf(b->broker_term, sizeof(b->broker_term), "%s", r->str);
 }
 
 /* Renews our lease: the broker treats a gateway whose key expired as dead
@@ -180,6 +193,49 @@ static void on_events_len(redisAsyncContext *ac, void *reply, void *priv)
     b->events_full = full;
 }
 
+/* Renews the lease unless the broker wrote EV_LEASE_REAPED into it: 1
+ * renewed, 0 given up. */
+static const char lease_renew_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[3] then return 0 end "
+                                      "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+
+/* Finds where our stream ends and reads on from there; publish_all_open()
+ * follows (hello first when it is due). */
+static void position_stream(struct gw_bus *b)
+{
+    rds_cmd(&b->sub, on_last_entry, b, "XREVRANGE %s + - COUNT 1", b->stream);
+}
+
+/*
+ * The broker gave us up: we were paused or cut off past our lease and it
+ * took our users offline. Our clients missed whatever happened meanwhile,
+ * so they are closed with 1012 (they reconnect, here or elsewhere, and get
+ * the state afresh), and we register again as a new gateway would: skip
+ * what our stream holds for the old registration, then "hello".
+ */
+static void fenced(struct gw_bus *b)
+{
+    log_warn("the broker gave this gateway up (no lease renewal reached Redis in time): "
+             "closing every client with 1012 and registering again");
+    b->n_fenced++;
+    b->hello_sent = false;
+    b->last_id[0] = '\0';
+    if (b->h.on_fenced)
+        b->h.on_fenced(b->h.arg);
+    if (b->reading)
+        b->skip_read = true; /* its entries are for the old registration */
+    else if (b->sub.up)
+        position_stream(b);
+}
+
+static void on_lease_renewed(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw_bus *b = priv;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && b->hello_sent)
+        fenced(b);
+}
+
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_bus *b = arg;
@@ -189,8 +245,17 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
         b->broker_alive = false;
         return;
     }
-    rds_cmd(&b->pub, NULL, NULL, "SET %s %d PX %ld", b->lease_key, (int)getpid(),
-            EV_LEASE_TTL(b->cfg.lease_ms));
+    if (b->hello_sent) {
+        char pid[24], ttl[24];
+        snprintf(pid, sizeof(pid), "%d", (int)getpid());
+        snprintf(ttl, sizeof(ttl), "%ld", EV_LEASE_TTL(b->cfg.lease_ms));
+        const char *argv[] = {"EVAL", lease_renew_lua, "1", b->lease_key, pid,
+                              ttl,    EV_LEASE_REAPED};
+        const size_t lens[] = {
+            4,           sizeof(lease_renew_lua) - 1, 1, strlen(b->lease_key), strlen(pid),
+            strlen(ttl), sizeof(EV_LEASE_REAPED) - 1};
+        rds_cmd_argv(&b->pub, on_lease_renewed, b, 7, argv, lens);
+    }
     rds_cmd(&b->pub, on_broker_alive, b, "GET %s", GW_BROKER_ALIVE_KEY);
     if (b->cfg.stream_maxlen > 0 &&
         rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN) == 0)
@@ -206,6 +271,11 @@ static void publish_all_open(struct gw_bus *b)
     if (!stream_ready(b) || !b->pub.up)
         return;
     if (!b->hello_sent) {
+        /* A registration overwrites whatever the lease key holds (a
+         * previous life's lease, or the broker's "reaped"), before the
+         * hello that makes the broker count us again. */
+        rds_cmd(&b->pub, NULL, NULL, "SET %s %d PX %ld", b->lease_key, (int)getpid(),
+                EV_LEASE_TTL(b->cfg.lease_ms));
         xadd_start(b, &a);
         ev_enc_hello(&a, b->cfg.id);
         xadd(b, &a);
@@ -213,9 +283,18 @@ static void publish_all_open(struct gw_bus *b)
         log_info("gateway %s announced to the broker", b->cfg.id);
     }
     on_lease_timer(-1, 0, b);
-    /* Every connection we hold, announced again, then the list of them:
-     * the broker drops what it still holds for us and is not listed (a
-     * close we could not publish while Redis was down). */
+    announce_all(b);
+}
+
+/* Every connection we hold, announced again, then the list of them: the
+ * broker drops what it still holds for us and is not listed (a close we
+ * could not publish while Redis was down, or that a broker which took
+ * over never read). */
+static void announce_all(struct gw_bus *b)
+{
+    struct ev_args a;
+    if (!stream_ready(b) || !b->pub.up || !b->hello_sent)
+        return;
     b->syncing = true;
     b->sync_len = 0;
     if (b->h.on_ready)
@@ -260,6 +339,13 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
     struct gw_bus *b = priv;
     redisReply *r = reply;
     b->reading = false;
+    if (b->skip_read) {
+        /* We were fenced while this read was out: drop what it brought. */
+        b->skip_read = false;
+        if (r && b->sub.up)
+            position_stream(b);
+        return;
+    }
     if (!r)
         return; /* disconnected: on_sub_state restarts reading */
     if (r->type == REDIS_REPLY_ERROR) {
@@ -306,7 +392,7 @@ static void on_sub_state(struct rds *r, bool up, void *arg)
     if (!up)
         return;
     if (!stream_ready(b))
-        rds_cmd(&b->sub, on_last_entry, b, "XREVRANGE %s + - COUNT 1", b->stream);
+        position_stream(b);
     else
         issue_xread(b);
 }

@@ -50,6 +50,9 @@ struct gw_bus_handlers {
     /* A deleted account from herald:deleted_users, loaded at every connect
      * of `pub` (the broker records deletions made while we were away). */
     void (*on_deleted)(void *arg, int64_t user_id);
+    /* The broker gave this gateway up (EV_LEASE_REAPED in our lease): close
+     * every client with 1012. The bus then registers again by itself. */
+    void (*on_fenced)(void *arg);
     void *arg; /* borrowed: passed to every handler */
 };
 
@@ -62,8 +65,10 @@ struct gw_bus {
     char lease_key[192]; /* herald:gw:<id>:lease */
     char last_id[64];    /* last entry read from our stream ("": not positioned yet) */
     bool reading;        /* an XREAD is outstanding */
+    bool skip_read;      /* fenced while it was: its entries are dropped */
     bool broker_alive;   /* from the broker's heartbeat key */
     bool hello_sent;
+    char broker_term[160]; /* the active broker's heartbeat value, as last read */
     /* herald:events' length as last measured (XLEN), and our publish count
      * when that XLEN was sent: its length now is at most the first plus
      * what we published since (the broker only shortens it). */
@@ -81,6 +86,7 @@ struct gw_bus {
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;
     uint64_t n_refused; /* client events and requests refused: Redis down or stream full */
+    uint64_t n_fenced;  /* times the broker gave us up */
 };
 
 /*

@@ -132,6 +132,10 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 "Client events and requests answered unavailable: Redis down or herald:events "
                 "at its cap.",
                 (unsigned long long)g->bus.n_refused);
+    metrics_put(o, "herald_gateway_fenced_total", "counter",
+                "Times the broker gave this gateway up (paused or cut off past its lease): "
+                "every client closed with 1012, then registered again.",
+                (unsigned long long)g->bus.n_fenced);
     metrics_put(o, "herald_gateway_input_stream_full", "gauge",
                 "1 while herald:events is at --stream-maxlen (new client events refused).",
                 (unsigned long long)g->bus.events_full);

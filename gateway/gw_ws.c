@@ -75,8 +75,19 @@ void gw_ws_announce_all(struct gw *g)
     struct gw_conn *c;
     TAILQ_FOREACH(c, &g->net.conns, link)
     {
-        if (gw_ws_is_client(c) && !(c->flags & GW_CONN_DEAD))
+        /* One that is closing is not announced: its close follows. */
+        if (gw_ws_is_client(c) && !(c->flags & (GW_CONN_DEAD | GW_CONN_CLOSE_SENT)))
             announce(g, c);
+    }
+}
+
+void gw_ws_close_all(struct gw *g, uint16_t code, const char *reason)
+{
+    struct gw_conn *c;
+    TAILQ_FOREACH(c, &g->net.conns, link)
+    {
+        if (gw_ws_is_client(c))
+            gw_conn_close(c, code, reason);
     }
 }
 

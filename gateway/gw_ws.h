@@ -36,6 +36,8 @@ void gw_ws_on_tick(struct gw *g, struct gw_conn *c, int64_t now_ms);
 void gw_ws_on_closed(struct gw *g, struct gw_conn *c);
 /* Announces every open /ws client to the broker again (gw_bus on_ready). */
 void gw_ws_announce_all(struct gw *g);
+/* Closes every /ws client with code and reason (gw_bus on_fenced). */
+void gw_ws_close_all(struct gw *g, uint16_t code, const char *reason);
 
 /* ---- delivery of broker entries (called by gw_deliver) ------------------- */
 

@@ -282,6 +282,18 @@ static void bus_on_ready(void *arg)
     gw_sio_announce_all(arg);
 }
 
+/* The broker gave us up: every client reconnects and gets the state afresh
+ * (1012: "service restart", which clients take as "come back"). */
+static void bus_on_fenced(void *arg)
+{
+    struct gw *g = arg;
+    log_warn("closing %zu connection(s) with 1012", g->net.nconns);
+    struct gw_sess *s, *tmp;
+    TAILQ_FOREACH_SAFE(s, &g->eio.all, link, tmp)
+    gw_eio_close(s, 1012, "service restart");
+    gw_ws_close_all(g, 1012, "service restart");
+}
+
 static void bus_on_deleted(void *arg, int64_t user_id)
 {
     struct gw *g = arg;
@@ -379,6 +391,7 @@ static int start(struct gw *g, const char *host, int port)
         .on_entry = bus_on_entry,
         .on_ready = bus_on_ready,
         .on_deleted = bus_on_deleted,
+        .on_fenced = bus_on_fenced,
         .arg = g,
     };
     return gw_bus_start(&g->bus, g->base, &bcfg, &bh);

@@ -498,20 +498,29 @@ static void test_replay(void)
 
 /* ---- leases ------------------------------------------------------------------------ */
 
-/* Answers the EXISTS of gateway gw's lease (recorded since mark) with n. */
-static void answer_lease(size_t mark, const char *gw, long long n)
+/* Answers the GET of gateway gw's lease (recorded since mark) with value
+ * (NULL: no key). */
+static void answer_lease_value(size_t mark, const char *gw, const char *value)
 {
     char cmd[64];
-    snprintf(cmd, sizeof(cmd), "EXISTS herald:gw:%s:lease", gw);
+    snprintf(cmd, sizeof(cmd), "GET herald:gw:%s:lease", gw);
     for (size_t i = mark; i < F.rec.n; i++)
         if (strcmp(F.rec.v[i].text, cmd) == 0 && F.rec.v[i].fn) {
-            redisReply r = {.type = REDIS_REPLY_INTEGER, .integer = n};
+            redisReply r = {.type = value ? REDIS_REPLY_STRING : REDIS_REPLY_NIL,
+                            .str = (char *)value,
+                            .len = value ? strlen(value) : 0};
             redisCallbackFn *fn = F.rec.v[i].fn;
             F.rec.v[i].fn = NULL;
             fn(NULL, &r, F.rec.v[i].priv);
             return;
         }
     CHECK(!"no lease check recorded");
+}
+
+/* n 1: the gateway's lease is there (its pid); 0: gone. */
+static void answer_lease(size_t mark, const char *gw, long long n)
+{
+    answer_lease_value(mark, gw, n ? "4242" : NULL);
 }
 
 static void test_reap(void)
@@ -524,7 +533,7 @@ static void test_reap(void)
      * lost the key; the gateway renews it within 3/5 of the lease). */
     size_t mark = F.rec.n;
     bk_presence_check_leases(&F.b);
-    CHECK_INT(count_since(&F.rec, mark, "EXISTS herald:gw:", NULL), 2);
+    CHECK_INT(count_since(&F.rec, mark, "GET herald:gw:", NULL), 2);
     answer_lease(mark, "g1", 0);
     CHECK(bk_gw_find(&F.b, "g1", 2) != NULL);
     CHECK_INT(F.b.counters.reaped, 0);
@@ -559,6 +568,90 @@ static void test_reap(void)
     teardown();
 }
 
+/* A reaped gateway is fenced until its next "hello": "reaped" goes into its
+ * lease key (its next renewal finds it and it closes its clients with
+ * 1012), its opens and syncs are ignored (they would count clients about
+ * to be closed), its client events are answered unavailable, and nothing
+ * is broadcast to it. */
+static void test_fencing(void)
+{
+    setup(0, 4);
+    step("open g1 1 alice");
+    step("open g2 2 bob");
+    F.now += EV_LEASE_TTL(F.b.cfg.gateway_lease_ms);
+    size_t mark = F.rec.n;
+    bk_presence_check_leases(&F.b);
+    answer_lease(mark, "g2", 1);
+    answer_lease(mark, "g1", 0);
+    CHECK_INT(F.b.counters.reaped, 1);
+    CHECK(find_since(&F.rec, mark, "SET herald:gw:g1:lease reaped PX 86400000", NULL) != NULL);
+    CHECK(bk_gw_fenced(&F.b, "g1", 2));
+    CHECK(!bk_gw_fenced(&F.b, "g2", 2));
+    CHECK_INT(F.b.nonline, 1);
+
+    /* The paused gateway resumes and publishes before its renewal tells it:
+     * an open (ignored; "reaped" written again, at most once a second), a
+     * sync (ignored), client events (answered unavailable). */
+    F.now += 1000;
+    mark = F.rec.n;
+    step("open g1 3 carol");
+    CHECK_INT(nconns(), 1);
+    CHECK(bk_gw_find(&F.b, "g1", 2) == NULL);
+    CHECK_INT(count_since(&F.rec, mark, "SET herald:gw:g1:lease reaped", NULL), 1);
+    CHECK_INT(count_since(&F.rec, mark, "SADD online_users", NULL), 0);
+    step("open g1 4 carol");
+    CHECK_INT(count_since(&F.rec, mark, "SET herald:gw:g1:lease reaped", NULL), 1);
+    apply("t sync gw g1 c 1,3");
+    CHECK_INT(nconns(), 1);
+    mark = F.rec.n;
+    applyf("t msg gw g1 c 1 u %lld e livechat d {\"message\":\"hi\"}", (long long)uid("alice"));
+    applyf("t msg gw g1 c 1 u %lld e direct_message d {\"to\":2,\"message\":\"hi\"} r 7",
+           (long long)uid("alice"));
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "\"code\":\"unavailable\"") != NULL);
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "\"error\":\"unavailable\"") != NULL);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g2 ", NULL), 0); /* nothing delivered */
+    CHECK_INT(F.b.counters.chat, 0);
+
+    /* A broadcast meanwhile reaches g2 only. */
+    mark = F.rec.n;
+    step("open g2 5 carol");
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g2 ", "\"status\":\"online\""), 1);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 ", NULL), 0);
+    step("close g2 5");
+
+    /* Registered again: counted as any gateway. */
+    step("hello g1");
+    CHECK(!bk_gw_fenced(&F.b, "g1", 2));
+    mark = F.rec.n;
+    step("open g1 6 alice");
+    CHECK_INT(nconns(), 2);
+    CHECK(find_since(&F.rec, mark, "SADD online_users 1", NULL) != NULL);
+
+    /* "reaped" left in a lease by another broker is no lease. */
+    F.now += EV_LEASE_TTL(F.b.cfg.gateway_lease_ms);
+    mark = F.rec.n;
+    bk_presence_check_leases(&F.b);
+    answer_lease(mark, "g2", 1);
+    answer_lease_value(mark, "g1", "reaped");
+    CHECK_INT(F.b.counters.reaped, 2);
+    CHECK(bk_gw_fenced(&F.b, "g1", 2));
+    teardown();
+}
+
+/* A client event from a connection the broker does not hold (closed
+ * meanwhile, or refused) is answered, never dropped in silence. */
+static void test_unregistered_sender(void)
+{
+    setup(0, 4);
+    step("open g1 1 alice");
+    size_t mark = F.rec.n;
+    applyf("t msg gw g1 c 9 u %lld e livechat d {\"message\":\"hi\"}", (long long)uid("alice"));
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "\"code\":\"unavailable\"") != NULL);
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", " c 9 ") != NULL);
+    CHECK_INT(F.b.counters.chat, 0);
+    teardown();
+}
+
 /* ---- refusals at the door ----------------------------------------------------------- */
 
 static void test_unknown_user(void)
@@ -574,10 +667,12 @@ static void test_unknown_user(void)
     CHECK(bk_user_find(&F.b, 99) == NULL);
     CHECK_INT(F.b.counters.refused[3], 1); /* bk_refusal_words[3] */
     CHECK_STR(bk_refusal_words[3], "unknown-user");
-    /* Its events are not served: the connection does not exist. */
+    /* Its events are not served (the connection does not exist), only
+     * answered unavailable. */
     mark = F.rec.n;
     apply("t msg gw g1 c 5 e whoami d {}");
-    CHECK_INT(F.rec.n, mark);
+    CHECK_INT(F.rec.n, mark + 1);
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "\"code\":\"unavailable\"") != NULL);
     teardown();
 }
 
@@ -619,7 +714,8 @@ static const struct dispatch_case {
     {"t msg gw g1 c 3 e direct_message d {\"to\":\"nobody\",\"message\":\"x\"} r 6",
      "t ack c 3 r 6 d [{\"ok\":false,\"error\":\"unknown-user\",\"message\":\"no such "
      "recipient\"}]"},
-    {"t msg gw g1 c 9 e whoami r 1", NULL}, /* closed meanwhile */
+    /* closed meanwhile: answered, not served */
+    {"t msg gw g1 c 9 e whoami r 1", "t ack c 9 r 1 d [{\"ok\":false,\"error\":\"unavailable\""},
     /* req: the HTTP route table. */
     {"t req gw g1 c 40 r 7 e frobnicate d {}",
      "t reply c 40 r 7 s 404 d {\"error\":\"not-found\",\"message\":\"unknown request\"}"},
@@ -950,6 +1046,8 @@ int main(void)
     test_presence_commands();
     test_replay();
     test_reap();
+    test_fencing();
+    test_unregistered_sender();
     test_unknown_user();
     test_dispatch();
     test_rooms_privacy();

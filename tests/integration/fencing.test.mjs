@@ -1,0 +1,140 @@
+// Faults that used to leave presence wrong for good: a gateway paused past
+// its lease (it came back as a zombie the broker no longer counted), and a
+// Redis restart with a standby broker (the standby took over with Redis's
+// empty state and every client got an online event for every user).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Stack, waitFor, metrics, sioClient, sioConnected, closeSioClients } from './harness.mjs';
+
+const logHas = (proc, re) => re.test(fs.readFileSync(proc.log, 'utf8'));
+const sorted = (v) => [...v].sort((a, b) => a - b);
+
+// A gateway stopped (SIGSTOP) for twice its lease: the broker reaps it and
+// takes its users offline. When it resumes it must learn at its next lease
+// renewal that it was given up, close its clients with 1012 (they missed
+// what happened meanwhile) and register again; the clients reconnect and
+// everything works as before. It used to renew its lease as if nothing had
+// happened: its clients stayed connected, invisible and deaf for good.
+test('a gateway paused past its lease closes its clients with 1012 and serves again', async () => {
+  const LEASE = 1500;
+  const s = await new Stack('fencing-pause', { leaseMs: LEASE }).start();
+  try {
+    const watcher = await s.connect('alice', 0);
+    const erin = await s.connect('erin', 1);
+    // The stock client's default reconnection, as a web page has it.
+    const dave = sioClient(s.gateways[1].url, { token: s.token('dave'), reconnection: true, reconnectionDelay: 100 });
+    await sioConnected(dave);
+    await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'online');
+    await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin && m.status === 'online');
+    const firstId = dave.id;
+
+    const gw = s.gateways[1];
+    gw.proc.kill('SIGSTOP');
+    try {
+      // The broker reaps it: both users are announced offline (real).
+      await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin && m.status === 'offline', 10000);
+      await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.dave && m.status === 'offline', 10000);
+      // Hold the pause past twice the lease (a fault held, not a wait).
+      await sleep(LEASE);
+      // A DM written while the gateway is stopped: it reads it on resume,
+      // before it learns it was given up. It must not vanish in silence:
+      // erin is told (unavailable, or the 1012 close before any answer).
+      erin.send({ type: 'direct_message', to: 'alice', message: 'from-the-pause' });
+    } finally {
+      gw.proc.kill('SIGCONT');
+    }
+    const t0 = Date.now();
+    const closed = await erin.closed;
+    console.log(`# paused gateway: its client closed with ${closed.code} ${Date.now() - t0} ms after SIGCONT`);
+    assert.equal(closed.code, 1012);
+    assert.equal(closed.reason, 'service restart');
+
+    // Socket.IO reconnects by itself; the raw client is reconnected here.
+    await waitFor(() => dave.connected && dave.id !== firstId, { what: 'dave reconnected', timeout: 15000 });
+    const erin2 = await s.connect('erin', 1);
+    await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin &&
+      watcher.statuses(s.users.erin).length === 3, 10000);
+    await waitFor(() => watcher.statuses(s.users.dave).length === 3, { what: 'dave online again' });
+    assert.deepEqual(watcher.statuses(s.users.erin), ['online', 'offline', 'online']);
+    assert.deepEqual(watcher.statuses(s.users.dave), ['online', 'offline', 'online']);
+    assert.deepEqual(await s.onlineUsers(), sorted([s.users.alice, s.users.erin, s.users.dave]));
+    const list = await watcher.sync();
+    assert.deepEqual(sorted(list.users), sorted([s.users.alice, s.users.erin, s.users.dave]));
+
+    // The DM from the pause was delivered or refused, never both, never lost
+    // without a word: erin's first connection was closed before it could be
+    // answered, so alice must not have it unless erin was told nothing.
+    const got = watcher.messages.filter((m) => m.type === 'direct_message' && m.message === 'from-the-pause');
+    assert.equal(got.length, 0, 'the broker had given erin up: the DM is answered unavailable, not delivered');
+
+    // Served again both ways.
+    erin2.send({ type: 'direct_message', to: 'alice', message: 'after' });
+    await watcher.next((m) => m.type === 'direct_message' && m.message === 'after');
+    watcher.send({ type: 'direct_message', to: 'erin', message: 'back' });
+    await erin2.next((m) => m.type === 'direct_message' && m.message === 'back');
+    const m = await metrics(gw.url);
+    assert.equal(m.get('herald_gateway_fenced_total'), 1);
+    assert.ok(logHas(s.broker, /gateway gw-b registered again after it was fenced/));
+    dave.disconnect();
+    closeSioClients();
+    await erin2.close();
+    await watcher.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+// Redis restarting empty while a standby broker waits: the active broker
+// keeps leading (the standby gives it a full lock TTL after its own
+// reconnect), nobody receives a presence event, online_users is exact and
+// no process exits. The active broker used to lose its lock, exit with 3,
+// and the standby announced every online user again to every client.
+test('redis restart with a standby broker: the active one keeps the lock, no client sees an event', async () => {
+  const LOCK = 2000;
+  const s = await new Stack('fencing-leader', { env: { HERALD_LOCK_TTL_MS: String(LOCK) } }).start();
+  try {
+    const active = s.broker;
+    const standby = await s.startBroker({ HERALD_CONSUMER: 'broker-2' });
+    await waitFor(() => logHas(standby, /standby: broker broker-1 is active/), { what: 'standby' });
+    const alice = await s.connect('alice', 0);
+    const bob = await s.connect('bob', 1);
+    const carol = await s.connect('carol', 1);
+    await alice.next((m) => m.type === 'status_update' && m.userId === s.users.carol);
+    await alice.sync();
+    const seen = alice.messages.length;
+
+    await s.redisProc.stop();
+    // Down longer than the lock's TTL: had it survived (appendonly), it
+    // would have lapsed too.
+    await sleep(LOCK + 500);
+    await s.startRedis();
+    await waitFor(async () => (await fetch(`${s.gateways[0].url}/healthz`)).status === 200 &&
+      (await fetch(`${s.gateways[1].url}/healthz`)).status === 200, { what: 'healthy again', timeout: 20000 });
+    await waitFor(async () => (await s.onlineUsers()).length === 3, { what: 'online_users rewritten', timeout: 15000 });
+    // Past the standby's hold-off: it must still be standing by.
+    await sleep(LOCK + 500);
+    assert.ok(active.running, `the active broker exited:\n${active.tail()}`);
+    assert.ok(standby.running, `the standby exited:\n${standby.tail()}`);
+    assert.ok(!logHas(standby, /active broker: lock taken/), 'the standby took over');
+    assert.equal(s.redis('GET', 'herald:broker:lock'), '"broker-1"');
+    assert.deepEqual(await s.onlineUsers(), sorted([s.users.alice, s.users.bob, s.users.carol]));
+    const list = await alice.sync();
+    assert.deepEqual(sorted(list.users), sorted([s.users.alice, s.users.bob, s.users.carol]));
+    assert.deepEqual(alice.messages.slice(seen).filter((m) => m.type === 'status_update'), []);
+    assert.ok(s.gateways.every((g) => g.proc.running));
+
+    // Still a working standby: a kill -9 of the active one hands over.
+    const t0 = Date.now();
+    active.kill('SIGKILL');
+    await waitFor(() => logHas(standby, /active broker: lock taken/), { what: 'takeover', timeout: LOCK + 3000 });
+    console.log(`# standby took over ${Date.now() - t0} ms after kill -9 (lock TTL ${LOCK} ms)`);
+    await bob.close();
+    await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline', 10000);
+    await carol.close();
+    await alice.close();
+  } finally {
+    await s.stop();
+  }
+});
