@@ -51,7 +51,7 @@ export const SIZES = FULL ? {
   senders: 60,
   redisOutageMs: 30000,
   brokerLoadMs: 6000,
-  capMax: 4000,
+  capMax: 8000,
 } : {
   peers: 12,
   loadMs: 100,
