@@ -130,6 +130,15 @@ void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, 
     xadd_gw(b, c->gw, &a);
 }
 
+void bk_welcome(struct bk *b, const struct bk_gw *gw)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "welcome");
+    xadd_gw(b, gw, &a);
+}
+
 void bk_announce_deleted(struct bk *b, int64_t id)
 {
     struct ev_args a;

@@ -41,6 +41,9 @@ void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const 
 /* Close connections ids (one id or a comma list) of gw with a close code and
  * a reason word (a C string, e.g. "unknown-user"; the raw close reason, and
  * for "unknown-user" the Socket.IO CONNECT_ERROR code). */
+/* The answer to a gateway's "hello": everything it published before the
+ * hello has been answered ahead of this entry in its stream. */
+void bk_welcome(struct bk *b, const struct bk_gw *gw);
 void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code,
              const char *word);
 /* HTTP answer to the request entry e of gateway gw. */

@@ -554,6 +554,7 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
         log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
         gw_clear(b, gw);
     }
+    bk_welcome(b, gw);
 }
 
 /* Closes connection e->conn of gw: the store failed (f < 0) or does not

@@ -49,6 +49,8 @@
  *   ack    Socket.IO acknowledgement r to connection c, with the   c r d
  *          callback's arguments d (a JSON array)
  *   deleted  account u was deleted: refuse its tokens from now on  u
+ *   welcome  the answer to the gateway's hello: everything it published
+ *          before the hello has been answered ahead of this entry
  */
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H

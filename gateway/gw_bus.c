@@ -67,7 +67,7 @@ static bool may_publish(struct gw_bus *b)
         log_warn("herald:events at its cap (%ld entries): client events refused as unavailable",
                  b->cfg.stream_maxlen);
     }
-    if (stream_ready(b) && b->pub.up && !b->events_full)
+    if (stream_ready(b) && b->pub.up && !b->events_full && !b->fence_pending)
         return true;
     b->n_refused++;
     return false;
@@ -208,23 +208,33 @@ static void position_stream(struct gw_bus *b)
 /*
  * The broker gave us up: we were paused or cut off past our lease and it
  * took our users offline. Our clients missed whatever happened meanwhile,
- * so they are closed with 1012 (they reconnect, here or elsewhere, and get
- * the state afresh), and we register again as a new gateway would: skip
- * what our stream holds for the old registration, then "hello".
+ * so they will be closed with 1012 (they reconnect, here or elsewhere, and
+ * get the state afresh). First we register again ("hello"), and the
+ * broker answers what they sent before that (unavailable: it no longer
+ * held them) ahead of its "welcome" in our stream, so those answers reach
+ * them before the close. Until the welcome, client events are refused
+ * here.
  */
 static void fenced(struct gw_bus *b)
 {
     log_warn("the broker gave this gateway up (no lease renewal reached Redis in time): "
-             "closing every client with 1012 and registering again");
+             "registering again; its clients will be closed with 1012");
     b->n_fenced++;
-    b->hello_sent = false;
-    b->last_id[0] = '\0';
+    b->fence_pending = true;
+    b->fenced_at_ms = gw_now_ms();
     if (b->h.on_fenced)
         b->h.on_fenced(b->h.arg);
-    if (b->reading)
-        b->skip_read = true; /* its entries are for the old registration */
-    else if (b->sub.up)
-        position_stream(b);
+    b->hello_sent = false;
+    publish_all_open(b);
+}
+
+/* The old registration's clients go: the broker answered everything they
+ * sent (its welcome), or it did not answer within a lease. */
+static void fence_done(struct gw_bus *b)
+{
+    b->fence_pending = false;
+    if (b->h.on_welcome)
+        b->h.on_welcome(b->h.arg);
 }
 
 static void on_lease_renewed(redisAsyncContext *ac, void *reply, void *priv)
@@ -257,6 +267,12 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
         rds_cmd_argv(&b->pub, on_lease_renewed, b, 7, argv, lens);
     }
     rds_cmd(&b->pub, on_broker_alive, b, "GET %s", GW_BROKER_ALIVE_KEY);
+    if (b->fence_pending && gw_now_ms() - b->fenced_at_ms >= b->cfg.lease_ms) {
+        log_warn("no welcome from the broker within %ld ms of registering again: closing the "
+                 "old clients anyway",
+                 b->cfg.lease_ms);
+        fence_done(b);
+    }
     if (b->cfg.stream_maxlen > 0 &&
         rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN) == 0)
         b->len_asked_at = b->n_published;
@@ -328,6 +344,11 @@ static void apply_entries(struct gw_bus *b, const redisReply *r)
             continue;
         }
         b->n_entries_in++;
+        if (ev_is(e.type, e.type_len, "welcome")) {
+            if (b->fence_pending)
+                fence_done(b);
+            continue;
+        }
         if (b->h.on_entry)
             b->h.on_entry(b->h.arg, &e);
     }
@@ -339,13 +360,6 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
     struct gw_bus *b = priv;
     redisReply *r = reply;
     b->reading = false;
-    if (b->skip_read) {
-        /* We were fenced while this read was out: drop what it brought. */
-        b->skip_read = false;
-        if (r && b->sub.up)
-            position_stream(b);
-        return;
-    }
     if (!r)
         return; /* disconnected: on_sub_state restarts reading */
     if (r->type == REDIS_REPLY_ERROR) {

@@ -50,9 +50,13 @@ struct gw_bus_handlers {
     /* A deleted account from herald:deleted_users, loaded at every connect
      * of `pub` (the broker records deletions made while we were away). */
     void (*on_deleted)(void *arg, int64_t user_id);
-    /* The broker gave this gateway up (EV_LEASE_REAPED in our lease): close
-     * every client with 1012. The bus then registers again by itself. */
+    /* The broker gave this gateway up (EV_LEASE_REAPED in our lease): the
+     * clients open now belong to the old registration. The bus registers
+     * again at once (they are not announced: skip them in on_ready), and
+     * calls on_welcome when the broker has answered what they sent: close
+     * them then, with 1012. */
     void (*on_fenced)(void *arg);
+    void (*on_welcome)(void *arg);
     void *arg; /* borrowed: passed to every handler */
 };
 
@@ -65,8 +69,9 @@ struct gw_bus {
     char lease_key[192]; /* herald:gw:<id>:lease */
     char last_id[64];    /* last entry read from our stream ("": not positioned yet) */
     bool reading;        /* an XREAD is outstanding */
-    bool skip_read;      /* fenced while it was: its entries are dropped */
-    bool broker_alive;   /* from the broker's heartbeat key */
+    bool fence_pending;  /* registered again after being fenced; no welcome yet */
+    int64_t fenced_at_ms;
+    bool broker_alive; /* from the broker's heartbeat key */
     bool hello_sent;
     char broker_term[160]; /* the active broker's heartbeat value, as last read */
     /* herald:events' length as last measured (XLEN), and our publish count

@@ -34,10 +34,12 @@ void gw_ws_on_message(struct gw *g, struct gw_conn *c, uint8_t opcode, const uin
 void gw_ws_on_tick(struct gw *g, struct gw_conn *c, int64_t now_ms);
 /* c is being freed: tells the broker (when it knew c) and frees c->app. */
 void gw_ws_on_closed(struct gw *g, struct gw_conn *c);
-/* Announces every open /ws client to the broker again (gw_bus on_ready). */
+/* Announces every open /ws client to the broker again (gw_bus on_ready),
+ * except the old registration's after a fence (g->fence_below). */
 void gw_ws_announce_all(struct gw *g);
-/* Closes every /ws client with code and reason (gw_bus on_fenced). */
-void gw_ws_close_all(struct gw *g, uint16_t code, const char *reason);
+/* Closes every /ws client with an id up to max_id with code and reason
+ * (after the bus was fenced). Returns how many. */
+size_t gw_ws_close_upto(struct gw *g, uint64_t max_id, uint16_t code, const char *reason);
 
 /* ---- delivery of broker entries (called by gw_deliver) ------------------- */
 

@@ -282,16 +282,31 @@ static void bus_on_ready(void *arg)
     gw_sio_announce_all(arg);
 }
 
-/* The broker gave us up: every client reconnects and gets the state afresh
- * (1012: "service restart", which clients take as "come back"). */
+/* The broker gave us up: the clients open now are the old registration's
+ * (see gw_bus.h). */
 static void bus_on_fenced(void *arg)
 {
     struct gw *g = arg;
-    log_warn("closing %zu connection(s) with 1012", g->net.nconns);
+    g->fence_below = g->net.next_id;
+}
+
+/* ... and they go now, with 1012 ("service restart": clients take it as
+ * "come back") and get the state afresh wherever they reconnect. */
+static void bus_on_welcome(void *arg)
+{
+    struct gw *g = arg;
+    size_t n = 0;
     struct gw_sess *s, *tmp;
     TAILQ_FOREACH_SAFE(s, &g->eio.all, link, tmp)
-    gw_eio_close(s, 1012, "service restart");
-    gw_ws_close_all(g, 1012, "service restart");
+    {
+        if (s->id <= g->fence_below) {
+            gw_eio_close(s, 1012, "service restart");
+            n++;
+        }
+    }
+    n += gw_ws_close_upto(g, g->fence_below, 1012, "service restart");
+    log_warn("registered again: %zu client(s) of the old registration closed with 1012", n);
+    g->fence_below = 0;
 }
 
 static void bus_on_deleted(void *arg, int64_t user_id)
@@ -392,6 +407,7 @@ static int start(struct gw *g, const char *host, int port)
         .on_ready = bus_on_ready,
         .on_deleted = bus_on_deleted,
         .on_fenced = bus_on_fenced,
+        .on_welcome = bus_on_welcome,
         .arg = g,
     };
     return gw_bus_start(&g->bus, g->base, &bcfg, &bh);

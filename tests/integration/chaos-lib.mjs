@@ -5,11 +5,15 @@
 //
 // Messages. Every DM or livechat message carries a unique id in its text
 // ("<scenario>#<n>"). Per message: sent; then its answer, one of
-//   accepted  Socket.IO callback {ok:true}; raw /ws: the gateway's pong to
-//             the `ping` sent right behind it came back without an error
-//             frame in between (the gateway answers a refusal at once, in
-//             order, before that pong: gw_ws.c);
-//   refused   callback {ok:false,error}; raw: an error frame before the pong;
+//   accepted  Socket.IO callback {ok:true}; raw /ws (no answer on success):
+//             the `get_online_users` sent right behind it was answered with
+//             no error frame in between. The broker answers a connection's
+//             events in order, and the gateway refuses at once and in order,
+//             so with one message in flight per raw client (a raw peer sends
+//             its next only after this outcome) an error frame before that
+//             answer is the message's;
+//   refused   callback {ok:false,error}; raw: an error frame before the
+//             answer (or two errors: the message's and the probe's);
 //   in doubt  the sender's connection closed before any answer (the sender
 //             was told: by the close, e.g. 1012);
 //   unanswered no answer at all while the connection stayed open (Socket.IO
@@ -146,13 +150,22 @@ export class Peer {
     return this.opens.length > 0 && t >= this.opens[0].t;
   }
 
+  // True when, at t, this peer's connection was open but cut off by the
+  // fault (this.cutoff: [from, to] intervals a scenario sets): on a gateway
+  // killed with the message in its stream, or one the broker had given up
+  // (the broker counted the user offline; a DM to an offline user is not
+  // stored yet, PROTOCOL.md §4a).
+  cutOffAt(t) {
+    return (this.cutoff || []).some(([a, b]) => t >= a && (b === null || t < b));
+  }
+
   async open(gi = this.gi, timeout = 10000) {
     this.gi = gi;
     const no = ++this.connNo;
     if (this.kind === 'raw') {
       const c = await this.s.connect(this.name, gi);
       this.conn = c;
-      c.pending = []; // messages waiting for their pong
+      c.pending = []; // the message (or probe) waiting for its outcome
       c.ws.on('message', (data, bin) => { if (!bin) this.onRaw(JSON.parse(data.toString()), no, c); });
       c.ws.on('close', (code) => this.onClosed(code, no, c));
     } else {
@@ -185,16 +198,21 @@ export class Peer {
   onRaw(m, no, c) {
     if (m.type === 'status_update') this.onStatus(m, no);
     else if (m.type === 'direct_message' || m.type === 'livechat') this.chaos.ledger.deliver(m.message, this);
-    else if (m.type === 'pong') {
-      const msg = c.pending.shift();
-      if (msg && !msg.probe) this.chaos.ledger.answered(msg, msg.error ? 'refused' : 'accepted', msg.error);
+    else if (m.type === 'online_users') {
+      const head = c.pending.shift();
+      if (head && head.probe) head.resolve(m);
+      else if (head) this.chaos.ledger.answered(head, head.error ? 'refused' : 'accepted', head.error);
     } else if (m.type === 'error') {
       const head = c.pending[0];
-      if (head && !head.error) {
-        head.error = m.code;
-        if (head.probe) head.reject(new Error(`get_online_users refused: ${m.code}`));
-      }
-      else this.chaos.ledger.strayErrors.push({ peer: this.name, code: m.code, message: m.message, pending: c.pending.length });
+      if (head && head.probe) {
+        c.pending.shift();
+        head.reject(new Error(`get_online_users refused: ${m.code}`));
+      } else if (head && !head.error) {
+        head.error = m.code; // the message's; its probe's answer or error follows
+      } else if (head) {
+        c.pending.shift(); // the probe behind a refused message was refused too
+        this.chaos.ledger.answered(head, 'refused', head.error);
+      } else this.chaos.ledger.strayErrors.push({ peer: this.name, code: m.code, message: m.message, pending: c.pending.length });
     }
   }
 
@@ -237,12 +255,13 @@ export class Peer {
   // Sends one message with a unique id; kind 'dm' (to a peer) or 'chat'.
   send(kind, to = null) {
     if (this.stopped || !this.connected) return null;
+    if (this.kind === 'raw' && this.conn.pending.length) return null; // one in flight
     const msg = this.chaos.ledger.add(this, kind, to);
     if (this.kind === 'raw') {
       this.conn.pending.push(msg);
       if (kind === 'dm') this.conn.send({ type: 'direct_message', to: to.name, message: msg.id });
       else this.conn.send({ type: 'livechat', message: msg.id });
-      this.conn.send({ type: 'ping' });
+      this.conn.send({ type: 'get_online_users' });
     } else {
       const ev = kind === 'dm' ? ['direct_message', { to: to.name, message: msg.id }] : ['livechat', { message: msg.id }];
       const conn = this.connNo;
@@ -262,19 +281,21 @@ export class Peer {
   async askOnline(timeout = 3000) {
     if (!this.connected) throw new Error(`${this.name} is not connected`);
     if (this.kind === 'sio') return (await this.conn.timeout(timeout).emitWithAck('get-online-users')).map(Number);
-    // Behind it a ping, like a message: an error frame before the pong is
-    // this request's, not a message's.
+    // Queued behind a message in flight, if any: its answer is the next
+    // online_users after that message's.
     const c = this.conn;
-    const n = c.messages.length;
-    let reject;
-    const refused = new Promise((_, rj) => { reject = rj; });
-    refused.catch(() => {});
-    c.pending.push({ probe: true, error: null, reject });
+    let resolve, reject;
+    const answered = new Promise((rs, rj) => { resolve = rs; reject = rj; });
+    answered.catch(() => {});
+    c.pending.push({ probe: true, resolve, reject });
     c.send({ type: 'get_online_users' });
-    c.send({ type: 'ping' });
-    const ans = await Promise.race([
-      c.next((m) => m.type === 'online_users' && c.messages.indexOf(m) >= n, timeout, 'online_users'), refused]);
-    return ans.users.map(Number);
+    let t;
+    const late = new Promise((_, rj) => { t = setTimeout(() => rj(new Error('timed out waiting for online_users')), timeout); });
+    late.catch(() => {});
+    try {
+      const ans = await Promise.race([answered, late]);
+      return ans.users.map(Number);
+    } finally { clearTimeout(t); }
   }
 
   // A round trip through the broker, errors ignored.
@@ -339,7 +360,7 @@ export class Ledger {
 
   // Recipients of msg that had an open connection when it was sent.
   presentRecipients(msg) {
-    return (msg.recipients || []).filter((p) => p.presentAt(msg.t));
+    return (msg.recipients || []).filter((p) => p.presentAt(msg.t) && !p.cutOffAt(msg.t));
   }
 
   // True when every accepted message reached all its present recipients.
@@ -355,7 +376,7 @@ export class Ledger {
   summary() {
     const r = {
       sent: 0, accepted: 0, refused: 0, inDoubt: 0, unanswered: 0, pending: 0, delivered: 0,
-      lost: 0, duplicated: 0, extraCopies: 0, undeliverable: 0, refusedButDelivered: 0,
+      lost: 0, duplicated: 0, extraCopies: 0, undeliverable: 0, cutOff: 0, refusedButDelivered: 0,
       refusedWords: {}, doubtWhy: {}, strayErrors: this.strayErrors.length, strayErrorSamples: this.strayErrors.slice(0, 3), unknownDeliveries: this.unknownDeliveries,
       lostIds: [], dupIds: [], silentIds: [],
     };
@@ -374,7 +395,11 @@ export class Ledger {
       switch (m.state) {
         case 'accepted':
           r.accepted++;
-          if (present.length === 0) { if (!gotAny) r.undeliverable++; } else if (!gotAll) {
+          if (present.length === 0) {
+            if (gotAny) break;
+            if ((m.recipients || []).some((p) => p.presentAt(m.t) && p.cutOffAt(m.t))) r.cutOff++;
+            else r.undeliverable++;
+          } else if (!gotAll) {
             r.lost++;
             if (r.lostIds.length < 10) r.lostIds.push(`${m.id} ${m.from.name}->${m.to ? m.to.name : '*'}`);
           }
@@ -544,7 +569,7 @@ export class Chaos {
     Object.assign(this.report, {
       sent: m.sent, accepted: m.accepted, delivered: m.delivered, refused: m.refused, inDoubt: m.inDoubt,
       unanswered: m.unanswered, pending: m.pending, lost: m.lost, silent: m.silentlyUnanswered,
-      duplicated: m.duplicated, extraCopies: m.extraCopies, undeliverable: m.undeliverable,
+      duplicated: m.duplicated, extraCopies: m.extraCopies, undeliverable: m.undeliverable, cutOff: m.cutOff,
       refusedWords: m.refusedWords, doubtWhy: m.doubtWhy, strayErrors: m.strayErrors, strayErrorSamples: m.strayErrorSamples,
       refusedButDelivered: m.refusedButDelivered,
       spurious: pres.spurious, presenceEvents: pres.events, peers: this.peers.length,

@@ -13,9 +13,10 @@ const sorted = (v) => [...v].sort((a, b) => a - b);
 
 // A gateway stopped (SIGSTOP) for twice its lease: the broker reaps it and
 // takes its users offline. When it resumes it must learn at its next lease
-// renewal that it was given up, close its clients with 1012 (they missed
-// what happened meanwhile) and register again; the clients reconnect and
-// everything works as before. It used to renew its lease as if nothing had
+// renewal that it was given up, register again, let the broker answer
+// what its clients sent meanwhile (unavailable), then close them with 1012
+// (they missed what happened meanwhile); they reconnect and everything
+// works as before. It used to renew its lease as if nothing had
 // happened: its clients stayed connected, invisible and deaf for good.
 test('a gateway paused past its lease closes its clients with 1012 and serves again', async () => {
   const LEASE = 1500;
@@ -63,9 +64,12 @@ test('a gateway paused past its lease closes its clients with 1012 and serves ag
     const list = await watcher.sync();
     assert.deepEqual(sorted(list.users), sorted([s.users.alice, s.users.erin, s.users.dave]));
 
-    // The DM from the pause was delivered or refused, never both, never lost
-    // without a word: erin's first connection was closed before it could be
-    // answered, so alice must not have it unless erin was told nothing.
+    // The DM from the pause was answered before the close: the broker no
+    // longer held erin's connection, so it is refused (unavailable), and
+    // the gateway closed its old clients only after the broker's welcome,
+    // which follows the answer in its stream. Not delivered either.
+    const errors = erin.messages.filter((m) => m.type === 'error').map((m) => m.code);
+    assert.deepEqual(errors, ['unavailable']);
     const got = watcher.messages.filter((m) => m.type === 'direct_message' && m.message === 'from-the-pause');
     assert.equal(got.length, 0, 'the broker had given erin up: the DM is answered unavailable, not delivered');
 

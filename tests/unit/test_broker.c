@@ -462,6 +462,10 @@ static void test_replay(void)
         apply(e);
         size_t mark = F.rec.n, online = F.b.nonline, conns = nconns();
         apply(e);
+        /* A hello is answered every time (welcome), and changes nothing. */
+        if (strncmp(e, "t hello ", 8) == 0 && F.rec.n == mark + 1 &&
+            strstr(F.rec.v[mark].text, " t welcome"))
+            mark++;
         if (F.rec.n != mark) {
             fprintf(stderr, "  replaying \"%s\" wrote:\n", e);
             rec_dump(&F.rec, mark);
@@ -619,9 +623,13 @@ static void test_fencing(void)
     CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 ", NULL), 0);
     step("close g2 5");
 
-    /* Registered again: counted as any gateway. */
+    /* Registered again: welcomed (after the answers above, so they reach
+     * the clients before their 1012), then counted as any gateway. */
+    mark = F.rec.n;
     step("hello g1");
     CHECK(!bk_gw_fenced(&F.b, "g1", 2));
+    CHECK_STR(find_since(&F.rec, mark, "XADD herald:gw:g1 ", NULL),
+              "XADD herald:gw:g1 MAXLEN ~ 100000 * t welcome");
     mark = F.rec.n;
     step("open g1 6 alice");
     CHECK_INT(nconns(), 2);
