@@ -62,7 +62,10 @@ static void xadd_gw(struct bk *b, const struct bk_gw *gw, struct ev_args *a)
     /* The key is formatted into our stack buffer: copy the argv into a new
      * builder that starts with the XADD prefix. */
     struct ev_args x;
-    ev_args_xadd(&x, key, (size_t)kl, b->cfg.gw_stream_maxlen);
+    /* No MAXLEN: Redis would trim entries the gateway has not read. The
+     * gateway trims what it has read; a backlog past gw_stream_maxlen gets
+     * it fenced (bk_presence_check_leases). */
+    ev_args_xadd(&x, key, (size_t)kl, 0);
     for (int i = 0; i < a->argc; i++)
         ev_args_add(&x, a->argv[i], a->argvlen[i]);
     bk_cmd(b, &x);

@@ -434,22 +434,51 @@ static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
     free(lc);
 }
 
+/* XLEN of the gateway's stream: what it has not read yet (it trims what it
+ * has). A gateway that far behind is stalled or cannot keep up; its
+ * clients are missing deliveries either way. It is given up as for a
+ * missed lease, so its clients are told (1012) instead of the stream
+ * dropping entries nobody read. */
+static void on_backlog_reply(redisAsyncContext *ac, void *reply_, void *priv)
+{
+    (void)ac;
+    struct lease_check *lc = priv;
+    struct bk *b = lc->b;
+    redisReply *r = reply_;
+    struct bk_gw *gw = bk_gw_find(b, lc->id, strlen(lc->id));
+    if (r && r->type == REDIS_REPLY_INTEGER && gw && r->integer >= b->cfg.gw_stream_maxlen) {
+        log_warn("gateway %s has %lld unread entries (cap %ld): giving it up", gw->id,
+                 (long long)r->integer, b->cfg.gw_stream_maxlen);
+        gw_reap(b, gw);
+    }
+    free(lc);
+}
+
+/* Sends cmd (GET of the lease, or XLEN of the stream) for gw, answered to
+ * fn with a lease_check. */
+static void gw_check(struct bk *b, const struct bk_gw *gw, const char *cmd, const char *suffix,
+                     redisCallbackFn *fn)
+{
+    struct lease_check *lc = malloc(sizeof(*lc));
+    if (!lc)
+        return;
+    lc->b = b;
+    snprintf(lc->id, sizeof(lc->id), "%s", gw->id);
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s%s", EV_GW_STREAM_PREFIX, gw->id, suffix);
+    const char *argv[] = {cmd, key};
+    const size_t lens[] = {strlen(cmd), strlen(key)};
+    if (bk_send(b, fn, lc, 2, argv, lens) != 0)
+        free(lc);
+}
+
 void bk_presence_check_leases(struct bk *b)
 {
     struct bk_gw *gw;
     RB_FOREACH(gw, bk_gw_tree, &b->gws)
     {
-        struct lease_check *lc = malloc(sizeof(*lc));
-        if (!lc)
-            return;
-        lc->b = b;
-        snprintf(lc->id, sizeof(lc->id), "%s", gw->id);
-        char key[256];
-        snprintf(key, sizeof(key), "%s%s:lease", EV_GW_STREAM_PREFIX, gw->id);
-        const char *argv[] = {"GET", key};
-        const size_t lens[] = {3, strlen(key)};
-        if (bk_send(b, on_lease_reply, lc, 2, argv, lens) != 0)
-            free(lc);
+        gw_check(b, gw, "GET", ":lease", on_lease_reply);
+        gw_check(b, gw, "XLEN", "", on_backlog_reply);
     }
 }
 

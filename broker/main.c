@@ -43,10 +43,13 @@ static const struct cfg_opt bk_opts[] = {
     OPT("stream-maxlen", CFG_INT, stream_maxlen, "1000000", 10, 1000000000, 0,
         "cap on herald:events, enforced by the gateways (the broker trims only what it "
         "acknowledged)"),
-    /* A gateway reads its stream continuously; 100k entries is minutes of
-     * backlog at full load, enough for a Redis hiccup. */
+    /* A gateway reads its stream continuously and trims what it has read;
+     * 100k unread entries is minutes of backlog at full load, enough for a
+     * Redis hiccup. Past it the gateway is given up (fenced, as for a
+     * missed lease): nothing is ever trimmed unread. */
     OPT("gw-stream-maxlen", CFG_INT, gw_stream_maxlen, "100000", 100, 1000000000, 0,
-        "approximate cap on each herald:gw:<id> stream"),
+        "unread entries a gateway may fall behind before it is given up (its clients "
+        "reconnect)"),
     OPT("batch", CFG_INT, batch, "512", 1, 100000, 0, "entries per XREADGROUP"),
     /* A profile page and a few friends' cards; enough for any real page,
      * small enough that one connection cannot pin much broker memory. */

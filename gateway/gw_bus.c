@@ -115,16 +115,63 @@ void gw_bus_close(struct gw_bus *b, uint64_t id)
     xadd(b, &a);
 }
 
+/* ---- client events in flight ------------------------------------------------ */
+
+/* Each client event's XADD is remembered until Redis answers it, in a ring
+ * (hiredis answers in order; on a lost connection it calls every pending
+ * callback with no reply, in order). Without a reply the event may not have
+ * been taken: its sender is answered unavailable (on_lost) rather than
+ * left waiting for an answer that never comes. */
+static bool inflight_push(struct gw_bus *b, uint64_t conn, int64_t ack_id)
+{
+    if (b->inflight_n == b->inflight_cap) {
+        size_t cap = b->inflight_cap ? b->inflight_cap * 2 : 256;
+        struct gw_inflight *v = malloc(cap * sizeof(*v));
+        if (!v)
+            return false;
+        for (size_t i = 0; i < b->inflight_n; i++)
+            v[i] = b->inflight[(b->inflight_head + i) % b->inflight_cap];
+        free(b->inflight);
+        b->inflight = v;
+        b->inflight_cap = cap;
+        b->inflight_head = 0;
+    }
+    b->inflight[(b->inflight_head + b->inflight_n) % b->inflight_cap] =
+        (struct gw_inflight){conn, ack_id};
+    b->inflight_n++;
+    return true;
+}
+
+static void on_msg_written(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw_bus *b = priv;
+    redisReply *r = reply;
+    HERALD_ASSERT(b->inflight_n > 0);
+    struct gw_inflight f = b->inflight[b->inflight_head];
+    b->inflight_head = (b->inflight_head + 1) % b->inflight_cap;
+    b->inflight_n--;
+    if (r && r->type != REDIS_REPLY_ERROR)
+        return;
+    if (r)
+        log_warn_rl(5, "XADD %s refused: %s", EV_STREAM_IN, r->str);
+    b->n_lost++;
+    if (b->h.on_lost && !b->stopping)
+        b->h.on_lost(b->h.arg, f.conn, f.ack_id);
+}
+
 bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
                 size_t len, int64_t ack_id)
 {
     struct ev_args a;
-    if (!may_publish(b))
+    if (!may_publish(b) || !inflight_push(b, id, ack_id))
         return false;
     xadd_start(b, &a);
     ev_enc_msg(&a, b->cfg.id, id, user_id, type, json, len, ack_id, gw_now_ms());
-    if (rds_cmd_argv(&b->pub, NULL, NULL, a.argc, a.argv, a.argvlen) != 0)
+    if (rds_cmd_argv(&b->pub, on_msg_written, b, a.argc, a.argv, a.argvlen) != 0) {
+        b->inflight_n--; /* the one just pushed: no callback will pop it */
         return false;
+    }
     b->n_published++;
     return true;
 }
@@ -273,6 +320,11 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
                  b->cfg.lease_ms);
         fence_done(b);
     }
+    /* What we have read of our stream goes: the broker never trims it (it
+     * would drop what we have not read), and counts what is left as our
+     * backlog. */
+    if (stream_ready(b) && strcmp(b->last_id, "0-0") != 0)
+        rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->last_id);
     if (b->cfg.stream_maxlen > 0 &&
         rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN) == 0)
         b->len_asked_at = b->n_published;
@@ -458,6 +510,7 @@ int gw_bus_start(struct gw_bus *b, struct event_base *base, const struct gw_bus_
 
 void gw_bus_stop(struct gw_bus *b)
 {
+    b->stopping = true; /* callbacks run by the frees below answer nobody */
     /* A clean exit tells the broker at once instead of letting the lease
      * lapse; the close entries of the connections just freed are still in
      * pub's output buffer. */
@@ -473,5 +526,8 @@ void gw_bus_stop(struct gw_bus *b)
     rds_free(&b->pub);
     free(b->sync_ids);
     b->sync_ids = NULL;
+    free(b->inflight);
+    b->inflight = NULL;
+    b->inflight_n = b->inflight_cap = 0;
     b->sync_len = b->sync_cap = 0;
 }

@@ -57,7 +57,17 @@ struct gw_bus_handlers {
      * them then, with 1012. */
     void (*on_fenced)(void *arg);
     void (*on_welcome)(void *arg);
+    /* A client event of connection conn (ack_id: its Socket.IO ack id, -1
+     * none) was in flight when the connection to Redis dropped, or Redis
+     * refused it: it may not have been taken. Tell its sender unavailable. */
+    void (*on_lost)(void *arg, uint64_t conn, int64_t ack_id);
     void *arg; /* borrowed: passed to every handler */
+};
+
+/* A client event handed to Redis and not yet answered by it. */
+struct gw_inflight {
+    uint64_t conn;
+    int64_t ack_id; /* Socket.IO ack id, -1: none */
 };
 
 struct gw_bus {
@@ -88,10 +98,15 @@ struct gw_bus {
     char *sync_ids;
     size_t sync_len, sync_cap;
     bool syncing;
+    /* Client events in flight (a ring, owned): see gw_bus.c. */
+    struct gw_inflight *inflight;
+    size_t inflight_head, inflight_n, inflight_cap;
+    bool stopping;
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;
     uint64_t n_refused; /* client events and requests refused: Redis down or stream full */
     uint64_t n_fenced;  /* times the broker gave us up */
+    uint64_t n_lost;    /* client events Redis never answered: senders told unavailable */
 };
 
 /*

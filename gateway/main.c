@@ -309,6 +309,36 @@ static void bus_on_welcome(void *arg)
     g->fence_below = 0;
 }
 
+/* A client event Redis never answered: its sender hears unavailable, as if
+ * the broker had refused it (the same entry the broker would write). */
+static void bus_on_lost(void *arg, uint64_t conn, int64_t ack_id)
+{
+    static const char msg[] = "the connection to Redis dropped with this event in flight: it may "
+                              "not have been taken";
+    char d[384], ids[24];
+    struct ev_entry e = {0};
+    size_t n = ev_refusal(d, sizeof(d), ack_id >= 0 ? EV_REFUSAL_ACK : EV_REFUSAL_EVENT,
+                          "unavailable", msg);
+    HERALD_ASSERT(n > 0);
+    int il = snprintf(ids, sizeof(ids), "%llu", (unsigned long long)conn);
+    e.conns = ids;
+    e.conns_len = (size_t)il;
+    e.conn = conn;
+    e.data = d;
+    e.data_len = n;
+    if (ack_id >= 0) {
+        e.type = "ack";
+        e.req = (uint64_t)ack_id;
+        e.has_req = true;
+    } else {
+        e.type = "conn";
+        e.event = "error";
+        e.event_len = 5;
+    }
+    e.type_len = strlen(e.type);
+    gw_deliver_entry(arg, &e);
+}
+
 static void bus_on_deleted(void *arg, int64_t user_id)
 {
     struct gw *g = arg;
@@ -408,6 +438,7 @@ static int start(struct gw *g, const char *host, int port)
         .on_deleted = bus_on_deleted,
         .on_fenced = bus_on_fenced,
         .on_welcome = bus_on_welcome,
+        .on_lost = bus_on_lost,
         .arg = g,
     };
     return gw_bus_start(&g->bus, g->base, &bcfg, &bh);

@@ -142,3 +142,50 @@ test('redis restart with a standby broker: the active one keeps the lock, no cli
     await s.stop();
   }
 });
+
+// Each gateway's stream is trimmed by the gateway itself, to what it has
+// read; the broker writes it without MAXLEN (Redis's approximate trimming
+// dropped entries the gateway had not read). A gateway that falls
+// --gw-stream-maxlen entries behind is given up like one that missed its
+// lease: its clients are closed with 1012 instead of missing deliveries.
+test('a gateway stream holds only unread entries; a gateway that far behind is given up', async () => {
+  const CAP = 200;
+  const s = await new Stack('fencing-backlog', {
+    leaseMs: 15000, // the lease (TTL 9 s) must not be what gives it up
+    env: { HERALD_GW_STREAM_MAXLEN: String(CAP), HERALD_CHAT_BURST: '1000', HERALD_CHAT_RATE: '1000', HERALD_CHAT_RATE_PER_IP: '0' },
+  }).start();
+  try {
+    const alice = await s.connect('alice', 0);
+    const bob = await s.connect('bob', 1);
+    await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
+    for (let i = 0; i < 50; i++) alice.send({ type: 'livechat', message: `read ${i}` });
+    await bob.next((m) => m.type === 'livechat' && m.message === 'read 49');
+    // Trimmed at the next renewal (every lease/5): only what is unread stays.
+    await waitFor(() => Number(s.redis('XLEN', 'herald:gw:gw-b').replace(/\D/g, '')) <= 2,
+      { what: 'gw-b trims its stream', timeout: 20000 });
+
+    const gw = s.gateways[1];
+    gw.proc.kill('SIGSTOP');
+    try {
+      for (let i = 0; i < CAP + 50; i++) alice.send({ type: 'livechat', message: `unread ${i}` });
+      await alice.next((m) => m.type === 'livechat' && m.message === `unread ${CAP + 49}`);
+      await waitFor(() => logHas(s.broker, /gateway gw-b has \d+ unread entries \(cap 200\): giving it up/),
+        { what: 'the broker gives gw-b up', timeout: 20000 });
+      await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
+    } finally {
+      gw.proc.kill('SIGCONT');
+    }
+    // It learns at its next renewal, delivers what it had (nothing was
+    // trimmed unread), then closes bob with 1012.
+    const closed = await bob.closed;
+    assert.equal(closed.code, 1012);
+    const got = bob.messages.filter((m) => m.type === 'livechat' && m.message.startsWith('unread ')).length;
+    assert.equal(got, CAP + 50, 'every entry written for gw-b was still there to read');
+    const bob2 = await s.connect('bob', 1);
+    await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && alice.statuses(s.users.bob).length === 3);
+    await bob2.close();
+    await alice.close();
+  } finally {
+    await s.stop();
+  }
+});

@@ -3,7 +3,7 @@
 // and events flow as before.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Stack, waitFor, sioClient, sioConnected, sioAck, sioNext, closeSioClients } from './harness.mjs';
+import { Stack, waitFor, sioClient, sioConnected, sioAck, sioNext, closeSioClients, metrics } from './harness.mjs';
 
 let s;
 before(async () => { s = await new Stack('redis-restart').start(); });
@@ -122,6 +122,38 @@ test('a close made while redis was down is not forgotten: no ghost afterwards', 
   }, { what: 'online_users is alice alone', timeout: 10000 });
   const st = await (await fetch(`${s.gateways[0].url}/online-status/carol`)).json();
   assert.deepEqual(st, { online: false });
+  closeSioClients();
+  await alice.close();
+});
+
+// An event handed to Redis that Redis never took: the connection dropped
+// with it in flight, or Redis refused the write. Its sender used to hear
+// nothing (raw) or wait for a callback that never came (Socket.IO). A
+// refusal is the reproducible form of it: maxmemory 1 makes every XADD fail.
+test('an event Redis never took is answered unavailable, on both endpoints', async () => {
+  const alice = await s.connect('alice', 0);
+  const bob = await s.sio('bob', 1);
+  await alice.sync();
+  const from = alice.messages.length;
+  s.redis('CONFIG', 'SET', 'maxmemory', '1');
+  let ack;
+  try {
+    alice.send({ type: 'direct_message', to: 'bob', message: 'not taken' });
+    ack = await sioAck(bob, 'direct_message', { to: 'alice', message: 'not taken either' });
+    await alice.next((m) => m.type === 'error' && alice.messages.indexOf(m) >= from, 5000, 'an error frame');
+  } finally {
+    s.redis('CONFIG', 'SET', 'maxmemory', '0');
+  }
+  assert.deepEqual(alice.messages.slice(from).filter((m) => m.type === 'error').map((m) => m.code), ['unavailable']);
+  assert.equal(ack.ok, false);
+  assert.equal(ack.error, 'unavailable');
+  for (const gw of s.gateways) {
+    assert.equal((await metrics(gw.url)).get('herald_gateway_events_lost_in_flight_total'), 1);
+  }
+  // Taken again as soon as Redis takes writes.
+  await waitFor(async () => (await sioAck(bob, 'livechat', { message: 'taken' })).ok === true, { what: 'chat accepted again' });
+  await alice.next((m) => m.type === 'livechat' && m.message === 'taken');
+  bob.disconnect();
   closeSioClients();
   await alice.close();
 });
