@@ -320,11 +320,6 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
                  b->cfg.lease_ms);
         fence_done(b);
     }
-    /* What we have read of our stream goes: the broker never trims it (it
-     * would drop what we have not read), and counts what is left as our
-     * backlog. */
-    if (stream_ready(b) && strcmp(b->last_id, "0-0") != 0)
-        rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->last_id);
     if (b->cfg.stream_maxlen > 0 &&
         rds_cmd(&b->pub, on_events_len, b, "XLEN %s", EV_STREAM_IN) == 0)
         b->len_asked_at = b->n_published;
@@ -418,6 +413,11 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
         log_error("XREAD %s: %s", b->stream, r->str);
     } else if (r->type == REDIS_REPLY_ARRAY) {
         apply_entries(b, r);
+        /* What we have read goes, batch by batch: the broker never trims
+         * our stream (it would drop what we have not read) and counts what
+         * is left as our backlog. */
+        if (b->pub.up)
+            rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->last_id);
     }
     issue_xread(b);
 }

@@ -158,17 +158,20 @@ test('a gateway stream holds only unread entries; a gateway that far behind is g
     const alice = await s.connect('alice', 0);
     const bob = await s.connect('bob', 1);
     await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
-    for (let i = 0; i < 50; i++) alice.send({ type: 'livechat', message: `read ${i}` });
-    await bob.next((m) => m.type === 'livechat' && m.message === 'read 49');
-    // Trimmed at the next renewal (every lease/5): only what is unread stays.
-    await waitFor(() => Number(s.redis('XLEN', 'herald:gw:gw-b').replace(/\D/g, '')) <= 2,
-      { what: 'gw-b trims its stream', timeout: 20000 });
+    // DMs to bob: written to gw-b's stream only (a broadcast would fill
+    // gw-a's too).
+    for (let i = 0; i < 50; i++) alice.send({ type: 'direct_message', to: 'bob', message: `read ${i}` });
+    await bob.next((m) => m.type === 'direct_message' && m.message === 'read 49');
+    // Trimmed after each batch it reads: only what is unread stays.
+    await waitFor(() => Number(s.redis('XLEN', 'herald:gw:gw-b').replace(/\D/g, '')) <= 1,
+      { what: 'gw-b trims its stream' });
 
     const gw = s.gateways[1];
     gw.proc.kill('SIGSTOP');
     try {
-      for (let i = 0; i < CAP + 50; i++) alice.send({ type: 'livechat', message: `unread ${i}` });
-      await alice.next((m) => m.type === 'livechat' && m.message === `unread ${CAP + 49}`);
+      for (let i = 0; i < CAP + 50; i++) alice.send({ type: 'direct_message', to: 'bob', message: `unread ${i}` });
+      // Behind them, a round trip: the broker has written them all.
+      await alice.sync();
       await waitFor(() => logHas(s.broker, /gateway gw-b has \d+ unread entries \(cap 200\): giving it up/),
         { what: 'the broker gives gw-b up', timeout: 20000 });
       await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && m.status === 'offline');
@@ -179,7 +182,7 @@ test('a gateway stream holds only unread entries; a gateway that far behind is g
     // trimmed unread), then closes bob with 1012.
     const closed = await bob.closed;
     assert.equal(closed.code, 1012);
-    const got = bob.messages.filter((m) => m.type === 'livechat' && m.message.startsWith('unread ')).length;
+    const got = bob.messages.filter((m) => m.type === 'direct_message' && m.message.startsWith('unread ')).length;
     assert.equal(got, CAP + 50, 'every entry written for gw-b was still there to read');
     const bob2 = await s.connect('bob', 1);
     await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob && alice.statuses(s.users.bob).length === 3);
