@@ -236,6 +236,7 @@ struct bk_lead {
     bool standby_logged;
     bool reconciled; /* start-up reconciliation done */
     bool confirmed;  /* the lock was renewed since cmd last connected: we may write */
+    bool confirming; /* that renewal is outstanding */
     /* Standby: its Redis connection (owned), whether it ever connected, and
      * until when it leaves the lock alone after a reconnect. */
     redisContext *rc;

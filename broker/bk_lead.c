@@ -114,6 +114,8 @@ static void heartbeat(struct bk *b)
     bk_cmd_strs(b, 5, (const char *[]){"SET", BK_ALIVE_KEY, b->lead.term, "PX", ttl});
 }
 
+static void confirm_lock(struct bk *b);
+
 /* ---- the tick --------------------------------------------------------------- */
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -132,6 +134,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (now - b->lead.last_info_ms >= BK_HEARTBEAT_MS) {
         b->lead.last_info_ms = now;
         bk_admin_refresh(b);
+    }
+    /* After a reconnect, nothing of the below until the lock is ours again
+     * (on_lock_confirmed): a lease check then would find Redis's empty
+     * state and reap every gateway. A confirmation that failed (Redis
+     * still loading its data, say) is asked again here. */
+    if (b->cmd.up && !b->lead.confirmed) {
+        if (!b->lead.confirming)
+            confirm_lock(b);
+        return;
     }
     if (now - b->lead.last_heartbeat_ms >= BK_HEARTBEAT_MS && b->cmd.up) {
         b->lead.last_heartbeat_ms = now;
@@ -161,10 +172,12 @@ static void on_lock_confirmed(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     struct bk *b = priv;
     redisReply *r = reply;
+    b->lead.confirming = false;
     if (!r || b->stopping)
         return; /* disconnected again: the next connect asks again */
     if (r->type != REDIS_REPLY_INTEGER) {
-        log_error("lock renewal: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        log_warn_rl(5, "lock renewal: %s (asking again)",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
     }
     if (r->integer == 0) {
@@ -182,13 +195,20 @@ static void on_lock_confirmed(redisAsyncContext *ac, void *reply, void *priv)
     bk_consumer_resume(b);
 }
 
+static void confirm_lock(struct bk *b)
+{
+    b->lead.confirming = true;
+    renew_lock_cb(b, on_lock_confirmed);
+}
+
 static void on_cmd_state(struct rds *r, bool up, void *arg)
 {
     struct bk *b = arg;
     (void)r;
     b->lead.confirmed = false;
+    b->lead.confirming = false;
     if (up)
-        renew_lock_cb(b, on_lock_confirmed);
+        confirm_lock(b);
 }
 
 /* Moves every pending entry of the group to us: the previous broker is

@@ -211,7 +211,7 @@ static void on_broker_alive(redisAsyncContext *ac, void *reply, void *priv)
      * broker (or a restarted one) took over with the state it loaded from
      * Redis. Our connections are the truth: list them again, so that what
      * it missed (a close it never read) is settled. */
-    if (b->broker_term[0] && strcmp(b->broker_term, r->str) != 0) {
+    if (b->broker_term[0] && strncmp(b->broker_term, r->str, sizeof(b->broker_term) - 1) != 0) {
         log_info("a new broker leads (%s): listing our connections again", r->str);
         announce_all(b);
     }
