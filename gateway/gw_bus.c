@@ -20,6 +20,12 @@
 /* Entries taken per XREAD: large enough to amortise the round trip under a
  * broadcast burst, small enough to keep one loop iteration short. */
 #define GW_XREAD_COUNT 512
+/* While client events are held, the broker's read position is asked this
+ * often (ms), and at once past GW_HELD_ASK of them. An event the broker
+ * read less than this before Redis restarted may be answered unavailable
+ * although it took effect; the other way round (silence) never happens. */
+#define GW_HELD_POLL_MS 100
+#define GW_HELD_ASK 4096
 /* How long one XREAD blocks before it is reissued (ms). Short enough that a
  * dead connection is noticed, long enough to cost nothing when idle. */
 #define GW_XREAD_BLOCK_MS 5000
@@ -115,13 +121,29 @@ void gw_bus_close(struct gw_bus *b, uint64_t id)
     xadd(b, &a);
 }
 
-/* ---- client events in flight ------------------------------------------------ */
+/* ---- client events until the broker has them ---------------------------------- */
 
-/* Each client event's XADD is remembered until Redis answers it, in a ring
- * (hiredis answers in order; on a lost connection it calls every pending
- * callback with no reply, in order). Without a reply the event may not have
- * been taken: its sender is answered unavailable (on_lost) rather than
- * left waiting for an answer that never comes. */
+/*
+ * Each client event is held in a ring from its XADD until the broker has
+ * read it (the group's last-delivered-id reached its entry id), because
+ * until then it can vanish without anyone answering its sender:
+ *  - the connection to Redis drops with the XADD in flight (hiredis calls
+ *    the callback with no reply), or Redis refuses it: maybe not taken;
+ *  - Redis acknowledged it and then restarted without it (no persistence,
+ *    or the last second of an AOF): checked at every reconnect, entry by
+ *    entry (XRANGE id id), while it is still held.
+ * Either way its sender is answered unavailable (on_lost). Replies come in
+ * order, so the entry an XADD reply belongs to is the first one not yet
+ * answered (at inflight_stored from the head). The ring is bounded by what
+ * the broker has not read: herald:events' cap.
+ */
+enum { GW_IF_SENT, GW_IF_STORED, GW_IF_DONE };
+
+static struct gw_inflight *inflight_at(struct gw_bus *b, size_t i)
+{
+    return &b->inflight[(b->inflight_head + i) % b->inflight_cap];
+}
+
 static bool inflight_push(struct gw_bus *b, uint64_t conn, int64_t ack_id)
 {
     if (b->inflight_n == b->inflight_cap) {
@@ -130,16 +152,56 @@ static bool inflight_push(struct gw_bus *b, uint64_t conn, int64_t ack_id)
         if (!v)
             return false;
         for (size_t i = 0; i < b->inflight_n; i++)
-            v[i] = b->inflight[(b->inflight_head + i) % b->inflight_cap];
+            v[i] = *inflight_at(b, i);
         free(b->inflight);
         b->inflight = v;
         b->inflight_cap = cap;
         b->inflight_head = 0;
     }
-    b->inflight[(b->inflight_head + b->inflight_n) % b->inflight_cap] =
-        (struct gw_inflight){conn, ack_id};
+    *inflight_at(b, b->inflight_n) = (struct gw_inflight){.conn = conn, .ack_id = ack_id};
     b->inflight_n++;
     return true;
+}
+
+/* "<ms>-<seq>" into *ms, *seq; false when it is not one. */
+static bool parse_id(const char *s, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+    *ms = strtoull(s, &end, 10);
+    if (end == s || *end != '-')
+        return false;
+    const char *q = end + 1;
+    *seq = strtoull(q, &end, 10);
+    return end != q && *end == '\0';
+}
+
+static bool id_le(uint64_t ms, uint64_t seq, uint64_t wms, uint64_t wseq)
+{
+    return ms < wms || (ms == wms && seq <= wseq);
+}
+
+static void inflight_lost(struct gw_bus *b, struct gw_inflight *f)
+{
+    f->state = GW_IF_DONE;
+    b->n_lost++;
+    if (b->h.on_lost && !b->stopping)
+        b->h.on_lost(b->h.arg, f->conn, f->ack_id);
+}
+
+/* Drops from the head what is settled: answered as lost, or read by the
+ * broker (at or below the watermark). */
+static void inflight_pop(struct gw_bus *b)
+{
+    while (b->inflight_n > 0) {
+        struct gw_inflight *f = inflight_at(b, 0);
+        if (f->state == GW_IF_SENT ||
+            (f->state == GW_IF_STORED && !id_le(f->ms, f->seq, b->read_ms, b->read_seq)))
+            return;
+        b->inflight_head = (b->inflight_head + 1) % b->inflight_cap;
+        b->inflight_n--;
+        HERALD_ASSERT(b->inflight_stored > 0);
+        b->inflight_stored--;
+    }
 }
 
 static void on_msg_written(redisAsyncContext *ac, void *reply, void *priv)
@@ -147,17 +209,187 @@ static void on_msg_written(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     struct gw_bus *b = priv;
     redisReply *r = reply;
-    HERALD_ASSERT(b->inflight_n > 0);
-    struct gw_inflight f = b->inflight[b->inflight_head];
-    b->inflight_head = (b->inflight_head + 1) % b->inflight_cap;
-    b->inflight_n--;
-    if (r && r->type != REDIS_REPLY_ERROR)
+    HERALD_ASSERT(b->inflight_stored < b->inflight_n);
+    struct gw_inflight *f = inflight_at(b, b->inflight_stored++);
+    if (r && r->type == REDIS_REPLY_STRING && parse_id(r->str, &f->ms, &f->seq)) {
+        f->state = GW_IF_STORED;
+        b->last_ms = f->ms;
+        b->last_seq = f->seq;
         return;
+    }
+    /* Not stored: it takes the last id seen, so ids stay sorted along the
+     * ring (held_find() searches them). */
+    f->ms = b->last_ms;
+    f->seq = b->last_seq;
     if (r)
-        log_warn_rl(5, "XADD %s refused: %s", EV_STREAM_IN, r->str);
-    b->n_lost++;
-    if (b->h.on_lost && !b->stopping)
-        b->h.on_lost(b->h.arg, f.conn, f.ack_id);
+        log_warn_rl(5, "XADD %s refused: %s", EV_STREAM_IN,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    inflight_lost(b, f);
+    inflight_pop(b);
+}
+
+/* Entries below ms-seq (exclusive) are the broker's: the watermark is the
+ * last one at or below which everything is settled. */
+static void set_mark_below(struct gw_bus *b, uint64_t ms, uint64_t seq)
+{
+    if (seq > 0) {
+        b->read_ms = ms;
+        b->read_seq = seq - 1;
+    } else if (ms > 0) {
+        b->read_ms = ms - 1;
+        b->read_seq = UINT64_MAX;
+    } else {
+        b->read_ms = b->read_seq = 0;
+    }
+    inflight_pop(b);
+}
+
+/* XPENDING herald:events brokers: [count, smallest, greatest, ...]. */
+static void on_read_pending(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw_bus *b = priv;
+    redisReply *r = reply;
+    b->mark_asked = false;
+    uint64_t ms, seq;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING && parse_id(r->element[1]->str, &ms, &seq))
+        set_mark_below(b, ms, seq);
+}
+
+/*
+ * XINFO GROUPS herald:events: what the broker group has acknowledged is the
+ * broker's (applied: its writes went before the XACK). Delivered is not
+ * enough: a stopped broker's blocked read is still served by Redis. With
+ * nothing pending that is everything up to last-delivered-id, else what is
+ * below the oldest pending entry (XPENDING).
+ */
+static void on_read_mark(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct gw_bus *b = priv;
+    redisReply *r = reply;
+    b->mark_asked = false;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        const char *name = NULL, *last = NULL;
+        long long pending = -1;
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const redisReply *k = g->element[j], *v = g->element[j + 1];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(k->str, "last-delivered-id") == 0 && v->type == REDIS_REPLY_STRING)
+                last = v->str;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+        }
+        uint64_t ms, seq;
+        if (!name || strcmp(name, EV_GROUP) != 0 || !last || pending < 0 ||
+            !parse_id(last, &ms, &seq))
+            continue;
+        if (pending == 0) {
+            b->read_ms = ms;
+            b->read_seq = seq;
+            inflight_pop(b);
+        } else if (rds_cmd(&b->pub, on_read_pending, b, "XPENDING %s %s", EV_STREAM_IN, EV_GROUP) ==
+                   0) {
+            b->mark_asked = true;
+        }
+        return;
+    }
+}
+
+static void ask_read_mark(struct gw_bus *b)
+{
+    if (b->inflight_n == 0 || b->mark_asked || !b->pub.up)
+        return;
+    if (rds_cmd(&b->pub, on_read_mark, b, "XINFO GROUPS %s", EV_STREAM_IN) == 0)
+        b->mark_asked = true;
+}
+
+static void on_held_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ask_read_mark(arg);
+}
+
+/* The stored entry with id ms-seq, or NULL. Ids grow along the ring (a
+ * stream's ids only grow, and a restarted Redis's are later ones), so this
+ * is a binary search over the answered prefix. */
+static struct gw_inflight *held_find(struct gw_bus *b, uint64_t ms, uint64_t seq)
+{
+    size_t lo = 0, hi = b->inflight_stored;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        struct gw_inflight *f = inflight_at(b, mid);
+        if (id_le(ms, seq, f->ms, f->seq))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (; lo < b->inflight_stored; lo++) {
+        struct gw_inflight *f = inflight_at(b, lo);
+        if (f->ms != ms || f->seq != seq)
+            return NULL;
+        if (f->state == GW_IF_STORED)
+            return f;
+    }
+    return NULL;
+}
+
+/* One held entry checked after a reconnect: still in the stream? */
+struct held_check {
+    struct gw_bus *b;
+    uint64_t ms, seq;
+};
+
+static void on_held_check(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct held_check *hc = priv;
+    struct gw_bus *b = hc->b;
+    redisReply *r = reply;
+    /* An empty answer: Redis restarted without it. No answer (dropped
+     * again): the next reconnect asks again. */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 0 && !b->stopping) {
+        struct gw_inflight *f = held_find(b, hc->ms, hc->seq);
+        if (f)
+            inflight_lost(b, f);
+        inflight_pop(b);
+    }
+    free(hc);
+}
+
+/* After a reconnect: every held entry the broker has not read may have
+ * gone with a Redis restart. Asked before any watermark, so that a new
+ * stream's ids (past ours) never settle an entry that is gone. */
+static void check_held(struct gw_bus *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->inflight_n; i++) {
+        struct gw_inflight *f = inflight_at(b, i);
+        if (f->state != GW_IF_STORED)
+            continue;
+        struct held_check *hc = malloc(sizeof(*hc));
+        if (!hc)
+            break;
+        *hc = (struct held_check){b, f->ms, f->seq};
+        char id[48];
+        snprintf(id, sizeof(id), "%llu-%llu", (unsigned long long)f->ms,
+                 (unsigned long long)f->seq);
+        if (rds_cmd(&b->pub, on_held_check, hc, "XRANGE %s %s %s", EV_STREAM_IN, id, id) != 0) {
+            free(hc);
+            break;
+        }
+        n++;
+    }
+    if (n)
+        log_info("redis reconnected: checking that %zu event(s) not yet read by the broker are "
+                 "still there",
+                 n);
 }
 
 bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type, const char *json,
@@ -173,6 +405,11 @@ bool gw_bus_msg(struct gw_bus *b, uint64_t id, int64_t user_id, const char *type
         return false;
     }
     b->n_published++;
+    /* Many held: ask how far the broker has read without waiting for the
+     * next renewal, which keeps the ring short under load (one question
+     * at a time). */
+    if (b->inflight_n >= GW_HELD_ASK)
+        ask_read_mark(b);
     return true;
 }
 
@@ -480,10 +717,13 @@ static void on_pub_state(struct rds *r, bool up, void *arg)
     struct gw_bus *b = arg;
     (void)r;
     if (up) {
+        check_held(b);
         rds_cmd(&b->pub, on_deleted_users, b, "SMEMBERS %s", EV_DELETED_SET);
         publish_all_open(b);
-    } else
+    } else {
         b->broker_alive = false;
+        b->mark_asked = false; /* its callback ran with no reply */
+    }
 }
 
 int gw_bus_start(struct gw_bus *b, struct event_base *base, const struct gw_bus_config *cfg,
@@ -505,6 +745,11 @@ int gw_bus_start(struct gw_bus *b, struct event_base *base, const struct gw_bus_
     if (!b->lease_ev)
         return -1;
     event_add(b->lease_ev, &tv);
+    struct timeval hv = {0, GW_HELD_POLL_MS * 1000};
+    b->held_ev = event_new(base, -1, EV_PERSIST, on_held_timer, b);
+    if (!b->held_ev)
+        return -1;
+    event_add(b->held_ev, &hv);
     return 0;
 }
 
@@ -523,11 +768,15 @@ void gw_bus_stop(struct gw_bus *b)
         event_free(b->lease_ev);
         b->lease_ev = NULL;
     }
+    if (b->held_ev) {
+        event_free(b->held_ev);
+        b->held_ev = NULL;
+    }
     rds_free(&b->pub);
     free(b->sync_ids);
     b->sync_ids = NULL;
     free(b->inflight);
     b->inflight = NULL;
-    b->inflight_n = b->inflight_cap = 0;
+    b->inflight_n = b->inflight_cap = b->inflight_stored = 0;
     b->sync_len = b->sync_cap = 0;
 }

@@ -58,16 +58,19 @@ struct gw_bus_handlers {
     void (*on_fenced)(void *arg);
     void (*on_welcome)(void *arg);
     /* A client event of connection conn (ack_id: its Socket.IO ack id, -1
-     * none) was in flight when the connection to Redis dropped, or Redis
-     * refused it: it may not have been taken. Tell its sender unavailable. */
+     * none) may never reach the broker: the connection to Redis dropped
+     * with it in flight, Redis refused it, or Redis restarted without it
+     * before the broker read it. Tell its sender unavailable. */
     void (*on_lost)(void *arg, uint64_t conn, int64_t ack_id);
     void *arg; /* borrowed: passed to every handler */
 };
 
-/* A client event handed to Redis and not yet answered by it. */
+/* A client event handed to Redis and not yet read by the broker. */
 struct gw_inflight {
     uint64_t conn;
-    int64_t ack_id; /* Socket.IO ack id, -1: none */
+    int64_t ack_id;   /* Socket.IO ack id, -1: none */
+    uint64_t ms, seq; /* its entry id, once Redis answered the XADD */
+    int state;        /* gw_bus.c: sent, stored, done */
 };
 
 struct gw_bus {
@@ -92,15 +95,21 @@ struct gw_bus {
     uint64_t len_asked_at;  /* n_published when the outstanding XLEN was sent */
     bool events_full;       /* the estimate is at the cap: client events refused */
     struct event *lease_ev; /* owned */
+    struct event *held_ev;  /* owned: asks the broker's read position */
     uint64_t next_req;      /* last request id handed out */
     /* While on_ready re-announces every connection: their ids, for the
      * "sync" entry that follows (owned; kept for the next time). */
     char *sync_ids;
     size_t sync_len, sync_cap;
     bool syncing;
-    /* Client events in flight (a ring, owned): see gw_bus.c. */
+    /* Client events held until the broker has read them (a ring, owned):
+     * see gw_bus.c. inflight_stored: how many from the head Redis has
+     * answered. read_ms/read_seq: the broker's read position. */
     struct gw_inflight *inflight;
-    size_t inflight_head, inflight_n, inflight_cap;
+    size_t inflight_head, inflight_n, inflight_cap, inflight_stored;
+    uint64_t read_ms, read_seq;
+    uint64_t last_ms, last_seq; /* the last entry id Redis gave a client event */
+    bool mark_asked;
     bool stopping;
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;

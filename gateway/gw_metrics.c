@@ -133,9 +133,14 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 "at its cap.",
                 (unsigned long long)g->bus.n_refused);
     metrics_put(o, "herald_gateway_events_lost_in_flight_total", "counter",
-                "Client events Redis never answered (connection lost with them in flight): "
-                "their senders were answered unavailable.",
+                "Client events that never reached the broker (connection to Redis lost with "
+                "them in flight, refused, or lost in a Redis restart): their senders were "
+                "answered unavailable.",
                 (unsigned long long)g->bus.n_lost);
+    metrics_put(o, "herald_gateway_events_held", "gauge",
+                "Client events handed to Redis and not yet read by the broker (answered "
+                "unavailable if Redis loses them).",
+                (unsigned long long)g->bus.inflight_n);
     metrics_put(o, "herald_gateway_fenced_total", "counter",
                 "Times the broker gave this gateway up (paused or cut off past its lease): "
                 "every client closed with 1012, then registered again.",
