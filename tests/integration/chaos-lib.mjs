@@ -183,12 +183,20 @@ export class Peer {
         this.onClosed(code ?? reason, no);
       });
       sock.io.on('reconnect', () => {
-        const a = this.away.find((x) => x[1] === null);
-        if (a) a[1] = Date.now();
-        this.opens.push({ t: Date.now(), gi, auto: true });
+        // Back once the broker counts it: after a round trip through it.
+        const back = () => {
+          const a = this.away.find((x) => x[1] === null);
+          if (a) a[1] = Date.now();
+          this.opens.push({ t: Date.now(), gi, auto: true });
+        };
+        sock.timeout(5000).emitWithAck('get-online-users').then(back, back);
       });
       await sioConnected(sock, timeout);
     }
+    // Present from when the broker has registered the connection (a round
+    // trip through it: the gateway's open entry went first), not from the
+    // socket's open: a DM in between finds the user offline.
+    await this.sync(5000);
     const a = this.away.find((x) => x[1] === null);
     if (a) a[1] = Date.now();
     this.opens.push({ t: Date.now(), gi });
