@@ -159,14 +159,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- taking over -------------------------------------------------------------- */
 
-/* The write connection came up (or back): heartbeat, then the state — the
+/* The lock renewal that follows every (re)connect of the write connection:
+ * only a broker that still holds the lock writes its state back (the
  * first time settled against what was loaded, after an outage rewritten as
- * a whole — then reading resumes. */
-/* The lock renewal that follows every (re)connect: only a broker that
- * still holds the lock writes its state back and reads on. After a Redis
- * restart the lock is gone and the renewal takes it again (a standby
- * waits a full lock TTL after its own reconnect before trying, so this
- * broker wins); after a stall past the TTL a standby may hold it. */
+ * a whole) and reads on. After a Redis restart the lock is gone and the
+ * renewal takes it again (a standby waits a full lock TTL after its own
+ * reconnect before trying, so this broker wins); after a stall past the
+ * TTL a standby may hold it, and we stop. */
 static void on_lock_confirmed(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
@@ -261,9 +260,6 @@ static bool take_lock(struct bk *b, redisContext *rc)
     return lead;
 }
 
-/* Tries to become the active broker. Returns 1 (we lead: the lock is ours,
- * pending entries claimed, state loaded), 0 (another broker leads, or
- * Redis is unreachable: try again later), -1 (fatal). */
 /* The standby's connection, kept between tries. A connection that broke
  * means Redis may have restarted and lost the lock with everything else:
  * the active broker is then given a full lock TTL to reconnect and take it
@@ -294,6 +290,10 @@ static redisContext *standby_conn(struct bk *b)
     return rc;
 }
 
+/* Tries to become the active broker. Returns 1 (we lead: the lock is ours,
+ * pending entries claimed, state loaded), 0 (another broker leads, Redis
+ * is unreachable, or we hold off after a reconnect: try again later), -1
+ * (fatal). */
 static int try_lead(struct bk *b)
 {
     redisContext *rc = standby_conn(b);
