@@ -49,6 +49,34 @@ static const char *const migrations[] = {
     "CREATE TABLE deleted_users ("
     "  id INTEGER PRIMARY KEY,"
     "  deleted_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));",
+    /* 3: stored direct messages, read marks, the live chat history. Ids
+     * only grow (AUTOINCREMENT); lo/hi are the pair's smaller and larger
+     * id, so one index serves a conversation in both directions. A user's
+     * messages go with the user (cascade). */
+    "CREATE TABLE dms ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  from_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  to_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  lo INTEGER NOT NULL,"
+    "  hi INTEGER NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  ts INTEGER NOT NULL);"
+    "CREATE INDEX dms_conversation ON dms(lo, hi, id);"
+    "CREATE INDEX dms_inbox ON dms(to_id, from_id, id);"
+    "CREATE INDEX dms_from ON dms(from_id);"
+    "CREATE INDEX dms_ts ON dms(ts);"
+    "CREATE TABLE dm_reads ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  other_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  up_to INTEGER NOT NULL,"
+    "  PRIMARY KEY (user_id, other_id)) WITHOUT ROWID;"
+    "CREATE INDEX dm_reads_other ON dm_reads(other_id);"
+    "CREATE TABLE livechat ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  message TEXT NOT NULL,"
+    "  ts INTEGER NOT NULL);"
+    "CREATE INDEX livechat_user ON livechat(user_id);",
 };
 
 /*
@@ -88,6 +116,28 @@ static const struct {
     {offsetof(struct bk_store, search),
      "SELECT id, username, avatar FROM users WHERE username LIKE ? ESCAPE '\\'"
      " ORDER BY username COLLATE NOCASE LIMIT ? OFFSET ?"},
+    /* Direct messages and the chat history (migration 3). */
+    {offsetof(struct bk_store, dm_add),
+     "INSERT INTO dms(from_id, to_id, lo, hi, message, ts) VALUES (?1, ?2, min(?1, ?2),"
+     " max(?1, ?2), ?3, ?4)"},
+    /* Newest first from the index (lo, hi, id), reversed by the caller. */
+    {offsetof(struct bk_store, dm_history),
+     "SELECT id, from_id, to_id, message, ts FROM dms WHERE lo = min(?1, ?2) AND hi = max(?1, ?2)"
+     " AND id < ?3 ORDER BY id DESC LIMIT ?4"},
+    {offsetof(struct bk_store, dm_unread),
+     "SELECT d.from_id, u.username, count(*), max(d.id) FROM dms d"
+     " JOIN users u ON u.id = d.from_id"
+     " LEFT JOIN dm_reads r ON r.user_id = d.to_id AND r.other_id = d.from_id"
+     " WHERE d.to_id = ?1 AND d.id > coalesce(r.up_to, 0) GROUP BY d.from_id ORDER BY d.from_id"},
+    {offsetof(struct bk_store, dm_read),
+     "INSERT INTO dm_reads(user_id, other_id, up_to) VALUES (?1, ?2, ?3)"
+     " ON CONFLICT(user_id, other_id) DO UPDATE SET up_to = max(up_to, excluded.up_to)"},
+    {offsetof(struct bk_store, chat_add),
+     "INSERT INTO livechat(user_id, message, ts) VALUES (?, ?, ?)"},
+    {offsetof(struct bk_store, chat_prune), "DELETE FROM livechat WHERE id <= ?"},
+    {offsetof(struct bk_store, chat_history),
+     "SELECT l.id, l.user_id, u.username, l.message, l.ts FROM livechat l"
+     " JOIN users u ON u.id = l.user_id ORDER BY l.id DESC LIMIT ?"},
 };
 #define NHOT (sizeof(hot) / sizeof(hot[0]))
 
@@ -170,7 +220,11 @@ int bk_store_open(struct bk_store *s, const char *path, bool create)
     }
     /* A writer (herald-admin) may hold the lock briefly. */
     sqlite3_busy_timeout(s->db, 2000);
-    if (exec(s, "PRAGMA journal_mode = WAL") != 0 || exec(s, "PRAGMA foreign_keys = ON") != 0)
+    /* synchronous NORMAL with WAL: a commit survives any crash of the
+     * process (kill -9 included), only a power cut may lose the last ones;
+     * and a stored DM costs no fsync. */
+    if (exec(s, "PRAGMA journal_mode = WAL") != 0 || exec(s, "PRAGMA foreign_keys = ON") != 0 ||
+        exec(s, "PRAGMA synchronous = NORMAL") != 0)
         return -1;
     if (migrate(s) != 0)
         return -1;
@@ -552,4 +606,136 @@ int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long los
     if (f == 0)
         snprintf(s->err, sizeof(s->err), "no such user: %s", name);
     return f > 0 ? 0 : -1;
+}
+
+/* ---- direct messages and the chat history ---------------------------------------- */
+
+int64_t bk_store_dm_add(struct bk_store *s, int64_t from, int64_t to, const char *message,
+                        int64_t ts)
+{
+    sqlite3_stmt *st = s->dm_add;
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, to);
+    sqlite3_bind_text(st, 3, message, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, ts);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return fail(s, "store a direct message");
+    return sqlite3_last_insert_rowid(s->db);
+}
+
+int bk_store_dm_history(struct bk_store *s, int64_t a, int64_t b, int64_t before, int limit,
+                        void (*cb)(void *arg, const struct bk_dm_row *row), void *arg)
+{
+    sqlite3_stmt *st = s->dm_history;
+    if (busy(s, st, "bk_store_dm_history") != 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, a);
+    sqlite3_bind_int64(st, 2, b);
+    sqlite3_bind_int64(st, 3, before > 0 ? before : INT64_MAX);
+    sqlite3_bind_int(st, 4, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bk_dm_row row = {
+            .id = sqlite3_column_int64(st, 0),
+            .from = sqlite3_column_int64(st, 1),
+            .to = sqlite3_column_int64(st, 2),
+            .message = (const char *)sqlite3_column_text(st, 3),
+            .ts = sqlite3_column_int64(st, 4),
+        };
+        if (!row.message)
+            row.message = "";
+        cb(arg, &row);
+        n++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? n : fail(s, "direct message history");
+}
+
+int bk_store_dm_unread_each(struct bk_store *s, int64_t user,
+                            void (*cb)(void *arg, const struct bk_unread_row *row), void *arg)
+{
+    sqlite3_stmt *st = s->dm_unread;
+    if (busy(s, st, "bk_store_dm_unread_each") != 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, user);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 1);
+        struct bk_unread_row row = {
+            .user = sqlite3_column_int64(st, 0),
+            .username = name ? (const char *)name : "",
+            .count = sqlite3_column_int64(st, 2),
+            .last_id = sqlite3_column_int64(st, 3),
+        };
+        cb(arg, &row);
+        n++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? n : fail(s, "unread direct messages");
+}
+
+int bk_store_dm_read(struct bk_store *s, int64_t user, int64_t other, int64_t up_to)
+{
+    sqlite3_stmt *st = s->dm_read;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, other);
+    sqlite3_bind_int64(st, 3, up_to);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : fail(s, "read mark");
+}
+
+int bk_store_dm_prune(struct bk_store *s, int64_t before_ts)
+{
+    return run(s, "DELETE FROM dms WHERE ts < ?", "i", before_ts);
+}
+
+int64_t bk_store_chat_add(struct bk_store *s, int64_t user, const char *message, int64_t ts,
+                          long keep)
+{
+    sqlite3_stmt *st = s->chat_add;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_text(st, 2, message, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, ts);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return fail(s, "store a chat message");
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    /* Ids only grow: everything at or below id - keep is past the history. */
+    if (id > keep) {
+        sqlite3_bind_int64(s->chat_prune, 1, id - keep);
+        rc = sqlite3_step(s->chat_prune);
+        sqlite3_reset(s->chat_prune);
+        if (rc != SQLITE_DONE)
+            return fail(s, "trim the chat history");
+    }
+    return id;
+}
+
+int bk_store_chat_history(struct bk_store *s, int limit,
+                          void (*cb)(void *arg, const struct bk_chat_row *row), void *arg)
+{
+    sqlite3_stmt *st = s->chat_history;
+    if (busy(s, st, "bk_store_chat_history") != 0)
+        return -1;
+    sqlite3_bind_int(st, 1, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 2);
+        const unsigned char *msg = sqlite3_column_text(st, 3);
+        struct bk_chat_row row = {
+            .id = sqlite3_column_int64(st, 0),
+            .user = sqlite3_column_int64(st, 1),
+            .username = name ? (const char *)name : "",
+            .message = msg ? (const char *)msg : "",
+            .ts = sqlite3_column_int64(st, 4),
+        };
+        cb(arg, &row);
+        n++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? n : fail(s, "chat history");
 }

@@ -36,14 +36,21 @@ struct bk_user_row {
  * in bk_store_close(); administration statements are prepared per call.
  */
 struct bk_store {
-    struct sqlite3 *db;               /* owned */
-    struct sqlite3_stmt *by_id;       /* owned */
-    struct sqlite3_stmt *by_name;     /* owned */
-    struct sqlite3_stmt *friends;     /* owned */
-    struct sqlite3_stmt *are_friends; /* owned */
-    struct sqlite3_stmt *stats_get;   /* owned */
-    struct sqlite3_stmt *search;      /* owned */
-    char err[256];                    /* last error, for the caller's log */
+    struct sqlite3 *db;                /* owned */
+    struct sqlite3_stmt *by_id;        /* owned */
+    struct sqlite3_stmt *by_name;      /* owned */
+    struct sqlite3_stmt *friends;      /* owned */
+    struct sqlite3_stmt *are_friends;  /* owned */
+    struct sqlite3_stmt *stats_get;    /* owned */
+    struct sqlite3_stmt *search;       /* owned */
+    struct sqlite3_stmt *dm_add;       /* owned */
+    struct sqlite3_stmt *dm_history;   /* owned */
+    struct sqlite3_stmt *dm_unread;    /* owned */
+    struct sqlite3_stmt *dm_read;      /* owned */
+    struct sqlite3_stmt *chat_add;     /* owned */
+    struct sqlite3_stmt *chat_prune;   /* owned */
+    struct sqlite3_stmt *chat_history; /* owned */
+    char err[256];                     /* last error, for the caller's log */
 };
 
 /* Current schema version (the number of migrations). */
@@ -124,5 +131,50 @@ int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long los
 int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses);
 /* True when name is 1..64 of [A-Za-z0-9_.-]. */
 bool bk_username_valid(const char *name);
+
+/* ---- direct messages and the chat history (the broker's) ----------------- */
+
+/* One stored DM; strings borrowed for the callback. */
+struct bk_dm_row {
+    int64_t id, from, to, ts; /* ts: ms since the epoch */
+    const char *message;
+};
+/* One conversation with unread DMs for a user: from user (username), how
+ * many, the newest id. */
+struct bk_unread_row {
+    int64_t user, count, last_id;
+    const char *username;
+};
+/* One live chat message. */
+struct bk_chat_row {
+    int64_t id, user, ts;
+    const char *username, *message;
+};
+
+/* Stores a DM (both users must exist). Returns its id (ids only grow), or
+ * -1 (s->err). */
+int64_t bk_store_dm_add(struct bk_store *s, int64_t from, int64_t to, const char *message,
+                        int64_t ts);
+/* The conversation of a and b, newest first, ids below before (0: from the
+ * newest), at most limit rows. Returns the number of rows, or -1 (s->err).
+ * cb must not re-enter this function. */
+int bk_store_dm_history(struct bk_store *s, int64_t a, int64_t b, int64_t before, int limit,
+                        void (*cb)(void *arg, const struct bk_dm_row *row), void *arg);
+/* user's conversations with DMs above its read mark, by sender id. Returns
+ * the number of rows, or -1 (s->err). */
+int bk_store_dm_unread_each(struct bk_store *s, int64_t user,
+                            void (*cb)(void *arg, const struct bk_unread_row *row), void *arg);
+/* user has read its conversation with other up to id up_to (marks only
+ * move forward). 0, or -1 (s->err: e.g. other does not exist). */
+int bk_store_dm_read(struct bk_store *s, int64_t user, int64_t other, int64_t up_to);
+/* Deletes the DMs older than before_ts (ms). Returns how many, or -1. */
+int bk_store_dm_prune(struct bk_store *s, int64_t before_ts);
+/* Stores a live chat message and keeps only the newest keep. Returns its
+ * id, or -1 (s->err). */
+int64_t bk_store_chat_add(struct bk_store *s, int64_t user, const char *message, int64_t ts,
+                          long keep);
+/* The newest limit chat messages, newest first. Returns how many, or -1. */
+int bk_store_chat_history(struct bk_store *s, int limit,
+                          void (*cb)(void *arg, const struct bk_chat_row *row), void *arg);
 
 #endif

@@ -585,9 +585,12 @@ static void test_migration_v1(void)
 
     struct bk_store s;
     CHECK_INT(bk_store_open(&s, path, false), 0);
-    CHECK_INT(sql_int(s.db, "PRAGMA user_version"), 2);
-    CHECK_INT(bk_store_schema_version(), 2);
+    CHECK_INT(sql_int(s.db, "PRAGMA user_version"), 3);
+    CHECK_INT(bk_store_schema_version(), 3);
     CHECK_INT(sql_int(s.db, "SELECT count(*) FROM sqlite_master WHERE name = 'deleted_users'"), 1);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM sqlite_master WHERE name IN ('dms', 'dm_reads',"
+                            " 'livechat')"),
+              3);
     /* Version-1 data survives and works with the new calls. */
     struct bk_user_row row;
     CHECK_INT(bk_store_user_by_id(&s, 1, &row), 1);
@@ -607,8 +610,90 @@ static void test_migration_v1(void)
 
     /* Opening again applies nothing more. */
     CHECK_INT(bk_store_open(&s, path, false), 0);
-    CHECK_INT(sql_int(s.db, "PRAGMA user_version"), 2);
+    CHECK_INT(sql_int(s.db, "PRAGMA user_version"), 3);
     CHECK_INT(bk_store_is_deleted(&s, 2), 1);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
+/* ---- direct messages and the chat history ------------------------------ */
+
+static void dm_row(void *arg, const struct bk_dm_row *row)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%lld:%lld>%lld:%s@%lld,", (long long)row->id, (long long)row->from,
+             (long long)row->to, row->message, (long long)row->ts);
+}
+
+static void unread_row(void *arg, const struct bk_unread_row *row)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%lld:%s:%lld:%lld,", (long long)row->user, row->username,
+             (long long)row->count, (long long)row->last_id);
+}
+
+static void chat_row(void *arg, const struct bk_chat_row *row)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 512 - n, "%lld:%s:%s,", (long long)row->id, row->username, row->message);
+}
+
+static void test_dms(void)
+{
+    char path[64], out[512];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    int64_t a = bk_store_user_add(&s, "ann", NULL), b = bk_store_user_add(&s, "ben", NULL),
+            c = bk_store_user_add(&s, "cid", NULL);
+    /* Ids grow; a conversation is the same in both directions. */
+    CHECK_INT(bk_store_dm_add(&s, a, b, "hi ben", 1000), 1);
+    CHECK_INT(bk_store_dm_add(&s, b, a, "hi ann", 1001), 2);
+    CHECK_INT(bk_store_dm_add(&s, c, b, "from cid", 1002), 3);
+    CHECK_INT(bk_store_dm_add(&s, a, b, "again", 1003), 4);
+    out[0] = '\0';
+    CHECK_INT(bk_store_dm_history(&s, b, a, 0, 10, dm_row, out), 3);
+    CHECK_STR(out, "4:1>2:again@1003,2:2>1:hi ann@1001,1:1>2:hi ben@1000,");
+    out[0] = '\0'; /* paging: below id 4, one row */
+    CHECK_INT(bk_store_dm_history(&s, a, b, 4, 1, dm_row, out), 1);
+    CHECK_STR(out, "2:2>1:hi ann@1001,");
+    /* An unknown recipient is refused (foreign key), nothing stored. */
+    CHECK_INT(bk_store_dm_add(&s, a, 99, "nobody", 1004), -1);
+    /* Unread for ben: ann's two, cid's one; read marks only move forward. */
+    out[0] = '\0';
+    CHECK_INT(bk_store_dm_unread_each(&s, b, unread_row, out), 2);
+    CHECK_STR(out, "1:ann:2:4,3:cid:1:3,");
+    CHECK_INT(bk_store_dm_read(&s, b, a, 1), 0);
+    out[0] = '\0';
+    CHECK_INT(bk_store_dm_unread_each(&s, b, unread_row, out), 2);
+    CHECK_STR(out, "1:ann:1:4,3:cid:1:3,");
+    CHECK_INT(bk_store_dm_read(&s, b, a, 4), 0);
+    CHECK_INT(bk_store_dm_read(&s, b, a, 2), 0); /* backwards: no effect */
+    out[0] = '\0';
+    CHECK_INT(bk_store_dm_unread_each(&s, b, unread_row, out), 1);
+    CHECK_STR(out, "3:cid:1:3,");
+    CHECK_INT(bk_store_dm_read(&s, b, 99, 4), -1);
+    /* Retention, then account deletion takes the user's messages. */
+    CHECK_INT(bk_store_dm_prune(&s, 1001), 1);
+    CHECK_INT(bk_store_user_delete_id(&s, c), 1);
+    out[0] = '\0';
+    CHECK_INT(bk_store_dm_unread_each(&s, b, unread_row, out), 0);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 2);
+    /* Chat history: the newest kept, newest first. */
+    for (int i = 1; i <= 5; i++) {
+        char m[8];
+        snprintf(m, sizeof(m), "m%d", i);
+        CHECK_INT(bk_store_chat_add(&s, i % 2 ? a : b, m, 2000 + i, 3), i);
+    }
+    out[0] = '\0';
+    CHECK_INT(bk_store_chat_history(&s, 10, chat_row, out), 3);
+    CHECK_STR(out, "5:ann:m5,4:ben:m4,3:ann:m3,");
+    out[0] = '\0';
+    CHECK_INT(bk_store_chat_history(&s, 2, chat_row, out), 2);
+    CHECK_STR(out, "5:ann:m5,4:ben:m4,");
     bk_store_close(&s);
     tmp_remove(path);
 }
@@ -654,6 +739,7 @@ int main(void)
     test_delete();
     test_search();
     test_migration_v1();
+    test_dms();
     test_bulk();
     return check_report("test_store");
 }
