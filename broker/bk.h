@@ -80,10 +80,12 @@ struct bk_config {
     long stream_maxlen;
     long gw_stream_maxlen;
     long batch;
-    long max_rooms;       /* profile rooms per connection */
-    long chat_max_length; /* characters per chat message or DM */
-    long chat_burst;      /* chat bucket size, messages */
-    double chat_rate;     /* chat bucket refill, messages per second */
+    long max_rooms;         /* profile rooms per connection */
+    long chat_max_length;   /* characters per chat message or DM */
+    long chat_burst;        /* chat bucket size, messages */
+    double chat_rate;       /* chat bucket refill, messages per second */
+    long dm_retention_days; /* stored DMs older than this are deleted */
+    long chat_history_size; /* live chat messages kept for get-chat-history */
     const char *public_fields;
     const char *admin_listen; /* host:port of /metrics, NULL: off */
     long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
@@ -183,6 +185,7 @@ TAILQ_HEAD(bk_rate_list, bk_rate);
 struct bk_chat {
     struct bk_rate_tree rates; /* owned buckets */
     struct bk_rate_list lru;   /* the same buckets, least recently used first */
+    int64_t last_prune_ms;     /* DM retention, applied hourly */
 };
 
 /* ---- matchmaking (bk_match.c) -------------------------------------------- */

@@ -21,8 +21,23 @@ extern const struct bk_hooks bk_chat_hooks;
 /* livechat {message}: to every authenticated connection, the author's too.
  * args may be NULL (bad-field). */
 void bk_chat_livechat(struct bk *b, const struct bk_origin *o, struct json_object *args);
-/* direct_message {to, message}: to every tab of the recipient (a username,
- * else an id); an unknown one costs the sender nothing from the bucket. */
+/* direct_message {to, message}: stored (id, ts), then to every tab of the
+ * recipient (a username, else an id) and the sender's other tabs. An
+ * unknown recipient costs the sender nothing from the bucket. */
 void bk_chat_direct(struct bk *b, const struct bk_origin *o, struct json_object *args);
+
+/* The stored DMs and the chat history (connections of known users only:
+ * the msg table refuses guests). A raw client is answered with an event
+ * holding an object, a Socket.IO callback with its array:
+ * get_dm_history {with, before?, limit?} -> dm_history {with, messages};
+ * get_unread -> dm-unread {conversations}; get_chat_history {limit?} ->
+ * chat_history {messages}. dm_read {with, upTo} moves the read mark and
+ * sends every tab of the user its counts (dm-unread). */
+void bk_chat_dm_history(struct bk *b, const struct bk_origin *o, struct json_object *args);
+void bk_chat_dm_read(struct bk *b, const struct bk_origin *o, struct json_object *args);
+void bk_chat_unread(struct bk *b, const struct bk_origin *o, struct json_object *args);
+void bk_chat_history(struct bk *b, const struct bk_origin *o, struct json_object *args);
+/* dm-unread {conversations} to every tab of u (none: nothing asked). */
+void bk_chat_push_unread(struct bk *b, struct bk_user *u);
 
 #endif

@@ -50,6 +50,10 @@ static const struct route msg_routes[] = {
     {"leave-matchmaking", GUESTS_MAY_NOT_PLAY, bk_match_leave},
     {"whoami", NULL, bk_lookup_whoami},
     {"get-users", NULL, bk_lookup_get_users},
+    {"get_dm_history", GUESTS_MAY_NOT, bk_chat_dm_history},
+    {"dm_read", GUESTS_MAY_NOT, bk_chat_dm_read},
+    {"get_unread", GUESTS_MAY_NOT, bk_chat_unread},
+    {"get_chat_history", GUESTS_MAY_NOT, bk_chat_history},
 };
 
 /* HTTP requests a gateway relays (req entries): PROTOCOL.md §6. The gateway

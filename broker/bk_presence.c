@@ -100,6 +100,11 @@ static void hooks_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
     HOOKS_EACH(b, conn_closing, b, c, persist);
 }
 
+static void hooks_conn_opened(struct bk *b, struct bk_conn *c)
+{
+    HOOKS_EACH(b, conn_opened, b, c);
+}
+
 static void hooks_user_idle(struct bk *b, struct bk_user *u)
 {
     HOOKS_EACH(b, user_idle, b, u);
@@ -533,6 +538,8 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
             else if (!u->online && persist)
                 set_online(b, u);
         }
+        if (persist)
+            hooks_conn_opened(b, c);
     }
     return c;
 }

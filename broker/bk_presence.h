@@ -33,6 +33,9 @@ struct bk_hooks {
      * persist: delete what Redis holds for c (false when the caller deletes
      * the gateway's keys as a whole). */
     void (*conn_closing)(struct bk *b, struct bk_conn *c, bool persist);
+    /* Connection c (of a known user) has just opened: not on a load or a
+     * replay. */
+    void (*conn_opened)(struct bk *b, struct bk_conn *c);
     /* User u has no connection left, or its account is being deleted:
      * anything that needs a live tab ends. u is still valid. */
     void (*user_idle)(struct bk *b, struct bk_user *u);

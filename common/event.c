@@ -365,6 +365,10 @@ static const struct ev_client_event client_events[] = {
     /* Socket.IO only, as they have always been: /ws answers unknown-type. */
     {NULL, "whoami", "whoami", EV_ANSWER_BROKER, 0},
     {NULL, "get-users", "get-users", EV_ANSWER_BROKER, 0},
+    {"get_dm_history", "get-dm-history", "get_dm_history", EV_ANSWER_BROKER, 0},
+    {"dm_read", "dm-read", "dm_read", EV_ANSWER_BROKER, 0},
+    {"get_unread", "get-unread", "get_unread", EV_ANSWER_BROKER, 0},
+    {"get_chat_history", "get-chat-history", "get_chat_history", EV_ANSWER_BROKER, 0},
     {"ping", "ping", NULL, EV_ANSWER_PING, 0},
     {"refresh-token", "refresh-token", NULL, EV_ANSWER_REFRESH_TOKEN, 0},
 };
@@ -421,16 +425,21 @@ size_t ev_refusal(char *out, size_t cap, enum ev_refusal_form form, const char *
 }
 
 static const struct ev_name ev_names[] = {
-    {"status", "status_update", "user-status-change"},
-    {"online_users", "online_users", "get-online-users"},
-    {"livechat", "livechat", "livechat"},
-    {"direct_message", "direct_message", "direct_message"},
-    {"profile-update", "profile-update", "profile-update"},
-    {"game-stats-update", "game-stats-update", "game-stats-update"},
-    {"account-deleted", "account-deleted", "account-deleted"},
-    {"match-found", "match-found", "match-found"},
-    {"token-expired", "token-expired", "token-expired"},
-    {"error", "error", "error"},
+    {"status", "status_update", "user-status-change", NULL},
+    {"online_users", "online_users", "get-online-users", NULL},
+    {"livechat", "livechat", "livechat", NULL},
+    {"direct_message", "direct_message", "direct_message", NULL},
+    {"profile-update", "profile-update", "profile-update", NULL},
+    {"game-stats-update", "game-stats-update", "game-stats-update", NULL},
+    {"account-deleted", "account-deleted", "account-deleted", NULL},
+    {"match-found", "match-found", "match-found", NULL},
+    {"token-expired", "token-expired", "token-expired", NULL},
+    {"error", "error", "error", NULL},
+    /* Raw answers holding a list (a Socket.IO client gets them through
+     * its callback); dm-unread is also pushed, to Socket.IO as the list. */
+    {"dm_history", "dm_history", "dm_history", NULL},
+    {"chat_history", "chat_history", "chat_history", NULL},
+    {"dm-unread", "dm-unread", "dm-unread", "conversations"},
 };
 
 const struct ev_name *ev_name_find(const char *logical, size_t len)

@@ -245,6 +245,9 @@ struct ev_name {
     const char *logical; /* on the stream */
     const char *raw;     /* "type" on /ws */
     const char *sio;     /* event name on Socket.IO */
+    /* Socket.IO gets this member's value of the object (written by the
+     * broker as {"<member>":<value>}) instead of the object; NULL: all. */
+    const char *sio_member;
 };
 const struct ev_name *ev_name_find(const char *logical, size_t len);
 

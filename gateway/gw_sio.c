@@ -398,6 +398,15 @@ static char *render_event(const struct ev_entry *e, size_t *len)
         return NULL;
     const char *d = e->data;
     size_t dl = e->data ? e->data_len : 0;
+    if (nm->sio_member && dl) {
+        /* {"<member>":<value>} -> <value>: the broker writes it so. */
+        size_t ml = strlen(nm->sio_member);
+        if (dl > ml + 5 && d[0] == '{' && d[1] == '"' && memcmp(d + 2, nm->sio_member, ml) == 0 &&
+            d[2 + ml] == '"' && d[3 + ml] == ':' && d[dl - 1] == '}') {
+            d += ml + 4;
+            dl -= ml + 5;
+        }
+    }
     size_t nl = strlen(nm->sio);
     char *buf = malloc(nl + dl + 8);
     if (!buf)

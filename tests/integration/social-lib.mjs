@@ -88,3 +88,23 @@ export function assertFail(ack, word, what) {
   assert.equal(ack.error, word, `${what}: ${JSON.stringify(ack)}`);
   assert.equal(typeof ack.message, 'string', what);
 }
+
+// A chat message or DM as delivered, without what the broker adds to every
+// one (checked here): its stored "id", its "ts" and, for a DM, "to".
+export function plain(m) {
+  if (!m || typeof m !== 'object' || Array.isArray(m)) return m;
+  const { id, ts, to, ...rest } = m;
+  assert.ok(Number.isInteger(id) && id > 0, `id ${id}`);
+  assert.ok(Number.isInteger(ts) && Math.abs(ts - Date.now()) < 60000, `ts ${ts}`);
+  if (m.type === 'direct_message' || to !== undefined) assert.ok(Number.isInteger(to) && to > 0, `to ${to}`);
+  return rest;
+}
+
+// A DM's callback answer without its stored id and ts (checked).
+export function plainAck(a) {
+  if (!a || a.ok !== true) return a;
+  const { id, ts, ...rest } = a;
+  assert.ok(Number.isInteger(id) && id > 0, `ack id ${id}`);
+  assert.ok(Number.isInteger(ts), `ack ts ${ts}`);
+  return rest;
+}

@@ -9,8 +9,7 @@ import {
 } from './harness.mjs';
 import {
   API_KEY, socialStack, http as httpOn, notify as notifyOn, xadd as xaddOn, is, since, nextFrom,
-  statusOf, assertPublic, rawError, brokerRefusals,
-} from './social-lib.mjs';
+  statusOf, assertPublic, rawError, brokerRefusals, plain, plainAck } from './social-lib.mjs';
 
 let s;
 before(async () => { s = await socialStack('social'); });
@@ -289,9 +288,9 @@ test('livechat from /ws reaches every authenticated connection on both gateways,
   dave.send({ type: 'livechat', message: 'hello all' });
   const want = { user: 'dave', userId: s.users.dave, message: 'hello all' };
   for (const [c, who] of [[dave, 'author'], [bob, 'bob@gw1'], [carol, 'carol@gw0']]) {
-    assert.deepEqual(await c.next(is('livechat'), 5000, `livechat at ${who}`), { type: 'livechat', ...want });
+    assert.deepEqual(plain(await c.next(is('livechat'), 5000, `livechat at ${who}`)), { type: 'livechat', ...want });
   }
-  for (const so of [erin, alice]) assert.deepEqual((await sioNext(so, 'livechat'))[0], want);
+  for (const so of [erin, alice]) assert.deepEqual(plain((await sioNext(so, 'livechat'))[0]), want);
   await sioSync(guest);
   assert.equal(sioCount(guest, 'livechat'), 0, 'a guest gets no livechat');
 
@@ -307,9 +306,9 @@ test('livechat from /ws reaches every authenticated connection on both gateways,
   assert.equal(r.status, 202, r.text);
   assert.deepEqual(r.json, { status: 'accepted' });
   const want2 = { user: 'carol', userId: s.users.carol, message: 'via http' };
-  assert.deepEqual(await nextFrom(bob, nb, is('livechat'), 'http livechat at bob'), { type: 'livechat', ...want2 });
-  assert.deepEqual(await nextFrom(dave, nd, is('livechat'), 'http livechat at dave'), { type: 'livechat', ...want2 });
-  assert.deepEqual((await sioNext(erin, 'livechat', () => true, { from: ne }))[0], want2);
+  assert.deepEqual(plain(await nextFrom(bob, nb, is('livechat'), 'http livechat at bob')), { type: 'livechat', ...want2 });
+  assert.deepEqual(plain(await nextFrom(dave, nd, is('livechat'), 'http livechat at dave')), { type: 'livechat', ...want2 });
+  assert.deepEqual(plain((await sioNext(erin, 'livechat', () => true, { from: ne }))[0]), want2);
   await sioSync(guest);
   assert.equal(sioCount(guest, 'livechat'), 0);
 
@@ -354,7 +353,7 @@ test('livechat limits: 50 characters pass, 51 are message-too-long (/ws) and 413
   await rawError(erin, n, 'bad-field');
 
   await watcher.sync();
-  assert.deepEqual(since(watcher, 0, is('livechat')).map((m) => m.message), [fifty], 'nothing else was broadcast');
+  assert.deepEqual(plain(since(watcher, 0, is('livechat')).map((m) => m.message)), [fifty], 'nothing else was broadcast');
   await Promise.all([bob.close(), erin.close(), watcher.close()]);
 });
 
@@ -372,7 +371,7 @@ test('rate limit: one bucket for chat and DMs on every endpoint and gateway; bur
   tab0.send({ type: 'direct_message', to: 'carol', message: 'r3' });
   await carol.next(is('livechat', (m) => m.message === 'r1'), 5000, 'r1');
   await carol.next(is('livechat', (m) => m.message === 'r2'), 5000, 'r2');
-  assert.deepEqual(await carol.next(is('direct_message'), 5000, 'r3'),
+  assert.deepEqual(plain(await carol.next(is('direct_message'), 5000, 'r3')),
     { type: 'direct_message', user: 'rusty', userId: R, message: 'r3' });
 
   let n = tab1.messages.length;
@@ -409,8 +408,8 @@ test('direct_message reaches every tab of the recipient (by username or id), nob
     const [n1, n0] = [bob1.messages.length, bob0.messages.length];
     alice.send({ type: 'direct_message', to, message });
     const want = { type: 'direct_message', user: 'alice', userId: A, message };
-    assert.deepEqual(await nextFrom(bob1, n1, is('direct_message'), `${message} @gw1`), want);
-    assert.deepEqual(await nextFrom(bob0, n0, is('direct_message'), `${message} @gw0`), want);
+    assert.deepEqual(plain(await nextFrom(bob1, n1, is('direct_message'), `${message} @gw1`)), want);
+    assert.deepEqual(plain(await nextFrom(bob0, n0, is('direct_message'), `${message} @gw0`)), want);
   }
 
   // Over HTTP (dave): 202, delivered; an unknown recipient is 404.
@@ -418,7 +417,7 @@ test('direct_message reaches every tab of the recipient (by username or id), nob
   let r = await http('POST', 1, '/direct_chat_message', { body: { to: 'bob', message: 'from dave' }, bearer: s.token('dave') });
   assert.equal(r.status, 202, r.text);
   assert.deepEqual(r.json, { status: 'accepted' });
-  assert.deepEqual(await nextFrom(bob1, n1, is('direct_message'), 'http DM'),
+  assert.deepEqual(plain(await nextFrom(bob1, n1, is('direct_message'), 'http DM')),
     { type: 'direct_message', user: 'dave', userId: s.users.dave, message: 'from dave' });
   r = await http('POST', 0, '/direct_chat_message', { body: { to: 'nobody', message: 'hi' }, bearer: s.token('dave') });
   assert.equal(r.status, 404, r.text);
@@ -436,8 +435,8 @@ test('direct_message reaches every tab of the recipient (by username or id), nob
   assert.deepEqual(since(carol, n, is('error')), [], 'an offline known recipient is not an error');
 
   await Promise.all([alice.sync(), bob1.sync(), bob0.sync(), carol.sync()]);
-  assert.deepEqual(since(carol, 0, is('direct_message')), [], 'carol got none of bob\'s DMs');
-  assert.deepEqual(since(alice, 0, is('direct_message')), [], 'the author gets no copy');
+  assert.deepEqual(plain(since(carol, 0, is('direct_message'))), [], 'carol got none of bob\'s DMs');
+  assert.deepEqual(plain(since(alice, 0, is('direct_message'))), [], 'the author gets no copy');
   assert.equal(since(bob1, 0, is('direct_message')).length, 4);
   assert.equal(since(bob0, 0, is('direct_message')).length, 4);
   await Promise.all([alice.close(), bob1.close(), bob0.close(), carol.close()]);

@@ -155,6 +155,8 @@ static void setup(long grace_ms, long max_rooms)
     b->cfg.chat_max_length = 50;
     b->cfg.chat_burst = 3;
     b->cfg.chat_rate = 0.5;
+    b->cfg.chat_history_size = 100;
+    b->cfg.dm_retention_days = 30;
     b->cfg.public_fields = "userID,userId,id,username,avatar,wins,losses,ratio";
     b->sink = (struct bk_sink){rec_sink, &F.rec};
     F.now = 1000000;
@@ -732,12 +734,13 @@ static const struct dispatch_case {
      "t ack c 3 r 3 d [[{\"id\":1,\"username\":\"alice\",\"avatar\":\"\\/a.png\",\"online\":true},"
      "{\"id\":3,\"username\":\"carol\",\"avatar\":null,\"online\":false}]]"},
     {"t msg gw g1 c 1 e livechat d {\"message\":\"hello\"}",
-     "t auth e livechat d {\"user\":\"alice\",\"userId\":1,\"message\":\"hello\"}"},
+     "t auth e livechat d {\"user\":\"alice\",\"userId\":1,\"message\":\"hello\",\"id\":1,\"ts\":"},
     {"t msg gw g1 c 1 e livechat d {\"message\":\"\"}",
      "t conn c 1 e error d {\"code\":\"bad-field\",\"message\":\"message must be a non-empty "
      "string\"}"},
     {"t msg gw g1 c 3 e direct_message d {\"to\":\"ALICE\",\"message\":\"psst\"} r 5",
-     "t conn c 1 e direct_message d {\"user\":\"bob\",\"userId\":2,\"message\":\"psst\"}"},
+     "t conn c 1 e direct_message d "
+     "{\"user\":\"bob\",\"userId\":2,\"message\":\"psst\",\"id\":1,\"ts\":"},
     {"t msg gw g1 c 3 e direct_message d {\"to\":\"nobody\",\"message\":\"x\"} r 6",
      "t ack c 3 r 6 d [{\"ok\":false,\"error\":\"unknown-user\",\"message\":\"no such "
      "recipient\"}]"},
@@ -763,7 +766,8 @@ static const struct dispatch_case {
      "t reply c 40 r 14 s 400 d {\"error\":\"bad-field\",\"message\":\"limit must be 1..50 and "
      "offset >= 0\"}"},
     {"t req gw g1 c 40 r 15 e livechat u 3 d {\"message\":\"from-http\"}",
-     "t auth e livechat d {\"user\":\"carol\",\"userId\":3,\"message\":\"from-http\"}"},
+     "t auth e livechat d "
+     "{\"user\":\"carol\",\"userId\":3,\"message\":\"from-http\",\"id\":2,\"ts\":"},
     {"t req gw g1 c 40 r 16 e livechat d {\"message\":\"x\"}",
      "t reply c 40 r 16 s 401 d {\"error\":\"auth-required\",\"message\":\"log in first\"}"},
     {"t req gw g1 c 40 r 17 e livechat u 99 d {\"message\":\"x\"}",
@@ -964,6 +968,80 @@ static void test_match_and_delete(void)
     teardown();
 }
 
+/* ---- stored DMs ------------------------------------------------------------------------ */
+
+/* A DM is stored before anything is delivered: one to an offline user is
+ * there when the user connects (dm-unread on the new tab), the sender's
+ * other tabs get a copy, read marks move every tab's counts, and history
+ * pages come newest last in the shape each endpoint expects. */
+static void test_stored_dms(void)
+{
+    setup(0, 4);
+    step("open g1 1 alice");
+    step("open g1 2 alice sio");
+    /* bob is offline: stored, acknowledged with its id, nothing for bob. */
+    size_t mark = F.rec.n;
+    applyf("t msg gw g1 c 1 u %lld e direct_message d {\"to\":\"bob\",\"message\":\"one\"}",
+           (long long)uid("alice"));
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 * t conn c 2 e direct_message",
+                          "\"message\":\"one\",\"id\":1,"),
+              1);                                                  /* alice's other tab */
+    CHECK_INT(count_since(&F.rec, mark, " t conn c 1 ", NULL), 0); /* not the sending tab */
+    applyf("t msg gw g1 c 2 u %lld e direct_message d {\"to\":2,\"message\":\"two\"} r 4",
+           (long long)uid("alice"));
+    CHECK(find_since(&F.rec, mark, "t ack c 2 r 4 d [{\"ok\":true,\"id\":2,\"ts\":", NULL) != NULL);
+    /* bob connects: his new tab hears of both. */
+    mark = F.rec.n;
+    step("open g2 3 bob");
+    CHECK(find_since(&F.rec, mark,
+                     "XADD herald:gw:g2 * t conn c 3 e dm-unread d {\"conversations\":[{\"userId\":"
+                     "1,\"username\":\"alice\",\"count\":2,\"lastId\":2}]}",
+                     NULL) != NULL);
+    /* A third DM reaches bob's tab (the DM is the news: no count query per
+     * message). */
+    mark = F.rec.n;
+    applyf("t msg gw g1 c 1 u %lld e direct_message d {\"to\":\"bob\",\"message\":\"three\"}",
+           (long long)uid("alice"));
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e direct_message", "\"id\":3,") != NULL);
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e dm-unread", NULL) == NULL);
+    /* History: raw as an event with the object, Socket.IO as the array. */
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 3 u %lld e get_dm_history d {\"with\":\"alice\",\"limit\":2}",
+           (long long)uid("bob"));
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e dm_history d {\"with\":1,\"messages\":[{\"id\":2,",
+                     "{\"id\":3,") != NULL);
+    mark = F.rec.n;
+    applyf("t msg gw g1 c 2 u %lld e get_dm_history d {\"with\":2,\"before\":2} r 9",
+           (long long)uid("alice"));
+    CHECK(find_since(&F.rec, mark,
+                     "t ack c 2 r 9 d [[{\"id\":1,\"from\":1,\"to\":2,\"message\":"
+                     "\"one\"",
+                     NULL) != NULL);
+    /* Read up to 2: one left; the tab is told (as every tab would be). */
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 3 u %lld e dm_read d {\"with\":1,\"upTo\":2}", (long long)uid("bob"));
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e dm-unread", "\"count\":1,\"lastId\":3") != NULL);
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 3 u %lld e get_unread d {}", (long long)uid("bob"));
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e dm-unread", "\"count\":1,") != NULL);
+    /* Bad input is answered, nothing changes. */
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 3 u %lld e dm_read d {\"with\":1,\"upTo\":\"x\"}", (long long)uid("bob"));
+    applyf("t msg gw g2 c 3 u %lld e get_dm_history d {\"with\":\"nobody\"}",
+           (long long)uid("bob"));
+    CHECK_INT(count_since(&F.rec, mark, "t conn c 3 e error", "bad-field"), 1);
+    CHECK_INT(count_since(&F.rec, mark, "t conn c 3 e error", "unknown-user"), 1);
+    /* The chat history: the last messages, newest last (bob speaks: alice
+     * has used her burst of 3). */
+    applyf("t msg gw g2 c 3 u %lld e livechat d {\"message\":\"c1\"}", (long long)uid("bob"));
+    applyf("t msg gw g2 c 3 u %lld e livechat d {\"message\":\"c2\"}", (long long)uid("bob"));
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 3 u %lld e get_chat_history d {\"limit\":1}", (long long)uid("bob"));
+    CHECK(find_since(&F.rec, mark, "t conn c 3 e chat_history d {\"messages\":[{\"user\":\"bob\"",
+                     "\"message\":\"c2\",\"id\":2,") != NULL);
+    teardown();
+}
+
 /* ---- the chat rate ------------------------------------------------------------------- */
 
 static void test_chat_rate(void)
@@ -1075,6 +1153,7 @@ int main(void)
     test_reap();
     test_fencing();
     test_unregistered_sender();
+    test_stored_dms();
     test_unknown_user();
     test_dispatch();
     test_rooms_privacy();
