@@ -12,6 +12,7 @@
 #include "log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* How long one XREADGROUP blocks waiting for new entries. */
@@ -100,29 +101,46 @@ static const char *apply_entry(struct bk *b, const redisReply *en)
     return id;
 }
 
-/* Applies a batch of entries and acknowledges it. Returns the number of
- * entries with an id. */
+/* Applies a batch of entries in one SQLite transaction (one commit for
+ * all the DMs it stores) and acknowledges it once that committed. Returns
+ * the number of entries with an id. */
 static size_t apply_batch(struct bk *b, const redisReply *entries)
 {
     size_t got = 0;
-    struct ev_args ack;
-    /* XACK takes many ids; flush every EV_ARGS_MAX - 3. */
-    ev_args_init(&ack);
+    const char **ids = malloc((entries->elements ? entries->elements : 1) * sizeof(*ids));
+    bool tx = bk_store_batch_begin(&b->store) == 0;
+    if (!tx)
+        log_error("cannot start the batch transaction: %s", b->store.err);
     for (size_t i = 0; i < entries->elements; i++) {
         const char *id = apply_entry(b, entries->element[i]);
         if (!id)
             continue;
+        if (ids)
+            ids[got] = id;
         got++;
         if (!b->consumer.pending_done)
             snprintf(b->consumer.pending_cursor, sizeof(b->consumer.pending_cursor), "%s", id);
-        /* Acknowledged after its effects were queued on the same
-         * connection: Redis applies them first. */
+    }
+    if (tx && bk_store_batch_commit(&b->store) != 0) {
+        /* Nothing of it is acknowledged: it stays pending and is applied
+         * again after the next reconnect or by the next broker. */
+        log_error("batch of %zu entries not committed (%s): left unacknowledged", got,
+                  b->store.err);
+        free(ids);
+        return got;
+    }
+    /* Acknowledged after its effects were queued on the same connection:
+     * Redis applies them first. XACK takes many ids; EV_ARGS_MAX - 3 a
+     * command. */
+    struct ev_args ack;
+    ev_args_init(&ack);
+    for (size_t i = 0; ids && i < got; i++) {
         if (ack.argc == 0) {
             ev_args_adds(&ack, "XACK");
             ev_args_adds(&ack, EV_STREAM_IN);
             ev_args_adds(&ack, EV_GROUP);
         }
-        ev_args_adds(&ack, id);
+        ev_args_adds(&ack, ids[i]);
         if (ack.argc == EV_ARGS_MAX) {
             bk_cmd(b, &ack);
             ev_args_init(&ack);
@@ -130,6 +148,9 @@ static size_t apply_batch(struct bk *b, const redisReply *entries)
     }
     if (ack.argc > 0)
         bk_cmd(b, &ack);
+    if (!ids)
+        log_error("out of memory: a batch of %zu entries left unacknowledged", got);
+    free(ids);
     return got;
 }
 

@@ -168,10 +168,48 @@ static int exec(struct bk_store *s, const char *sql)
     return 0;
 }
 
-/* Rolls back the open transaction, keeping the error that caused it in
- * s->err. Returns -1 so that callers can "return rollback(s);". */
+/* An operation's own transaction: BEGIN IMMEDIATE (the write lock up
+ * front), or a savepoint inside the broker's batch transaction
+ * (bk_store_batch_begin), which has its own commit. */
+static int tx_begin(struct bk_store *s)
+{
+    s->in_savepoint = !sqlite3_get_autocommit(s->db);
+    return exec(s, s->in_savepoint ? "SAVEPOINT op" : "BEGIN IMMEDIATE");
+}
+
+static int tx_commit(struct bk_store *s)
+{
+    return exec(s, s->in_savepoint ? "RELEASE op" : "COMMIT");
+}
+
+/* Rolls back the operation's transaction (tx_begin), keeping the error
+ * that caused it in s->err. Returns -1 so that callers can "return
+ * rollback(s);". */
 static int rollback(struct bk_store *s)
 {
+    char saved[sizeof(s->err)];
+    snprintf(saved, sizeof(saved), "%s", s->err);
+    if (s->in_savepoint) {
+        exec(s, "ROLLBACK TO op");
+        exec(s, "RELEASE op");
+    } else {
+        exec(s, "ROLLBACK");
+    }
+    snprintf(s->err, sizeof(s->err), "%s", saved);
+    return -1;
+}
+
+int bk_store_batch_begin(struct bk_store *s)
+{
+    return sqlite3_get_autocommit(s->db) ? exec(s, "BEGIN") : 0;
+}
+
+int bk_store_batch_commit(struct bk_store *s)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return 0;
+    if (exec(s, "COMMIT") == 0)
+        return 0;
     char saved[sizeof(s->err)];
     snprintf(saved, sizeof(saved), "%s", s->err);
     exec(s, "ROLLBACK");
@@ -452,7 +490,7 @@ int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avat
         return -1;
     /* IMMEDIATE: the id is computed and used under one write lock, and the
      * user never exists without its stats row. */
-    if (exec(s, "BEGIN IMMEDIATE") != 0)
+    if (tx_begin(s) != 0)
         return -1;
     /* The max() subqueries are answered from the end of each rowid b-tree
      * (EXPLAIN QUERY PLAN: SEARCH, not SCAN). */
@@ -465,7 +503,7 @@ int64_t bk_store_user_add(struct bk_store *s, const char *name, const char *avat
         return rollback(s);
     }
     int64_t id = sqlite3_last_insert_rowid(s->db);
-    if (run(s, "INSERT INTO game_stats(user_id) VALUES (?)", "i", id) < 0 || exec(s, "COMMIT") != 0)
+    if (run(s, "INSERT INTO game_stats(user_id) VALUES (?)", "i", id) < 0 || tx_commit(s) != 0)
         return rollback(s);
     return id;
 }
@@ -481,7 +519,7 @@ int64_t bk_store_users_add_bulk(struct bk_store *s, const char *prefix, int64_t 
             snprintf(s->err, sizeof(s->err), "count must be 1..10000000");
         return -1;
     }
-    if (exec(s, "BEGIN IMMEDIATE") != 0)
+    if (tx_begin(s) != 0)
         return -1;
     /* One statement per table for the whole batch: a benchmark's 60 000
      * users take a fraction of a second instead of 60 000 transactions. */
@@ -498,7 +536,7 @@ int64_t bk_store_users_add_bulk(struct bk_store *s, const char *prefix, int64_t 
     int64_t last = sqlite3_last_insert_rowid(s->db);
     if (run(s, "INSERT INTO game_stats(user_id) SELECT id FROM users WHERE id > ?", "i",
             last - count) != count ||
-        exec(s, "COMMIT") != 0)
+        tx_commit(s) != 0)
         return rollback(s);
     return last - count + 1;
 }
@@ -523,7 +561,7 @@ int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, c
 
 int bk_store_user_delete_id(struct bk_store *s, int64_t id)
 {
-    if (exec(s, "BEGIN IMMEDIATE") != 0)
+    if (tx_begin(s) != 0)
         return -1;
     /* sqlite3_changes() leaves out the cascaded friendships and stats. */
     int n = run(s, "DELETE FROM users WHERE id = ?", "i", id);
@@ -531,7 +569,7 @@ int bk_store_user_delete_id(struct bk_store *s, int64_t id)
         return rollback(s);
     if (n > 0 && run(s, "INSERT OR REPLACE INTO deleted_users(id) VALUES (?)", "i", id) < 0)
         return rollback(s);
-    if (exec(s, "COMMIT") != 0)
+    if (tx_commit(s) != 0)
         return rollback(s);
     return n > 0;
 }
@@ -572,12 +610,12 @@ int bk_store_friend_add(struct bk_store *s, const char *a, const char *b)
         snprintf(s->err, sizeof(s->err), "a user cannot befriend themself");
         return -1;
     }
-    if (exec(s, "BEGIN") != 0)
+    if (tx_begin(s) != 0)
         return -1;
     if (run(s, "INSERT OR IGNORE INTO friendships(user_id, friend_id) VALUES (?, ?), (?, ?)",
             "iiii", ra.id, rb.id, rb.id, ra.id) < 0)
         return rollback(s);
-    return exec(s, "COMMIT") != 0 ? rollback(s) : 0;
+    return tx_commit(s) != 0 ? rollback(s) : 0;
 }
 
 int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses)

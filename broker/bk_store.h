@@ -51,6 +51,7 @@ struct bk_store {
     struct sqlite3_stmt *chat_prune;   /* owned */
     struct sqlite3_stmt *chat_history; /* owned */
     char err[256];                     /* last error, for the caller's log */
+    bool in_savepoint;                 /* the current operation nests in a batch */
 };
 
 /* Current schema version (the number of migrations). */
@@ -131,6 +132,16 @@ int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long los
 int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses);
 /* True when name is 1..64 of [A-Za-z0-9_.-]. */
 bool bk_username_valid(const char *name);
+
+/* ---- the broker's batches ---------------------------------------------- */
+
+/* One transaction around a batch of entries (the broker's consumer): its
+ * writes commit together, one WAL commit instead of one per message.
+ * Operations that have their own transaction nest in it as savepoints.
+ * begin: 0 or -1 (s->err); commit: 0, or -1 (s->err) after rolling the
+ * whole batch back. Outside a batch every call commits by itself. */
+int bk_store_batch_begin(struct bk_store *s);
+int bk_store_batch_commit(struct bk_store *s);
 
 /* ---- direct messages and the chat history (the broker's) ----------------- */
 
