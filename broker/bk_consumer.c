@@ -32,48 +32,30 @@ static void trim_below(struct bk *b, const char *id)
         bk_cmd_strs(b, 4, (const char *[]){"XTRIM", EV_STREAM_IN, "MINID", id});
 }
 
-/* XPENDING herald:events brokers: [count, smallest id, greatest id, ...]. */
+/* XPENDING herald:events brokers: trim below the oldest pending entry. */
 static void on_pending_summary(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
-        r->element[1]->type == REDIS_REPLY_STRING)
-        trim_below(priv, r->element[1]->str);
+    const char *oldest = ev_pending_oldest(reply);
+    if (oldest)
+        trim_below(priv, oldest);
 }
 
-/* XINFO GROUPS herald:events (Redis 7: each group a flat list of name,
- * value pairs): our group's pending count and last delivered id. */
+/* XINFO GROUPS herald:events: with nothing pending, trim below the last
+ * delivered entry; else ask for the oldest pending one. */
 static void on_groups(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     struct bk *b = priv;
-    redisReply *r = reply;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *g = r->element[i];
-        const char *name = NULL, *last = NULL;
-        long long pending = -1;
-        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
-            const redisReply *k = g->element[j], *v = g->element[j + 1];
-            if (k->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
-                name = v->str;
-            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                pending = v->integer;
-            else if (strcmp(k->str, "last-delivered-id") == 0 && v->type == REDIS_REPLY_STRING)
-                last = v->str;
-        }
-        if (!name || strcmp(name, EV_GROUP) != 0 || !last || pending < 0)
-            continue;
-        if (pending == 0)
-            trim_below(b, last);
-        else
-            send_with_reply(b, on_pending_summary,
-                            (const char *[]){"XPENDING", EV_STREAM_IN, EV_GROUP});
+    const char *last;
+    long long pending;
+    if (!ev_group_progress(reply, &last, &pending))
         return;
-    }
+    if (pending == 0)
+        trim_below(b, last);
+    else
+        send_with_reply(b, on_pending_summary,
+                        (const char *[]){"XPENDING", EV_STREAM_IN, EV_GROUP});
 }
 
 void bk_consumer_trim(struct bk *b)

@@ -479,6 +479,13 @@ static void gw_check(struct bk *b, const struct bk_gw *gw, const char *cmd, cons
 
 void bk_presence_check_leases(struct bk *b)
 {
+    /* A fenced name whose "reaped" mark has expired in Redis is forgotten:
+     * a gateway that never came back (an id made of host and pid) must
+     * not cost every later entry a look-up. */
+    int64_t now = bk_now(b);
+    for (size_t i = b->nfenced; i-- > 0;)
+        if (now - b->fenced_marked_ms[i] >= EV_FENCE_TTL_MS)
+            fence_remove(b, b->fenced[i], strlen(b->fenced[i]));
     struct bk_gw *gw;
     RB_FOREACH(gw, bk_gw_tree, &b->gws)
     {

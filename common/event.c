@@ -177,6 +177,43 @@ void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxle
 
 /* ---- entries from a hiredis reply ------------------------------------------ */
 
+bool ev_group_progress(const struct redisReply *r, const char **last, long long *pending)
+{
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        const char *name = NULL, *l = NULL;
+        long long p = -1;
+        /* Each group: a flat list of name, value pairs. */
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const redisReply *k = g->element[j], *v = g->element[j + 1];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                p = v->integer;
+            else if (strcmp(k->str, "last-delivered-id") == 0 && v->type == REDIS_REPLY_STRING)
+                l = v->str;
+        }
+        if (name && strcmp(name, EV_GROUP) == 0 && l && p >= 0) {
+            *last = l;
+            *pending = p;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *ev_pending_oldest(const struct redisReply *r)
+{
+    /* [count, smallest id, greatest id, [[consumer, count], ...]] */
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        return r->element[1]->str;
+    return NULL;
+}
+
 const struct redisReply *ev_reply_entries(const struct redisReply *r)
 {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)

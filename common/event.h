@@ -134,6 +134,18 @@ int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *
  */
 struct redisReply;
 const struct redisReply *ev_reply_entries(const struct redisReply *r);
+
+/*
+ * How far the broker group (EV_GROUP) has got on herald:events, from the
+ * replies of XINFO GROUPS and XPENDING <stream> <group> (Redis 7), both
+ * borrowed. ev_group_progress(): true with *last (last-delivered-id,
+ * borrowed from r) and *pending set when r lists the group. ev_pending_oldest():
+ * the oldest pending entry's id (borrowed from r), or NULL when there is
+ * none or r is not that reply. Everything below the oldest pending entry,
+ * or up to *last when nothing is pending, has been acknowledged.
+ */
+bool ev_group_progress(const struct redisReply *r, const char **last, long long *pending);
+const char *ev_pending_oldest(const struct redisReply *r);
 int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const char **id);
 
 /*

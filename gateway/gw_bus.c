@@ -244,16 +244,16 @@ static void set_mark_below(struct gw_bus *b, uint64_t ms, uint64_t seq)
     inflight_pop(b);
 }
 
-/* XPENDING herald:events brokers: [count, smallest, greatest, ...]. */
+/* XPENDING herald:events brokers: everything below the oldest pending
+ * entry is acknowledged. */
 static void on_read_pending(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     struct gw_bus *b = priv;
-    redisReply *r = reply;
     b->mark_asked = false;
+    const char *oldest = ev_pending_oldest(reply);
     uint64_t ms, seq;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING && parse_id(r->element[1]->str, &ms, &seq))
+    if (oldest && parse_id(oldest, &ms, &seq))
         set_mark_below(b, ms, seq);
 }
 
@@ -268,36 +268,19 @@ static void on_read_mark(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     struct gw_bus *b = priv;
-    redisReply *r = reply;
     b->mark_asked = false;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *g = r->element[i];
-        const char *name = NULL, *last = NULL;
-        long long pending = -1;
-        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
-            const redisReply *k = g->element[j], *v = g->element[j + 1];
-            if (k->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
-                name = v->str;
-            else if (strcmp(k->str, "last-delivered-id") == 0 && v->type == REDIS_REPLY_STRING)
-                last = v->str;
-            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                pending = v->integer;
-        }
-        uint64_t ms, seq;
-        if (!name || strcmp(name, EV_GROUP) != 0 || !last || pending < 0 ||
-            !parse_id(last, &ms, &seq))
-            continue;
-        if (pending == 0) {
-            b->read_ms = ms;
-            b->read_seq = seq;
-            inflight_pop(b);
-        } else if (rds_cmd(&b->pub, on_read_pending, b, "XPENDING %s %s", EV_STREAM_IN, EV_GROUP) ==
-                   0) {
-            b->mark_asked = true;
-        }
+    const char *last;
+    long long pending;
+    uint64_t ms, seq;
+    if (!ev_group_progress(reply, &last, &pending) || !parse_id(last, &ms, &seq))
         return;
+    if (pending == 0) {
+        b->read_ms = ms;
+        b->read_seq = seq;
+        inflight_pop(b);
+    } else if (rds_cmd(&b->pub, on_read_pending, b, "XPENDING %s %s", EV_STREAM_IN, EV_GROUP) ==
+               0) {
+        b->mark_asked = true;
     }
 }
 

@@ -664,6 +664,12 @@ static void test_fencing(void)
     answer_lease_value(mark, "g1", "reaped");
     CHECK_INT(F.b.counters.reaped, 3);
     CHECK(bk_gw_fenced(&F.b, "g1", 2));
+    /* Once its mark has expired in Redis, a fenced name is forgotten. */
+    F.now += EV_FENCE_TTL_MS;
+    mark = F.rec.n;
+    bk_presence_check_leases(&F.b);
+    CHECK(!bk_gw_fenced(&F.b, "g1", 2));
+    CHECK_INT(F.b.nfenced, 0);
     teardown();
 }
 

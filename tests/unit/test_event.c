@@ -198,9 +198,65 @@ static void test_client_events_and_refusals(void)
     CHECK_INT(ev_refusal(buf, full, EV_REFUSAL_ACK, "w", "message"), full);
 }
 
+/* XINFO GROUPS and XPENDING replies: our group found among others, and
+ * whatever else Redis or a hostile server might send is no progress. */
+static void test_group_progress(void)
+{
+#define S(x) {.type = REDIS_REPLY_STRING, .str = (x), .len = sizeof(x) - 1}
+    redisReply other[6] = {
+        S("name"), S("hooks"), S("pending"), {.type = REDIS_REPLY_INTEGER}, S("last-delivered-id"),
+        S("9-9")};
+    redisReply ours[8] = {S("name"),
+                          S("brokers"),
+                          S("consumers"),
+                          {.type = REDIS_REPLY_INTEGER},
+                          S("pending"),
+                          {.type = REDIS_REPLY_INTEGER, .integer = 2},
+                          S("last-delivered-id"),
+                          S("5-1")};
+    redisReply *op[6], *up[8];
+    for (int i = 0; i < 6; i++)
+        op[i] = &other[i];
+    for (int i = 0; i < 8; i++)
+        up[i] = &ours[i];
+    redisReply g1 = {.type = REDIS_REPLY_ARRAY, .elements = 6, .element = op};
+    redisReply g2 = {.type = REDIS_REPLY_ARRAY, .elements = 8, .element = up};
+    redisReply *gp[2] = {&g1, &g2};
+    redisReply groups = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = gp};
+    const char *last = NULL;
+    long long pending = -1;
+    CHECK(ev_group_progress(&groups, &last, &pending));
+    CHECK_STR(last, "5-1");
+    CHECK_INT(pending, 2);
+    /* Only the other group, an odd-length list, an error, nothing. */
+    groups.elements = 1;
+    CHECK(!ev_group_progress(&groups, &last, &pending));
+    g2.elements = 7;
+    gp[0] = &g2;
+    CHECK(!ev_group_progress(&groups, &last, &pending));
+    redisReply err = S("NOGROUP");
+    err.type = REDIS_REPLY_ERROR;
+    CHECK(!ev_group_progress(&err, &last, &pending));
+    CHECK(!ev_group_progress(NULL, &last, &pending));
+
+    redisReply xp[3] = {{.type = REDIS_REPLY_INTEGER, .integer = 2}, S("3-0"), S("5-1")};
+    redisReply *xpp[3] = {&xp[0], &xp[1], &xp[2]};
+    redisReply summary = {.type = REDIS_REPLY_ARRAY, .elements = 3, .element = xpp};
+    CHECK_STR(ev_pending_oldest(&summary), "3-0");
+    xp[0].integer = 0; /* nothing pending: ids are nil in Redis, never used */
+    CHECK(ev_pending_oldest(&summary) == NULL);
+    xp[0].integer = 1;
+    xp[1].type = REDIS_REPLY_NIL;
+    CHECK(ev_pending_oldest(&summary) == NULL);
+    CHECK(ev_pending_oldest(&err) == NULL);
+    CHECK(ev_pending_oldest(NULL) == NULL);
+#undef S
+}
+
 int main(void)
 {
     test_encoders();
+    test_group_progress();
     test_from_reply();
     test_client_events_and_refusals();
     struct ev_entry e;
