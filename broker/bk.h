@@ -89,6 +89,7 @@ struct bk_config {
     const char *public_fields;
     const char *admin_listen; /* host:port of /metrics, NULL: off */
     long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
+    long recovery_window_ms;  /* a closed session may come back this long (0: never) */
 };
 
 struct bk;
@@ -105,6 +106,11 @@ struct bk_gw {
     LIST_HEAD(, bk_conn) conns;
     size_t nconns;
     int64_t seen_ms; /* last entry, registration or Redis reconnect (lease grace) */
+    /* Reaped while it had sessions that may come back: kept (fenced, not
+     * in herald:gateways) only so that their events still reach its
+     * stream, until the last of them is recovered or expires. */
+    bool dead;
+    size_t ndetached; /* its detached connections (not in nconns) */
 };
 
 struct bk_user {
@@ -130,9 +136,27 @@ struct bk_conn {
     LIST_ENTRY(bk_conn) gw_link;
     LIST_ENTRY(bk_conn) user_link;
     LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in (bk_rooms.c) */
-    int nrooms;
-    char kind; /* 'w' raw, 's' Socket.IO */
+    uint16_t nrooms;              /* at most max_rooms (4096) */
+    char kind;                    /* 'w' raw, 's' Socket.IO */
+    uint8_t flags;                /* BK_CONN_* */
+    /* The session's recovery token (the gateway's, in its pid); 0: none.
+     * Kept in what was padding: a connection costs no more memory. */
+    uint32_t token;
 };
+/* Closed, may come back (PROTOCOL.md §4a): still in its user's and rooms'
+ * lists, so what it would have been sent is written to its gateway's
+ * stream, but no longer counted (presence) nor in Redis. */
+#define BK_CONN_DETACHED 0x01u
+
+/* A detached connection's place in the expiry order (bk_presence.c). */
+struct bk_detached {
+    RB_ENTRY(bk_detached) node; /* by conn */
+    TAILQ_ENTRY(bk_detached) order;
+    struct bk_conn *c; /* borrowed */
+    int64_t until_ms;
+};
+RB_HEAD(bk_detached_tree, bk_detached);
+TAILQ_HEAD(bk_detached_list, bk_detached);
 
 RB_HEAD(bk_gw_tree, bk_gw);
 RB_HEAD(bk_user_tree, bk_user);
@@ -142,6 +166,7 @@ TAILQ_HEAD(bk_grace_list, bk_user);
 RB_PROTOTYPE(bk_gw_tree, bk_gw, node, bk_gw_cmp)
 RB_PROTOTYPE(bk_user_tree, bk_user, node, bk_user_cmp)
 RB_PROTOTYPE(bk_conn_tree, bk_conn, node, bk_conn_cmp)
+RB_PROTOTYPE(bk_detached_tree, bk_detached, node, bk_detached_cmp)
 
 /* ---- rooms (bk_rooms.c) -------------------------------------------------- */
 
@@ -258,6 +283,7 @@ extern const char *const bk_refusal_words[BK_REFUSAL_COUNT];
 /* What /metrics shows (bk_admin.c), counted where it happens. */
 struct bk_counters {
     uint64_t entries, transitions, reaped, chat, dm, rate_limited, matches, notifications;
+    uint64_t recovered, recovery_fresh, detached_expired;
     uint64_t refused[BK_REFUSAL_COUNT];               /* by bk_refusal_words[] */
     long long stream_len, stream_pending, stream_lag; /* from XINFO */
 };
@@ -281,6 +307,10 @@ struct bk {
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
     size_t nonline;
+    /* Detached connections (owned records), oldest first. */
+    struct bk_detached_tree detached;
+    struct bk_detached_list detached_order;
+    size_t ndetached;
     /* Gateways reaped and not registered again since (no "hello" yet):
      * their names (owned). Their opens and syncs are ignored. */
     char **fenced;

@@ -61,6 +61,18 @@ static void on_metrics(struct evhttp_request *req, void *arg)
                 (long long)b->counters.matches);
     metrics_put(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",
                 (long long)b->counters.notifications);
+    metrics_put(o, "herald_broker_sessions_recovered_total", "counter",
+                "Sessions that came back within the recovery window (no presence transition).",
+                (long long)b->counters.recovered);
+    metrics_put(o, "herald_broker_sessions_fresh_total", "counter",
+                "Sessions that asked to recover and got a fresh session (unknown, another user, "
+                "or past the window).",
+                (long long)b->counters.recovery_fresh);
+    metrics_put(o, "herald_broker_sessions_expired_total", "counter",
+                "Detached sessions dropped at the end of the recovery window.",
+                (long long)b->counters.detached_expired);
+    metrics_put(o, "herald_broker_sessions_detached", "gauge",
+                "Closed sessions that may still come back.", (long long)b->ndetached);
     metrics_put(o, "herald_broker_online_users", "gauge", "Users online.", (long long)b->nonline);
     metrics_put(o, "herald_broker_connections", "gauge", "Connections known, all gateways.",
                 (long long)conns);

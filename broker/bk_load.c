@@ -29,7 +29,7 @@ static void fill_username(struct bk *b, struct bk_user *u)
         snprintf(u->username, sizeof(u->username), "%s", row.username);
 }
 
-/* herald:conns:<gw>: "<conn id>" -> "<user id>:<kind>". Returns the number
+/* herald:conns:<gw>: "<conn id>" -> "<user id>:<kind>:<token>". Returns the number
  * of connections added. */
 static size_t load_conns(struct bk *b, struct bk_gw *gw, redisContext *rc)
 {
@@ -40,10 +40,14 @@ static size_t load_conns(struct bk *b, struct bk_gw *gw, redisContext *rc)
         char *colon;
         long long uid = strtoll(h->element[j + 1]->str, &colon, 10);
         char kind = *colon == ':' ? colon[1] : 'w';
+        /* "<user>:<kind>:<token>" (the token since recovery; older: none). */
+        uint32_t token = 0;
+        if (*colon == ':' && colon[1] && colon[2] == ':')
+            token = (uint32_t)strtoul(colon + 3, NULL, 10);
         struct bk_user *u = NULL;
         if (uid > 0 && (u = bk_user_add(b, uid)) != NULL)
             fill_username(b, u);
-        if (bk_conn_add(b, gw, cid, u, kind, false))
+        if (bk_conn_add(b, gw, cid, u, kind, token, false))
             n++;
     }
     freeReplyObject(h);
@@ -127,7 +131,8 @@ void bk_load_resync(struct bk *b)
         bk_cmd_strs(b, 2, (const char *[]){"DEL", key});
         struct bk_conn *c;
         LIST_FOREACH(c, &gw->conns, gw_link)
-        bk_conn_persist(b, c);
+        if (!(c->flags & BK_CONN_DETACHED))
+            bk_conn_persist(b, c);
     }
     bk_hooks_resync(b);
     bk_consumer_group_create(b);

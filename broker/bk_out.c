@@ -133,6 +133,37 @@ void bk_to_ack(struct bk *b, const struct bk_conn *c, const struct ev_entry *e, 
     xadd_gw(b, c->gw, &a);
 }
 
+void bk_moved(struct bk *b, const struct bk_gw *gw, uint64_t id)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "moved");
+    ev_args_adds(&a, "c");
+    ev_args_add_u64(&a, id);
+    xadd_gw(b, gw, &a);
+}
+
+void bk_resume(struct bk *b, const struct bk_gw *gw, uint64_t id, bool ok, const char *from,
+               const char *offset, size_t offset_len)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "resume");
+    ev_args_adds(&a, "c");
+    ev_args_add_u64(&a, id);
+    ev_args_adds(&a, "s");
+    ev_args_adds(&a, ok ? "1" : "0");
+    if (ok) {
+        ev_args_adds(&a, "e");
+        ev_args_adds(&a, from);
+        ev_args_adds(&a, "o");
+        ev_args_add(&a, offset, offset_len);
+    }
+    xadd_gw(b, gw, &a);
+}
+
 void bk_welcome(struct bk *b, const struct bk_gw *gw)
 {
     struct ev_args a;

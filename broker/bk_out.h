@@ -44,6 +44,12 @@ void bk_to_conn(struct bk *b, const struct bk_conn *c, const char *event, const 
 /* The answer to a gateway's "hello": everything it published before the
  * hello has been answered ahead of this entry in its stream. */
 void bk_welcome(struct bk *b, const struct bk_gw *gw);
+/* Recovery (PROTOCOL.md §4a): "moved" ends connection id's entries in
+ * gw's stream; "resume" answers a gateway's open with an offset: ok, with
+ * the stream (gateway from) and offset to replay from, or a fresh session. */
+void bk_moved(struct bk *b, const struct bk_gw *gw, uint64_t id);
+void bk_resume(struct bk *b, const struct bk_gw *gw, uint64_t id, bool ok, const char *from,
+               const char *offset, size_t offset_len);
 void bk_kick(struct bk *b, const struct bk_gw *gw, const char *ids, size_t len, int code,
              const char *word);
 /* HTTP answer to the request entry e of gateway gw. */

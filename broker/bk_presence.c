@@ -39,9 +39,16 @@ static int conn_cmp(const struct bk_conn *a, const struct bk_conn *b)
         return a->gw < b->gw ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
 }
+static int detached_cmp(const struct bk_detached *a, const struct bk_detached *b)
+{
+    return a->c < b->c ? -1 : a->c > b->c;
+}
 RB_GENERATE(bk_gw_tree, bk_gw, node, gw_cmp)
+RB_GENERATE(bk_detached_tree, bk_detached, node, detached_cmp)
 RB_GENERATE(bk_user_tree, bk_user, node, user_cmp)
 RB_GENERATE(bk_conn_tree, bk_conn, node, conn_cmp)
+
+static void detached_expire(struct bk *b, int64_t now);
 
 /* ---- hooks and clock ------------------------------------------------------ */
 
@@ -103,6 +110,11 @@ static void hooks_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
 static void hooks_conn_opened(struct bk *b, struct bk_conn *c)
 {
     HOOKS_EACH(b, conn_opened, b, c);
+}
+
+static void hooks_conn_persist(struct bk *b, struct bk_conn *c, bool keep)
+{
+    HOOKS_EACH(b, conn_persist, b, c, keep);
 }
 
 static void hooks_user_idle(struct bk *b, struct bk_user *u)
@@ -202,6 +214,7 @@ static void last_conn_gone(struct bk *b, struct bk_user *u)
 
 void bk_presence_tick(struct bk *b, int64_t now)
 {
+    detached_expire(b, now);
     struct bk_user *u;
     while ((u = TAILQ_FIRST(&b->grace)) != NULL && u->grace_until_ms <= now) {
         grace_cancel(b, u);
@@ -258,19 +271,31 @@ void bk_user_delete(struct bk *b, struct bk_user *u)
 {
     u->deleted = true;
     hooks_user_idle(b, u);
-    if (LIST_EMPTY(&u->conns)) {
+    if (u->nconns == 0) {
         grace_cancel(b, u);
         if (u->online)
             set_offline(b, u);
-        user_release(b, u);
-        return;
+        if (LIST_EMPTY(&u->conns)) {
+            user_release(b, u);
+            return;
+        }
     }
-    /* Removing the last connection takes the user offline and frees u. */
-    struct bk_conn *c = LIST_FIRST(&u->conns);
-    while (c) {
-        struct bk_conn *next = LIST_NEXT(c, user_link);
+    /* Detached sessions first (they never come back; removing them changes
+     * no count), then the tabs: removing the last takes the user offline
+     * and frees u. */
+    struct bk_conn *c = LIST_FIRST(&u->conns), *next;
+    bool live = u->nconns > 0;
+    for (; c; c = next) {
+        next = LIST_NEXT(c, user_link);
+        if ((c->flags & BK_CONN_DETACHED) && (live || next))
+            bk_conn_remove(b, c, true);
+    }
+    /* Here either live tabs remain, or one detached session, the last. */
+    while ((c = LIST_FIRST(&u->conns)) != NULL) {
+        next = LIST_NEXT(c, user_link);
         bk_conn_remove(b, c, true);
-        c = next;
+        if (!next)
+            break; /* u may be freed */
     }
 }
 
@@ -317,9 +342,25 @@ static void gw_clear(struct bk *b, struct bk_gw *gw)
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
     snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
     bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
-    struct bk_conn *c;
-    while ((c = LIST_FIRST(&gw->conns)) != NULL)
-        bk_conn_remove(b, c, false);
+    /* Detached sessions stay: their clients may still come back (to this
+     * gateway's new life or another), and their events are in our stream. */
+    struct bk_conn *c, *next;
+    for (c = LIST_FIRST(&gw->conns); c; c = next) {
+        next = LIST_NEXT(c, gw_link);
+        if (!(c->flags & BK_CONN_DETACHED))
+            bk_conn_remove(b, c, false);
+    }
+}
+
+/* Frees a dead gateway's record once no session of it can come back. Its
+ * stream expires by itself (gw_reap set its TTL). */
+static void gw_release_if_dead(struct bk *b, struct bk_gw *gw)
+{
+    if (!gw->dead || gw->nconns || gw->ndetached)
+        return;
+    RB_REMOVE(bk_gw_tree, &b->gws, gw);
+    free(gw->id);
+    free(gw);
 }
 
 /* ---- fencing ------------------------------------------------------------------ */
@@ -401,14 +442,33 @@ static void gw_reap(struct bk *b, struct bk_gw *gw)
 {
     log_warn("gateway %s missed its lease: dropping its %zu connections and fencing it", gw->id,
              gw->nconns);
-    gw_clear(b, gw);
+    if (b->cfg.recovery_window_ms > 0) {
+        /* Its sessions may come back elsewhere with what they missed: they
+         * are detached (offline after the grace, as before), and the
+         * gateway is kept as a dead record that still gets their events,
+         * its stream expiring once none of them can return. */
+        char key[256], wkey[256], ttl[24];
+        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
+        snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
+        bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
+        struct bk_conn *c, *next;
+        for (c = LIST_FIRST(&gw->conns); c; c = next) {
+            next = LIST_NEXT(c, gw_link);
+            if (!(c->flags & BK_CONN_DETACHED))
+                bk_conn_detach(b, c, false);
+        }
+        snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
+        snprintf(ttl, sizeof(ttl), "%ld", 2 * b->cfg.recovery_window_ms);
+        bk_cmd_strs(b, 3, (const char *[]){"PEXPIRE", key, ttl});
+    } else {
+        gw_clear(b, gw);
+    }
     bk_cmd_strs(b, 3, (const char *[]){"SREM", BK_GATEWAYS_KEY, gw->id});
     fence_write(b, gw->id);
     fence_add(b, gw->id);
-    RB_REMOVE(bk_gw_tree, &b->gws, gw);
-    free(gw->id);
-    free(gw);
+    gw->dead = true;
     b->counters.reaped++;
+    gw_release_if_dead(b, gw);
 }
 
 /* One outstanding GET of a lease: the gateway is named, not pointed to,
@@ -425,7 +485,7 @@ static void on_lease_reply(redisAsyncContext *ac, void *reply_, void *priv)
     struct bk *b = lc->b;
     redisReply *r = reply_;
     struct bk_gw *gw = bk_gw_find(b, lc->id, strlen(lc->id));
-    if (r && (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STRING) && gw) {
+    if (r && (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STRING) && gw && !gw->dead) {
         int64_t now = bk_now(b);
         /* Our own "reaped" (written for an earlier life of this name that
          * another broker fenced) is no lease. A present key says nothing
@@ -451,7 +511,8 @@ static void on_backlog_reply(redisAsyncContext *ac, void *reply_, void *priv)
     struct bk *b = lc->b;
     redisReply *r = reply_;
     struct bk_gw *gw = bk_gw_find(b, lc->id, strlen(lc->id));
-    if (r && r->type == REDIS_REPLY_INTEGER && gw && r->integer >= b->cfg.gw_stream_maxlen) {
+    if (r && r->type == REDIS_REPLY_INTEGER && gw && !gw->dead &&
+        r->integer >= b->cfg.gw_stream_maxlen) {
         log_warn("gateway %s has %lld unread entries (cap %ld): giving it up", gw->id,
                  (long long)r->integer, b->cfg.gw_stream_maxlen);
         gw_reap(b, gw);
@@ -489,6 +550,8 @@ void bk_presence_check_leases(struct bk *b)
     struct bk_gw *gw;
     RB_FOREACH(gw, bk_gw_tree, &b->gws)
     {
+        if (gw->dead)
+            continue;
         gw_check(b, gw, "GET", ":lease", on_lease_reply);
         gw_check(b, gw, "XLEN", "", on_backlog_reply);
     }
@@ -508,7 +571,8 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c)
 {
     char key[256], val[64];
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
-    snprintf(val, sizeof(val), "%lld:%c", (long long)(c->user ? c->user->id : 0), c->kind);
+    snprintf(val, sizeof(val), "%lld:%c:%u", (long long)(c->user ? c->user->id : 0), c->kind,
+             (unsigned)c->token);
     struct ev_args a;
     ev_args_init(&a);
     ev_args_adds(&a, "HSET");
@@ -519,7 +583,7 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c)
 }
 
 struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct bk_user *u,
-                            char kind, bool persist)
+                            char kind, uint32_t token, bool persist)
 {
     if (bk_conn_find(b, gw, id))
         return NULL; /* replayed entry: already applied */
@@ -530,6 +594,7 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
     c->id = id;
     c->user = u;
     c->kind = kind;
+    c->token = token;
     LIST_INIT(&c->rooms);
     RB_INSERT(bk_conn_tree, &b->conns, c);
     LIST_INSERT_HEAD(&gw->conns, c, gw_link);
@@ -551,8 +616,51 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
     return c;
 }
 
+static struct bk_detached *detached_find(struct bk *b, struct bk_conn *c)
+{
+    struct bk_detached key;
+    key.c = c;
+    return RB_FIND(bk_detached_tree, &b->detached, &key);
+}
+
+/* c is no longer detached (recovered or removed): its expiry goes. */
+static void detached_forget(struct bk *b, struct bk_conn *c)
+{
+    struct bk_detached *d = detached_find(b, c);
+    HERALD_ASSERT(d != NULL); /* every detached connection has its record */
+    RB_REMOVE(bk_detached_tree, &b->detached, d);
+    TAILQ_REMOVE(&b->detached_order, d, order);
+    free(d);
+    b->ndetached--;
+    c->flags &= (uint8_t)~BK_CONN_DETACHED;
+}
+
+/* Removes a detached connection for good: it left presence when it was
+ * detached, and Redis no longer holds it. */
+static void detached_remove(struct bk *b, struct bk_conn *c)
+{
+    struct bk_gw *gw = c->gw;
+    struct bk_user *u = c->user;
+    detached_forget(b, c);
+    hooks_conn_closing(b, c, false);
+    RB_REMOVE(bk_conn_tree, &b->conns, c);
+    LIST_REMOVE(c, gw_link);
+    HERALD_ASSERT(gw->ndetached > 0);
+    gw->ndetached--;
+    if (u)
+        LIST_REMOVE(c, user_link);
+    free(c);
+    if (u)
+        user_release(b, u);
+    gw_release_if_dead(b, gw);
+}
+
 void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
 {
+    if (c->flags & BK_CONN_DETACHED) {
+        detached_remove(b, c);
+        return;
+    }
     struct bk_gw *gw = c->gw;
     struct bk_user *u = c->user;
     if (persist) {
@@ -582,6 +690,68 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
         hooks_user_idle(b, u); /* e.g. a player without a tab cannot play */
         last_conn_gone(b, u);
     }
+    gw_release_if_dead(b, gw);
+}
+
+/* HDEL c from its gateway's hash; the features drop what they persisted
+ * for it (it stays in memory). */
+static void conn_unpersist(struct bk *b, struct bk_conn *c, bool persist)
+{
+    if (persist) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
+        struct ev_args a;
+        ev_args_init(&a);
+        ev_args_adds(&a, "HDEL");
+        ev_args_adds(&a, key);
+        ev_args_add_u64(&a, c->id);
+        bk_cmd(b, &a);
+        hooks_conn_persist(b, c, false);
+    }
+}
+
+void bk_conn_detach(struct bk *b, struct bk_conn *c, bool persist)
+{
+    if (c->flags & BK_CONN_DETACHED)
+        return;
+    struct bk_detached *d = NULL;
+    if (b->cfg.recovery_window_ms <= 0 || !c->token || !(d = calloc(1, sizeof(*d)))) {
+        bk_conn_remove(b, c, persist);
+        return;
+    }
+    conn_unpersist(b, c, persist);
+    d->c = c;
+    d->until_ms = bk_now(b) + b->cfg.recovery_window_ms;
+    RB_INSERT(bk_detached_tree, &b->detached, d);
+    /* Every session waits the same window: appending keeps the order. */
+    TAILQ_INSERT_TAIL(&b->detached_order, d, order);
+    b->ndetached++;
+    c->flags |= BK_CONN_DETACHED;
+    struct bk_gw *gw = c->gw;
+    HERALD_ASSERT(gw->nconns > 0);
+    gw->nconns--;
+    gw->ndetached++;
+    struct bk_user *u = c->user;
+    if (u) {
+        HERALD_ASSERT(u->nconns > 0);
+        u->nconns--;
+        if (u->nconns == 0) {
+            hooks_user_idle(b, u);
+            last_conn_gone(b, u);
+        }
+    }
+}
+
+/* Detached sessions past the window are gone for good. */
+static void detached_expire(struct bk *b, int64_t now)
+{
+    struct bk_detached *d;
+    while ((d = TAILQ_FIRST(&b->detached_order)) != NULL && d->until_ms <= now) {
+        b->counters.detached_expired++;
+        log_debug("session %llu of %s: recovery window over", (unsigned long long)d->c->id,
+                  d->c->gw->id);
+        detached_remove(b, d->c);
+    }
 }
 
 /* ---- entries ---------------------------------------------------------------- */
@@ -592,6 +762,15 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     if (bk_gw_fenced(b, gw->id, strlen(gw->id))) {
         log_info("gateway %s registered again after it was fenced", gw->id);
         fence_remove(b, gw->id, strlen(gw->id));
+    }
+    if (gw->dead) {
+        /* Back from the dead (it was paused): a live gateway again, and
+         * its stream must not expire under it. */
+        char key[256];
+        snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
+        gw->dead = false;
+        bk_cmd_strs(b, 3, (const char *[]){"SADD", BK_GATEWAYS_KEY, gw->id});
+        bk_cmd_strs(b, 2, (const char *[]){"PERSIST", key});
     }
     if (gw->nconns) {
         log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
@@ -623,12 +802,88 @@ static void refuse_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e
     bk_refusal_count(b, "unknown-user");
 }
 
+/* The connection that session token e->token names: its id is e->conn,
+ * on whichever gateway it lives now (a handful), live or detached. */
+static struct bk_conn *session_find(struct bk *b, const struct ev_entry *e)
+{
+    struct bk_gw *gw;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    {
+        struct bk_conn *c = bk_conn_find(b, gw, e->conn);
+        if (c && c->token && c->token == e->token)
+            return c;
+    }
+    return NULL;
+}
+
+/* Moves session c to gateway to as connection id (the same id: the
+ * gateway took it over), without a presence transition unless it had
+ * gone offline meanwhile. The "moved" entry ends its entries in the old
+ * stream; the "resume" answer tells the new gateway where to read them. */
+static void session_move(struct bk *b, struct bk_conn *c, struct bk_gw *to,
+                         const struct ev_entry *e)
+{
+    struct bk_gw *from = c->gw;
+    bool was_detached = c->flags & BK_CONN_DETACHED;
+    bk_moved(b, from, c->id);
+    if (was_detached)
+        detached_forget(b, c);
+    else
+        conn_unpersist(b, c, true);
+    RB_REMOVE(bk_conn_tree, &b->conns, c);
+    LIST_REMOVE(c, gw_link);
+    if (was_detached) {
+        HERALD_ASSERT(from->ndetached > 0);
+        from->ndetached--;
+    } else {
+        HERALD_ASSERT(from->nconns > 0);
+        from->nconns--;
+    }
+    c->gw = to;
+    RB_INSERT(bk_conn_tree, &b->conns, c);
+    LIST_INSERT_HEAD(&to->conns, c, gw_link);
+    to->nconns++;
+    bk_conn_persist(b, c);
+    hooks_conn_persist(b, c, true);
+    struct bk_user *u = c->user;
+    if (was_detached && u && ++u->nconns == 1) {
+        if (u->in_grace)
+            grace_cancel(b, u); /* back within the grace period: no event */
+        else if (!u->online)
+            set_online(b, u);
+    }
+    bk_resume(b, to, c->id, true, from->id, e->offset, e->offset_len);
+    b->counters.recovered++;
+    log_debug("session %llu recovered from %s on %s", (unsigned long long)c->id, from->id, to->id);
+    gw_release_if_dead(b, from);
+}
+
 void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     char kind = ev_is(e->kind, e->kind_len, "sio") ? 's' : 'w';
     struct bk_user *u = NULL;
-    if (bk_conn_find(b, gw, e->conn))
-        return;
+    struct bk_conn *c = bk_conn_find(b, gw, e->conn);
+    if (c && !(e->offset && (c->flags & BK_CONN_DETACHED)))
+        return; /* replayed entry: already applied */
+    if (e->offset && e->token && b->cfg.recovery_window_ms > 0) {
+        /* A session coming back: the same user and kind, within the window
+         * (an expired one not yet swept is removed here). */
+        if (!c)
+            c = session_find(b, e);
+        if (c && (c->flags & BK_CONN_DETACHED) && detached_find(b, c)->until_ms <= bk_now(b)) {
+            detached_remove(b, c);
+            c = NULL;
+        }
+        if (c && (c->user ? c->user->id : 0) == e->user && c->kind == kind) {
+            session_move(b, c, gw, e);
+            return;
+        }
+        if (c && c->gw == gw) {
+            /* The id taken over here, by another user (a guest's tab that
+             * logged in): the old session is given up, this one is new. */
+            bk_conn_remove(b, c, true);
+        }
+    }
     if (e->user > 0 && !(u = bk_user_find(b, e->user))) {
         /* First sight of this user: the store has their name, or says
          * they do not exist. */
@@ -642,13 +897,22 @@ void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
             return;
         snprintf(u->username, sizeof(u->username), "%s", row.username);
     }
-    bk_conn_add(b, gw, e->conn, u, kind, true);
+    c = bk_conn_add(b, gw, e->conn, u, kind, e->token, true);
+    if (e->offset) {
+        /* Asked to recover and could not: a fresh session. */
+        bk_resume(b, gw, e->conn, false, NULL, NULL, 0);
+        b->counters.recovery_fresh++;
+    }
 }
 
 void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
     struct bk_conn *c = bk_conn_find(b, gw, e->conn);
-    if (c)
+    if (!c)
+        return;
+    if (e->recoverable)
+        bk_conn_detach(b, c, true);
+    else
         bk_conn_remove(b, c, true);
 }
 
@@ -688,8 +952,10 @@ void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     struct bk_conn *c = LIST_FIRST(&gw->conns), *next;
     for (; c; c = next) {
         next = LIST_NEXT(c, gw_link);
-        if (!bsearch(&c->id, ids, n, sizeof(*ids), u64_cmp)) {
-            bk_conn_remove(b, c, true);
+        if (!(c->flags & BK_CONN_DETACHED) && !bsearch(&c->id, ids, n, sizeof(*ids), u64_cmp)) {
+            /* A close we never read: whether it may come back is unknown,
+             * so it may. */
+            bk_conn_detach(b, c, true);
             gone++;
         }
     }
@@ -702,6 +968,8 @@ void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 
 void bk_presence_init(struct bk *b)
 {
+    RB_INIT(&b->detached);
+    TAILQ_INIT(&b->detached_order);
     RB_INIT(&b->gws);
     RB_INIT(&b->users);
     RB_INIT(&b->conns);
@@ -710,6 +978,13 @@ void bk_presence_init(struct bk *b)
 
 void bk_presence_free(struct bk *b)
 {
+    struct bk_detached *d;
+    while ((d = TAILQ_FIRST(&b->detached_order)) != NULL) {
+        TAILQ_REMOVE(&b->detached_order, d, order);
+        RB_REMOVE(bk_detached_tree, &b->detached, d);
+        free(d);
+    }
+    b->ndetached = 0;
     struct bk_conn *c, *ct;
     RB_FOREACH_SAFE(c, bk_conn_tree, &b->conns, ct)
     {

@@ -36,6 +36,10 @@ struct bk_hooks {
     /* Connection c (of a known user) has just opened: not on a load or a
      * replay. */
     void (*conn_opened)(struct bk *b, struct bk_conn *c);
+    /* Connection c was detached (keep false: delete what Redis holds for
+     * it, keep the memory) or recovered on c->gw (keep true: write it
+     * again under its new gateway). */
+    void (*conn_persist)(struct bk *b, struct bk_conn *c, bool keep);
     /* User u has no connection left, or its account is being deleted:
      * anything that needs a live tab ends. u is still valid. */
     void (*user_idle)(struct bk *b, struct bk_user *u);
@@ -123,7 +127,7 @@ struct bk_conn *bk_conn_find(struct bk *b, struct bk_gw *gw, uint64_t id);
  * or NULL when it is known already (a replayed entry) or out of memory.
  */
 struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct bk_user *u,
-                            char kind, bool persist);
+                            char kind, uint32_t token, bool persist);
 /*
  * Removes c (conn_closing hooks first; persist: HDEL it too). Its user's
  * last connection ends their queued state (user_idle hooks) and starts the
@@ -131,6 +135,16 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
  * its user may be too (bk_user_find() tells).
  */
 void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist);
+/*
+ * c closed but may come back within recovery_window_ms (PROTOCOL.md §4a):
+ * it leaves presence as bk_conn_remove() would (user_idle, grace) and
+ * Redis (persist: HDEL), but stays in its user's and rooms' lists, so
+ * what it would have been sent still goes to its gateway's stream, where
+ * the session finds it when it comes back (bk_presence_open). Expires
+ * after the window (bk_presence_tick). Without a window or a session
+ * token it is simply removed.
+ */
+void bk_conn_detach(struct bk *b, struct bk_conn *c, bool persist);
 /* HSET herald:conns:<gw> <id> "<user>:<kind>" of c (its persisted form). */
 void bk_conn_persist(struct bk *b, const struct bk_conn *c);
 
@@ -143,7 +157,9 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
  * (u 0), or refused with a kick: 4003 unknown-user for an id the store
  * does not have, 1011 internal when the store failed. Replays do nothing. */
 void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
-/* A connection is gone (unknown ones, replays included, do nothing). */
+/* A connection is gone (unknown ones, replays included, do nothing); with
+ * v=1 it is detached (bk_conn_detach), not removed. An open with o and p
+ * recovers the session (PROTOCOL.md §4a) and is answered "resume". */
 void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 /* The gateway's complete list of open connections (e->conns, absent when
  * none): each connection of gw not listed is removed as if closed, with

@@ -256,6 +256,22 @@ static void rooms_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
         member_free(b, m);
 }
 
+/* Hook conn_persist: a detached connection's rooms leave Redis (they stay
+ * in memory, so its events are still written); a recovered one's are
+ * written again under its new gateway. */
+static void rooms_conn_persist(struct bk *b, struct bk_conn *c, bool keep)
+{
+    if (c->nrooms == 0)
+        return;
+    if (!keep) {
+        watch_delete_all(b, c);
+        return;
+    }
+    struct bk_member *m;
+    LIST_FOREACH(m, &c->rooms, in_conn)
+    watch_write(b, true, c, m->room->target);
+}
+
 /* ---- the snapshot ---------------------------------------------------------------- */
 
 struct friends_json {
@@ -415,6 +431,8 @@ static void rooms_resync(struct bk *b)
         struct bk_member *m;
         LIST_FOREACH(m, &room->members, in_room)
         {
+            if (m->conn->flags & BK_CONN_DETACHED)
+                continue; /* in memory only: Redis never holds it */
             watch_key(key, sizeof(key), m->conn->gw);
             watch_field(field, sizeof(field), m->conn, room->target);
             bk_cmd_strs(b, 4, (const char *[]){"HSET", key, field, "1"});
@@ -448,6 +466,7 @@ const struct bk_hooks bk_rooms_hooks = {
     .name = "rooms",
     .init = rooms_init,
     .conn_closing = rooms_conn_closing,
+    .conn_persist = rooms_conn_persist,
     .gw_loaded = rooms_gw_loaded,
     .resync = rooms_resync,
     .free = rooms_free,

@@ -74,6 +74,10 @@ static const struct cfg_opt bk_opts[] = {
      * shorter lock costs a renewal per second either way. */
     OPT("lock-ttl-ms", CFG_INT, lock_ttl_ms, "5000", 500, 600000, 0,
         "the active broker's lock; a standby takes over this long after it dies"),
+    /* Socket.IO's own default (maxDisconnectionDuration): a reload, a
+     * network blip or a gateway restart is well inside it. */
+    OPT("recovery-window-ms", CFG_INT, recovery_window_ms, "120000", 0, 86400000, 0,
+        "how long a closed session may come back with what it missed (0: off)"),
     OPT("admin-listen", CFG_STR, admin_listen, NULL, 0, 0, 0,
         "host:port for GET /metrics and /healthz (keep it private; off when unset)"),
 };

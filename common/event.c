@@ -111,6 +111,20 @@ int ev_entry_parse(struct ev_entry *e, const char *const *fields, const size_t *
                 return -1;
             e->ms = (int64_t)num;
             break;
+        case 'p':
+            if (parse_u64(v, vlen, &num) != 0)
+                return -1;
+            e->token = num;
+            break;
+        case 'o':
+            if (!ev_offset_valid(v, vlen))
+                return -1;
+            e->offset = v;
+            e->offset_len = vlen;
+            break;
+        case 'v':
+            e->recoverable = vlen == 1 && v[0] == '1';
+            break;
         default:
             break;
         }
@@ -235,6 +249,7 @@ int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const c
     const redisReply *fv = en->element[1];
     if (fv->type != REDIS_REPLY_ARRAY || fv->elements > 2 * EV_MAX_FIELDS)
         return 1;
+    int rc;
     const char *fields[2 * EV_MAX_FIELDS];
     size_t lens[2 * EV_MAX_FIELDS], nf = 0;
     for (size_t j = 0; j < fv->elements; j++) {
@@ -243,7 +258,35 @@ int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const c
         fields[nf] = fv->element[j]->str;
         lens[nf++] = fv->element[j]->len;
     }
-    return ev_entry_parse(e, fields, lens, nf) == 0 ? 0 : 1;
+    rc = ev_entry_parse(e, fields, lens, nf) == 0 ? 0 : 1;
+    e->id = *id;
+    e->id_len = en->element[0]->len;
+    return rc;
+}
+
+/* "<digits>-<digits>": *ms and *seq set. */
+static bool offset_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
+{
+    if (!s || len == 0 || len > EV_OFFSET_MAX)
+        return false;
+    const char *dash = memchr(s, '-', len);
+    return dash && parse_u64(s, (size_t)(dash - s), ms) == 0 &&
+           parse_u64(dash + 1, len - (size_t)(dash - s) - 1, seq) == 0;
+}
+
+bool ev_offset_valid(const char *s, size_t len)
+{
+    uint64_t ms, seq;
+    return offset_split(s, len, &ms, &seq);
+}
+
+int ev_offset_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    uint64_t am = 0, as = 0, bm = 0, bs = 0;
+    HERALD_ASSERT(offset_split(a, al, &am, &as) && offset_split(b, bl, &bm, &bs));
+    if (am != bm)
+        return am < bm ? -1 : 1;
+    return as < bs ? -1 : as > bs;
 }
 
 /* ---- entry encoders --------------------------------------------------------- */
@@ -287,18 +330,25 @@ void ev_enc_sync(struct ev_args *a, const char *gw, const char *ids, size_t ids_
         enc_field(a, "c", ids, ids_len);
 }
 
-void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind)
+void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind,
+                 uint64_t token, const char *offset)
 {
     enc_from_gw(a, "open", gw);
     enc_field_u64(a, "c", conn);
     enc_field_i64(a, "u", user);
     enc_field(a, "k", kind, strlen(kind));
+    if (token)
+        enc_field_u64(a, "p", token);
+    if (offset)
+        enc_field(a, "o", offset, strlen(offset));
 }
 
-void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn)
+void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn, bool recoverable)
 {
     enc_from_gw(a, "close", gw);
     enc_field_u64(a, "c", conn);
+    if (recoverable)
+        enc_field(a, "v", "1", 1);
 }
 
 void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *event,

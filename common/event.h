@@ -29,8 +29,15 @@
  *          this gateway that are not listed (closes that could not
  *          be published while Redis was down); c is left out when
  *          the gateway holds none
- *   open   an authenticated or guest connection is ready          gw c u k
- *   close  that connection is gone                                gw c
+ *   open   an authenticated or guest connection is ready          gw c u k [p o]
+ *          p: the session's recovery token (PROTOCOL.md §4a); with o
+ *          (an offset in a gateway stream), a session coming back: the
+ *          broker recovers connection c (wherever it was) if its token
+ *          is p and it is within the window, else opens it afresh, and
+ *          answers with a "resume" entry either way
+ *   close  that connection is gone                                gw c [v]
+ *          v=1: it may come back (recovery): kept, detached, for the
+ *          recovery window
  *   msg    a client event                                         gw c e d [r m]
  *   req    an HTTP request the broker answers (u: the token's     gw c r e d [u m]
  *          user, for routes that need one)
@@ -51,6 +58,12 @@
  *   deleted  account u was deleted: refuse its tokens from now on  u
  *   welcome  the answer to the gateway's hello: everything it published
  *          before the hello has been answered ahead of this entry
+ *   resume the answer to an open with o: s=1 recovered, its missed    c s [e o]
+ *          events are the entries for c in herald:gw:<e> after o,
+ *          up to the "moved" entry for c there; s=0 opened afresh
+ *   moved  connection c now lives on another gateway: drop it          c
+ *          without telling the broker (it was recovered elsewhere);
+ *          the end of its entries in this stream
  */
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H
@@ -106,11 +119,24 @@ struct ev_entry {
     size_t event_len;
     const char *data;
     size_t data_len;
-    uint64_t req; /* "r" */
-    bool has_req; /* "r" was present (Socket.IO ack ids start at 0) */
-    int status;   /* "s", 0 when absent */
-    int64_t ms;   /* "m", 0 when absent */
+    uint64_t req;   /* "r" */
+    bool has_req;   /* "r" was present (Socket.IO ack ids start at 0) */
+    int status;     /* "s", 0 when absent */
+    int64_t ms;     /* "m", 0 when absent */
+    uint64_t token; /* "p", 0 when absent */
+    const char *offset;
+    size_t offset_len; /* "o": a stream entry id (ev_offset_valid) */
+    bool recoverable;  /* "v" = 1 */
+    const char *id;    /* the entry's stream id (ev_entry_from_reply), else NULL */
+    size_t id_len;
 };
+
+/* A stream entry id as an offset: "<ms>-<seq>", both decimal, at most
+ * EV_OFFSET_MAX characters. */
+#define EV_OFFSET_MAX 41
+bool ev_offset_valid(const char *s, size_t len);
+/* Orders two valid offsets (-1, 0, 1). */
+int ev_offset_cmp(const char *a, size_t al, const char *b, size_t bl);
 
 /*
  * Parses nfields (name, value) pairs: names[i]/lens. Unknown field names are
@@ -191,8 +217,10 @@ void ev_args_xadd(struct ev_args *a, const char *key, size_t key_len, long maxle
 void ev_enc_hello(struct ev_args *a, const char *gw);
 /* ids: comma list of every open connection (ids_len 0: none, c left out). */
 void ev_enc_sync(struct ev_args *a, const char *gw, const char *ids, size_t ids_len);
-void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind);
-void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn);
+/* token 0 leaves out p; offset NULL leaves out o. */
+void ev_enc_open(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *kind,
+                 uint64_t token, const char *offset);
+void ev_enc_close(struct ev_args *a, const char *gw, uint64_t conn, bool recoverable);
 void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, const char *event,
                 const char *data, size_t dlen, int64_t ack, int64_t ms);
 void ev_enc_req(struct ev_args *a, const char *gw, uint64_t conn, uint64_t req, int64_t user,

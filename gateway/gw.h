@@ -44,6 +44,9 @@ struct gw_config {
     long ping_timeout_ms;
     long token_recheck_ms;
     long gateway_lease_ms;
+    long recovery_window_ms;
+    long recovery_log_max;
+    long recovery_max_events;
     long max_header_bytes;
     long max_headers;
     long max_body;
@@ -74,13 +77,14 @@ struct gw_hist {
 
 struct gw {
     struct gw_config cfg;
-    struct event_base *base; /* owned */
-    struct gw_net net;       /* connections */
-    struct gw_eio eio;       /* /socket.io/ sessions */
-    struct gw_auth auth;     /* identity, deleted accounts, token lifecycle */
-    struct gw_bus bus;       /* Redis */
-    char id[128];            /* this gateway's id (--gateway-id or host-pid) */
-    int port;                /* the port actually bound */
+    struct event_base *base;    /* owned */
+    struct gw_net net;          /* connections */
+    struct gw_eio eio;          /* /socket.io/ sessions */
+    struct gw_auth auth;        /* identity, deleted accounts, token lifecycle */
+    struct gw_bus bus;          /* Redis */
+    struct gw_recover *recover; /* owned: sessions coming back (gw_recover.c) */
+    char id[128];               /* this gateway's id (--gateway-id or host-pid) */
+    int port;                   /* the port actually bound */
     int64_t started_ms;
     /* While the bus re-registers after it was fenced: the clients up to
      * this id are the old registration's, closed with 1012 once the broker

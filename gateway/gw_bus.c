@@ -100,24 +100,25 @@ static void sync_add(struct gw_bus *b, uint64_t id)
     b->sync_len += (size_t)n;
 }
 
-bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind)
+bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind,
+                 uint32_t token, const char *offset)
 {
     struct ev_args a;
     if (!stream_ready(b) || !b->pub.up)
         return false; /* publish_all_open() sends it once we are ready */
     xadd_start(b, &a);
-    ev_enc_open(&a, b->cfg.id, id, user_id, kind == GW_CLIENT_SIO ? "sio" : "ws");
+    ev_enc_open(&a, b->cfg.id, id, user_id, kind == GW_CLIENT_SIO ? "sio" : "ws", token, offset);
     xadd(b, &a);
     if (b->syncing)
         sync_add(b, id);
     return true;
 }
 
-void gw_bus_close(struct gw_bus *b, uint64_t id)
+void gw_bus_close(struct gw_bus *b, uint64_t id, bool recoverable)
 {
     struct ev_args a;
     xadd_start(b, &a);
-    ev_enc_close(&a, b->cfg.id, id);
+    ev_enc_close(&a, b->cfg.id, id, recoverable);
     xadd(b, &a);
 }
 
@@ -592,6 +593,57 @@ static void announce_all(struct gw_bus *b)
 
 /* ---- reading our stream ------------------------------------------------- */
 
+/*
+ * What we have read goes, batch by batch (the broker never trims our
+ * stream: it would drop what we have not read, and it counts what is left
+ * as our backlog), except the last recovery window of it, at most
+ * retain_max entries: a session that comes back, here or on another
+ * gateway, finds what it missed there (PROTOCOL.md §4a). The batches read
+ * are kept in a ring (last id, when, how many) and dropped whole, oldest
+ * first, with XTRIM MINID at the last dropped batch's last id: that one
+ * entry stays, so a client whose offset it is can still come back.
+ */
+static void retain(struct gw_bus *b, size_t n)
+{
+    if (b->cfg.retain_ms <= 0) {
+        if (b->pub.up)
+            rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->last_id);
+        return;
+    }
+    int64_t now = gw_now_ms();
+    bool trim = false;
+    if (b->kept_n == GW_KEPT_BATCHES) {
+        /* The ring is full: the oldest batch goes. */
+        struct gw_kept *old = &b->kept[b->kept_head];
+        snprintf(b->trim_to, sizeof(b->trim_to), "%s", old->last_id);
+        b->kept_entries -= old->count;
+        b->kept_head = (b->kept_head + 1) % GW_KEPT_BATCHES;
+        b->kept_n--;
+        trim = true;
+    }
+    struct gw_kept *k = &b->kept[(b->kept_head + b->kept_n) % GW_KEPT_BATCHES];
+    snprintf(k->last_id, sizeof(k->last_id), "%s", b->last_id);
+    k->ms = now;
+    k->count = n;
+    b->kept_n++;
+    b->kept_entries += n;
+    while (b->kept_n > 1) {
+        struct gw_kept *old = &b->kept[b->kept_head];
+        if (now - old->ms <= b->cfg.retain_ms && b->kept_entries <= (size_t)b->cfg.retain_max)
+            break;
+        snprintf(b->trim_to, sizeof(b->trim_to), "%s", old->last_id);
+        b->kept_entries -= old->count;
+        b->kept_head = (b->kept_head + 1) % GW_KEPT_BATCHES;
+        b->kept_n--;
+        trim = true;
+    }
+    if ((trim || b->trim_pending) && b->pub.up)
+        b->trim_pending =
+            rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->trim_to) != 0;
+    else if (trim)
+        b->trim_pending = true;
+}
+
 /* Applies the entries of one XREAD reply, in order; the last id read is
  * where the next XREAD starts, malformed entries included (skipped). */
 static void apply_entries(struct gw_bus *b, const redisReply *r)
@@ -632,12 +684,11 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type == REDIS_REPLY_ERROR) {
         log_error("XREAD %s: %s", b->stream, r->str);
     } else if (r->type == REDIS_REPLY_ARRAY) {
+        const redisReply *en = ev_reply_entries(r);
+        size_t n = en ? en->elements : 0;
         apply_entries(b, r);
-        /* What we have read goes, batch by batch: the broker never trims
-         * our stream (it would drop what we have not read) and counts what
-         * is left as our backlog. */
-        if (b->pub.up)
-            rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->last_id);
+        if (n)
+            retain(b, n);
     }
     issue_xread(b);
 }

@@ -35,7 +35,20 @@ struct gw_bus_config {
      * ever trimmed unread. Checked at every lease renewal (lease/5). */
     long stream_maxlen;
     long lease_ms; /* --gateway-lease-ms */
+    /* What we read stays in our stream this long (ms; 0: trimmed at once)
+     * and at most retain_max entries: where recovered sessions find what
+     * they missed (PROTOCOL.md §4a). */
+    long retain_ms;
+    long retain_max;
 };
+
+/* A batch of entries we read and keep (gw_bus.c retain()). */
+struct gw_kept {
+    char last_id[64];
+    int64_t ms;
+    size_t count;
+};
+#define GW_KEPT_BATCHES 1024
 
 struct gw_bus_handlers {
     /* One entry read from our stream; e is borrowed for the call (it points
@@ -111,6 +124,11 @@ struct gw_bus {
     uint64_t last_ms, last_seq; /* the last entry id Redis gave a client event */
     bool mark_asked;
     bool stopping;
+    /* The batches we keep, oldest first (a ring), and how far to trim. */
+    struct gw_kept kept[GW_KEPT_BATCHES];
+    size_t kept_head, kept_n, kept_entries;
+    char trim_to[64];
+    bool trim_pending;
     /* Counters (GET /metrics). */
     uint64_t n_published, n_entries_in;
     uint64_t n_refused; /* client events and requests refused: Redis down or stream full */
@@ -133,12 +151,15 @@ int gw_bus_start(struct gw_bus *b, struct event_base *base, const struct gw_bus_
 void gw_bus_stop(struct gw_bus *b);
 
 /* Tells the broker a client (a /ws connection or a Socket.IO session, by
- * id) opened. Returns true when it was published; false when the bus is
- * not ready, in which case on_ready will ask for it again. */
-bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind);
+ * id) opened; token: its session's recovery token (0: none); offset: set
+ * when the session asks to come back from there (PROTOCOL.md §4a). Returns true when it was
+ * published; false when the bus is not ready, in which case on_ready will ask for it again. */
+bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind,
+                 uint32_t token, const char *offset);
 /* Tells the broker a client closed (best effort: lost while Redis is down,
- * when the lease does the job). */
-void gw_bus_close(struct gw_bus *b, uint64_t id);
+ * when the lease does the job); recoverable: it may come back within the
+ * recovery window (a network close, not the client's own goodbye). */
+void gw_bus_close(struct gw_bus *b, uint64_t id, bool recoverable);
 /* A client event for the broker: its broker name, its JSON object (both
  * borrowed for the call), and the Socket.IO ack id (-1: none). Returns
  * true when it was handed to Redis; false when it could not be (Redis

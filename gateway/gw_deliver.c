@@ -10,6 +10,7 @@
  */
 #include "gw_deliver.h"
 #include "gw_metrics.h"
+#include "gw_recover.h"
 #include "gw_routes.h"
 #include "gw_sio.h"
 #include "gw_ws.h"
@@ -25,7 +26,9 @@ static void deliver_to_ids(struct gw *g, const struct ev_entry *e)
     const char *p = e->conns, *end = e->conns + e->conns_len;
     uint64_t id;
     while (ev_ids_next(&p, end, &id)) {
-        if (gw_sio_deliver_id(g, id, e, &sio) || gw_ws_deliver_id(g, id, e, &raw))
+        if (gw_recover_busy(g, id))
+            gw_recover_hold(g, id, e); /* in order, after what it missed */
+        else if (gw_sio_deliver_id(g, id, e, &sio) || gw_ws_deliver_id(g, id, e, &raw))
             g->n_deliveries++;
     }
     gw_sio_render_release(&sio);
@@ -55,5 +58,41 @@ void gw_deliver_entry(struct gw *g, const struct ev_entry *e)
         gw_auth_user_deleted_add(&g->auth, e->user);
         return;
     }
+    if (ev_is(e->type, e->type_len, "resume")) {
+        gw_recover_on_resume(g, e);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "moved")) {
+        if (!gw_sio_moved(g, e->conn))
+            gw_ws_moved(g, e->conn);
+        return;
+    }
     log_warn_rl(5, "unknown entry type %.*s on %s", (int)e->type_len, e->type, g->bus.stream);
+}
+
+void gw_deliver_one(struct gw *g, uint64_t id, const struct ev_entry *e)
+{
+    bool auth = ev_is(e->type, e->type_len, "auth");
+    if (auth || ev_is(e->type, e->type_len, "all")) {
+        if (!gw_sio_send_one(g, id, e, auth))
+            gw_ws_send_one(g, id, e, auth);
+        g->n_deliveries++;
+        return;
+    }
+    if (!(ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
+          ev_is(e->type, e->type_len, "kick")))
+        return;
+    const char *p = e->conns, *end = e->conns + e->conns_len;
+    uint64_t each;
+    while (ev_ids_next(&p, end, &each)) {
+        if (each != id)
+            continue;
+        struct gw_sio_render sio = {0};
+        struct gw_ws_render raw = {0};
+        if (gw_sio_deliver_id(g, id, e, &sio) || gw_ws_deliver_id(g, id, e, &raw))
+            g->n_deliveries++;
+        gw_sio_render_release(&sio);
+        gw_ws_render_release(&raw);
+        return;
+    }
 }

@@ -15,5 +15,9 @@
 /* Applies one entry (gw_bus on_entry; e borrowed for the call). Unknown
  * entry types are logged and skipped. */
 void gw_deliver_entry(struct gw *g, const struct ev_entry *e);
+/* Applies one entry to session id alone, whatever else it names: a
+ * recovered session's missed events (read back from another stream) and
+ * those held for it meanwhile (gw_recover). */
+void gw_deliver_one(struct gw *g, uint64_t id, const struct ev_entry *e);
 
 #endif

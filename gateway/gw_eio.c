@@ -345,6 +345,16 @@ bool gw_eio_owns(const struct gw_conn *c)
     return (c->flags & GW_CONN_OWN_PING) != 0;
 }
 
+bool gw_eio_take_id(struct gw_eio *e, struct gw_sess *s, uint64_t id)
+{
+    if (id == 0 || gw_eio_find(e, id) || gw_net_id_used(e->net, id))
+        return false;
+    RB_REMOVE(gw_sess_id_tree, &e->ids, s);
+    s->id = id;
+    RB_INSERT(gw_sess_id_tree, &e->ids, s);
+    return true;
+}
+
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id)
 {
     struct gw_sess key;

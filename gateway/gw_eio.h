@@ -139,6 +139,10 @@ void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c);
  * until the session reap point; NULL when there is none (closed sessions
  * are unlinked at once). */
 struct gw_sess *gw_eio_find(struct gw_eio *e, uint64_t id);
+/* Session s takes over connection id (a recovered session keeps the id the
+ * broker knows it by). False when id is taken here, by a session or a
+ * connection. */
+bool gw_eio_take_id(struct gw_eio *e, struct gw_sess *s, uint64_t id);
 
 /*
  * Writes GW_EIO_ID_LEN random URL-safe characters ([A-Za-z0-9_-], 120 bits

@@ -11,6 +11,7 @@
  * and parked polls), which is fine at a scrape every few seconds.
  */
 #include "gw_metrics.h"
+#include "gw_recover.h"
 #include "gw_ws.h"
 
 #include "log.h"
@@ -145,6 +146,24 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 "Times the broker gave this gateway up (paused or cut off past its lease): "
                 "every client closed with 1012, then registered again.",
                 (unsigned long long)g->bus.n_fenced);
+    struct gw_recover_stats rs;
+    gw_recover_stats(g, &rs);
+    metrics_put(o, "herald_gateway_sessions_recovered_total", "counter",
+                "Sessions that came back here with every event they missed (Socket.IO "
+                "recovered, /ws resumed).",
+                (unsigned long long)rs.recovered);
+    metrics_put(o, "herald_gateway_sessions_recovery_fresh_total", "counter",
+                "Sessions that asked to come back and got a fresh session.",
+                (unsigned long long)rs.fresh);
+    metrics_put(o, "herald_gateway_sessions_recovery_trimmed_total", "counter",
+                "Of those: their offset was no longer kept (past the window or "
+                "--recovery-log-max).",
+                (unsigned long long)rs.trimmed);
+    metrics_put(o, "herald_gateway_sessions_recovery_capped_total", "counter",
+                "Sessions that missed more than --recovery-max-events: closed, fresh next time.",
+                (unsigned long long)rs.capped);
+    metrics_put(o, "herald_gateway_events_replayed_total", "counter",
+                "Missed events delivered to recovered sessions.", (unsigned long long)rs.replayed);
     metrics_put(o, "herald_gateway_input_stream_full", "gauge",
                 "1 while herald:events is at --stream-maxlen (new client events refused).",
                 (unsigned long long)g->bus.events_full);

@@ -206,6 +206,23 @@ struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id)
     return c && !(c->flags & GW_CONN_DEAD) ? c : NULL;
 }
 
+bool gw_net_id_used(struct gw_net *n, uint64_t id)
+{
+    struct gw_conn key;
+    key.id = id;
+    return RB_FIND(gw_conn_tree, &n->by_id, &key) != NULL;
+}
+
+bool gw_net_take_id(struct gw_net *n, struct gw_conn *c, uint64_t id)
+{
+    if (id == 0 || gw_net_id_used(n, id))
+        return false;
+    RB_REMOVE(gw_conn_tree, &n->by_id, c);
+    c->id = id;
+    RB_INSERT(gw_conn_tree, &n->by_id, c);
+    return true;
+}
+
 static int listen_on(const char *host, int port, int *bound_port)
 {
     struct addrinfo hints = {0}, *res = NULL;

@@ -244,6 +244,12 @@ int64_t gw_now_ms(void);
 /* The live connection with this id, borrowed until the next reap point;
  * NULL when there is none or it is already marked dead. */
 struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id);
+/* Whether id names a connection here (closing ones included). */
+bool gw_net_id_used(struct gw_net *n, uint64_t id);
+/* c takes over id (a recovered /ws session keeps the id the broker knows
+ * it by); false when a connection here has it (the caller checks the
+ * Engine.IO sessions). */
+bool gw_net_take_id(struct gw_net *n, struct gw_conn *c, uint64_t id);
 
 /*
  * Queues bytes (copied) / a shared buffer (a reference is taken; s may be

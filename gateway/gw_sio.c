@@ -17,6 +17,7 @@
  * answers to acknowledged events come back as "ack" entries.
  */
 #include "gw_sio.h"
+#include "gw_recover.h"
 
 #include "log.h"
 #include "sio.h"
@@ -32,6 +33,8 @@ struct gw_sio {
     int64_t connect_deadline_ms; /* until CONNECT to "/" arrives (0: connected) */
     bool connected;              /* CONNECT to "/" accepted */
     bool open_sent;              /* the broker knows this session */
+    bool goodbye;                /* closed on purpose: it will not come back */
+    uint32_t token;              /* its recovery token (gw_recover.h), 0: none */
     /* The token found on the request that opened the session, checked then. */
     bool hs_token;
     enum jwt_auth_status hs_status; /* JWT_AUTH_OK or why it was refused */
@@ -89,6 +92,9 @@ static void connect_error(struct gw_sess *s, const char *nsp, size_t nsp_len, co
  * server disconnect" and it does not reconnect by itself. */
 static void server_disconnect(struct gw_sess *s, const char *why)
 {
+    struct gw_sio *st = s->app;
+    if (st)
+        st->goodbye = true;
     send_sio(s, SIO_DISCONNECT, -1, NULL, 0);
     gw_eio_close(s, 1000, why);
 }
@@ -129,8 +135,9 @@ static void sio_close(struct gw_eio *e, struct gw_sess *s, const char *reason)
     struct gw *g = sio_gw(e);
     struct gw_sio *st = s->app;
     (void)reason;
+    gw_recover_cancel(g, s->id);
     if (st && st->open_sent)
-        gw_bus_close(&g->bus, s->id);
+        gw_bus_close(&g->bus, s->id, !st->goodbye && st->token);
     free(st);
     s->app = NULL;
 }
@@ -152,6 +159,48 @@ static void sio_tick(struct gw_eio *e, struct gw_sess *s, int64_t now)
         send_event0(s, "token-expired");
         server_disconnect(s, "token expired");
     }
+}
+
+/* The CONNECT reply: {"sid"} (and "pid" when the session may come back;
+ * its socket.id is then derived from the pid, so a recovered session
+ * keeps it; else random_id). socket.id is never the Engine.IO sid: the
+ * sid is a polling credential (whoever holds it can post packets as this
+ * client), while applications show socket.id to other users. */
+static void connect_reply(struct gw_sess *s, const char *pid, const char *random_id)
+{
+    char sio_id[GW_SIO_ID_LEN + 1], ok[GW_PID_MAX + 64];
+    int n;
+    if (pid) {
+        gw_recover_sio_id(pid, sio_id);
+        n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\",\"pid\":\"%s\"}", sio_id, pid);
+    } else {
+        n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", random_id);
+    }
+    send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
+}
+
+/* The client asks to come back as pid from offset: the session takes over
+ * the pid's connection id and the broker is asked. False: go on as a
+ * fresh session (no pid, a bad one, the id taken here, or no bus). */
+static bool try_recover(struct gw *g, struct gw_sess *s, struct gw_sio *st, const char *pid,
+                        const char *offset)
+{
+    uint64_t id;
+    uint32_t token;
+    char start[EV_OFFSET_MAX + 1];
+    if (!pid || !gw_recover_pid_parse(pid, strlen(pid), &id, &token, start))
+        return false;
+    if (offset && !ev_offset_valid(offset, strlen(offset)))
+        offset = NULL;
+    if (id != s->id && !gw_eio_take_id(&g->eio, s, id))
+        return false;
+    st->token = token;
+    if (!gw_recover_begin(g, s->id, true, st->life.user_id, token, pid, offset ? offset : start))
+        return false;
+    st->open_sent = true;
+    log_debug("session %llu: coming back from %s", (unsigned long long)s->id,
+              offset ? offset : start);
+    return true;
 }
 
 /* CONNECT to the main namespace: decides who the client is. */
@@ -193,23 +242,33 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
         uid = st->hs_uid;
         exp = st->hs_exp;
     }
-    json_object_put(auth);
     if (uid && gw_auth_user_deleted(&g->auth, uid)) {
         log_info("session %llu: token of deleted account %lld refused", (unsigned long long)s->id,
                  (long long)uid);
         connect_error(s, "/", 1, "account-deleted", "account deleted");
+        json_object_put(auth);
         return;
     }
-    /* socket.id is not the Engine.IO sid: the sid is a polling credential
-     * (whoever holds it can post packets as this client), while
-     * applications show socket.id to other users. A fresh random id, as
-     * the reference server sends; nothing here needs it again, so it is
-     * not kept. */
+    /* A session coming back (connection state recovery): the stock
+     * client adds pid and offset to its auth payload. */
+    struct json_object *jp = NULL, *jo = NULL;
+    const char *auth_pid = NULL, *auth_offset = NULL;
+    if (auth && json_object_object_get_ex(auth, "pid", &jp) &&
+        json_object_is_type(jp, json_type_string)) {
+        auth_pid = json_object_get_string(jp);
+        if (json_object_object_get_ex(auth, "offset", &jo) &&
+            json_object_is_type(jo, json_type_string))
+            auth_offset = json_object_get_string(jo);
+    }
+    /* Random bytes for the session (its recovery token, or its socket.id
+     * when it cannot come back): none means no session, never a weak id. */
+    uint32_t token = gw_recover_enabled(g) ? gw_recover_token() : 0;
     char sio_id[GW_EIO_ID_LEN + 1];
-    if (!gw_eio_random_id(sio_id)) {
+    if (gw_recover_enabled(g) ? token == 0 : !gw_eio_random_id(sio_id)) {
         log_error("session %llu: no random bytes for a Socket.IO id: CONNECT refused",
                   (unsigned long long)s->id);
         connect_error(s, "/", 1, "internal", "no random bytes for a session id");
+        json_object_put(auth);
         return;
     }
     st->connected = true;
@@ -217,12 +276,20 @@ static void on_connect(struct gw *g, struct gw_sess *s, struct gw_sio *st,
     gw_token_life_start(&g->auth, &st->life, uid, exp, gw_now_ms());
     if (uid)
         gw_eio_trust(s);
-    char ok[64];
-    int n = snprintf(ok, sizeof(ok), "{\"sid\":\"%s\"}", sio_id);
-    send_sio(s, SIO_CONNECT, -1, ok, (size_t)n);
+    if (gw_recover_enabled(g) && try_recover(g, s, st, auth_pid, auth_offset)) {
+        json_object_put(auth);
+        return; /* the CONNECT reply waits for the broker's answer */
+    }
+    json_object_put(auth);
+    st->token = token;
+    char pid[GW_PID_MAX + 1];
+    if (st->token)
+        gw_recover_pid(pid, s->id, st->token, gw_recover_start(g));
+    connect_reply(s, st->token ? pid : NULL, sio_id);
     log_debug("session %llu: connected as %s %lld", (unsigned long long)s->id,
               uid ? "user" : "guest", (long long)uid);
-    st->open_sent = gw_bus_open(&g->bus, s->id, uid, GW_CLIENT_SIO);
+    st->open_sent =
+        gw_bus_open(&g->bus, s->id, uid, GW_CLIENT_SIO, st->token, NULL) || st->open_sent;
 }
 
 /* refresh-token {token}: the lifecycle's verdict as Socket.IO answers it
@@ -353,8 +420,10 @@ static void sio_message(struct gw_eio *e, struct gw_sess *s, struct gw_conn *via
             on_connect(g, s, st, &p);
         return;
     case SIO_DISCONNECT:
-        if (main_ns)
+        if (main_ns) {
+            st->goodbye = true; /* said goodbye: it will not come back */
             gw_eio_close(s, 1000, "client disconnect");
+        }
         return;
     case SIO_EVENT:
         if (main_ns && st->connected)
@@ -384,14 +453,18 @@ void gw_sio_announce_all(struct gw *g)
         struct gw_sio *st = s->app;
         if (st && st->connected && !(g->fence_below && s->id <= g->fence_below))
             st->open_sent =
-                gw_bus_open(&g->bus, s->id, st->life.user_id, GW_CLIENT_SIO) || st->open_sent;
+                gw_bus_open(&g->bus, s->id, st->life.user_id, GW_CLIENT_SIO, st->token, NULL) ||
+                st->open_sent;
     }
 }
 
 /* ---- deliveries from the broker ------------------------------------------------- */
 
-/* Builds the Socket.IO EVENT text 2["<name>",<d>] (no namespace: main). */
-static char *render_event(const struct ev_entry *e, size_t *len)
+/* Builds the Socket.IO EVENT text 2["<name>",<d>] (no namespace: main),
+ * or 2["<name>",<d>,"<offset>"] with the entry's id as the offset of
+ * connection state recovery (the stock client keeps the last argument
+ * that is a string as its offset). */
+static char *render_event(const struct ev_entry *e, size_t *len, bool offset)
 {
     const struct ev_name *nm = ev_name_find(e->event, e->event_len);
     if (!nm)
@@ -408,7 +481,8 @@ static char *render_event(const struct ev_entry *e, size_t *len)
         }
     }
     size_t nl = strlen(nm->sio);
-    char *buf = malloc(nl + dl + 8);
+    size_t ol = offset && e->id ? e->id_len : 0;
+    char *buf = malloc(nl + dl + ol + 12);
     if (!buf)
         return NULL;
     size_t n = 0;
@@ -423,6 +497,13 @@ static char *render_event(const struct ev_entry *e, size_t *len)
         memcpy(buf + n, d, dl);
         n += dl;
     }
+    if (ol) {
+        buf[n++] = ',';
+        buf[n++] = '"';
+        memcpy(buf + n, e->id, ol);
+        n += ol;
+        buf[n++] = '"';
+    }
     buf[n++] = ']';
     *len = n;
     return buf;
@@ -430,10 +511,10 @@ static char *render_event(const struct ev_entry *e, size_t *len)
 
 /* Renders e into r unless it already is (a failed rendering is tried again
  * by the next call). Returns true when r holds the text. */
-static bool render(struct gw_sio_render *r, const struct ev_entry *e)
+static bool render(struct gw_sio_render *r, const struct ev_entry *e, bool offset)
 {
     if (!r->text) {
-        r->text = render_event(e, &r->m.len);
+        r->text = render_event(e, &r->m.len, offset);
         r->m.text = r->text;
     }
     return r->text != NULL;
@@ -460,13 +541,17 @@ size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e)
     if (g->eio.nsess == 0)
         return 0;
     struct gw_sio_render r = {0};
-    if (!render(&r, e))
+    if (!render(&r, e, gw_recover_enabled(g)))
         return 0;
     /* Encoded once: every WebSocket session shares one frame, every polling
      * session one packet. */
     struct gw_sess *s;
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
+        if (gw_recover_busy(g, s->id)) {
+            gw_recover_hold(g, s->id, e);
+            continue;
+        }
         if (sess_connected(s, auth)) {
             gw_eio_send_msg(s, &r.m);
             n++;
@@ -502,8 +587,56 @@ bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, stru
     } else if (ev_is(e->type, e->type_len, "ack")) {
         send_sio(s, SIO_ACK, (int64_t)e->req, e->data ? e->data : "[]", e->data ? e->data_len : 2);
     } else {
-        if (render(r, e))
+        if (render(r, e, gw_recover_enabled(g)))
             gw_eio_send_msg(s, &r->m);
     }
     return true;
+}
+
+bool gw_sio_send_one(struct gw *g, uint64_t id, const struct ev_entry *e, bool auth_only)
+{
+    struct gw_sess *s = gw_eio_find(&g->eio, id);
+    if (!s)
+        return false;
+    if (sess_connected(s, auth_only)) {
+        struct gw_sio_render r = {0};
+        if (render(&r, e, gw_recover_enabled(g)))
+            gw_eio_send_msg(s, &r.m);
+        gw_sio_render_release(&r);
+    }
+    return true;
+}
+
+bool gw_sio_moved(struct gw *g, uint64_t id)
+{
+    struct gw_sess *s = gw_eio_find(&g->eio, id);
+    if (!s)
+        return false;
+    struct gw_sio *st = s->app;
+    if (st && !gw_recover_busy(g, id)) {
+        /* Recovered elsewhere: this is a stale copy of the session. The
+         * broker knows it elsewhere now, so no close is published. */
+        st->open_sent = false;
+        gw_eio_close(s, 1000, "session moved");
+    }
+    return true;
+}
+
+void gw_sio_session_ready(struct gw *g, uint64_t id, const char *pid)
+{
+    struct gw_sess *s = gw_eio_find(&g->eio, id);
+    if (!s || !s->app)
+        return;
+    connect_reply(s, pid, NULL);
+    log_debug("session %llu: connected (%s)", (unsigned long long)id, pid);
+}
+
+void gw_sio_session_drop(struct gw *g, uint64_t id, bool recoverable)
+{
+    struct gw_sess *s = gw_eio_find(&g->eio, id);
+    if (!s || !s->app)
+        return;
+    struct gw_sio *st = s->app;
+    st->goodbye = !recoverable;
+    gw_eio_close(s, 1011, "session recovery failed");
 }

@@ -43,5 +43,20 @@ size_t gw_sio_broadcast(struct gw *g, const struct ev_entry *e);
  * session was connected; false when id is no session. */
 bool gw_sio_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e,
                        struct gw_sio_render *r);
+/* A broadcast entry (all/auth) to session id alone (a recovered session's
+ * missed or held events). False when id is no session. */
+bool gw_sio_send_one(struct gw *g, uint64_t id, const struct ev_entry *e, bool auth_only);
+/* A "moved" entry: session id was recovered elsewhere; a stale copy of it
+ * here is closed without telling the broker. False when id is no session. */
+bool gw_sio_moved(struct gw *g, uint64_t id);
+
+/* ---- recovery (called by gw_recover) --------------------------------------- */
+
+/* Session id may go on: the CONNECT reply with pid (recovered: the old
+ * pid; fresh: a new one). */
+void gw_sio_session_ready(struct gw *g, uint64_t id, const char *pid);
+/* Its recovery failed after the reply: closed (recoverable: the client
+ * may try again; else it gets a fresh session next time). */
+void gw_sio_session_drop(struct gw *g, uint64_t id, bool recoverable);
 
 #endif

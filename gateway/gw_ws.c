@@ -8,11 +8,13 @@
  */
 #include "gw_ws.h"
 #include "gw_bodies.h"
+#include "gw_recover.h"
 
 #include "log.h"
 #include "utf8.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +22,8 @@
 struct gw_ws_client {
     struct gw_token_life life; /* who, and until when */
     bool open_sent;            /* the broker was told about it */
+    bool goodbye;              /* closed by us on purpose: it will not come back */
+    uint32_t token;            /* its recovery token (gw_recover.h), 0: none */
 };
 
 bool gw_ws_is_client(const struct gw_conn *c)
@@ -30,8 +34,75 @@ bool gw_ws_is_client(const struct gw_conn *c)
 static void announce(struct gw *g, struct gw_conn *c)
 {
     struct gw_ws_client *cl = c->app;
-    if (gw_bus_open(&g->bus, c->id, cl->life.user_id, GW_CLIENT_WS))
+    if (gw_bus_open(&g->bus, c->id, cl->life.user_id, GW_CLIENT_WS, cl->token, NULL))
         cl->open_sent = true;
+}
+
+/* {"type":"session","id":<pid>,"offset":<start>}: the first frame of a
+ * session that may come back (PROTOCOL.md §4a). */
+static void send_session(struct gw_conn *c, const char *pid, const char *offset)
+{
+    char buf[GW_PID_MAX + EV_OFFSET_MAX + 64];
+    int n = snprintf(buf, sizeof(buf), "{\"type\":\"session\",\"id\":\"%s\",\"offset\":\"%s\"}",
+                     pid, offset);
+    gw_ws_send_text(c, buf, (size_t)n);
+}
+
+/* A ?resume=<pid>:<offset> asked for at the upgrade (the colon may come
+ * percent-encoded), copied out of the request before it is gone. */
+struct resume_ask {
+    char pid[GW_PID_MAX + 1];
+    char offset[EV_OFFSET_MAX + 1];
+};
+
+static bool resume_parse(const struct http_request *req, struct resume_ask *ask)
+{
+    const char *v;
+    size_t vl;
+    if (!req->query || !http_query_param(req->query, req->query_len, "resume", &v, &vl))
+        return false;
+    char buf[GW_PID_MAX + EV_OFFSET_MAX + 8];
+    if (vl >= sizeof(buf))
+        return false;
+    memcpy(buf, v, vl);
+    buf[vl] = '\0';
+    char *sep = strstr(buf, "%3A");
+    if (!sep)
+        sep = strstr(buf, "%3a");
+    size_t skip = 3;
+    if (!sep) {
+        sep = strrchr(buf, ':');
+        skip = 1;
+    }
+    if (!sep)
+        return false;
+    *sep = '\0';
+    const char *offset = sep + skip;
+    if (strlen(buf) > GW_PID_MAX || !ev_offset_valid(offset, strlen(offset)))
+        return false;
+    snprintf(ask->pid, sizeof(ask->pid), "%s", buf);
+    snprintf(ask->offset, sizeof(ask->offset), "%s", offset);
+    return true;
+}
+
+/* The connection takes over the pid's id and the broker is asked. False:
+ * a fresh session (a bad pid, the id taken here, or no bus). */
+static bool try_resume(struct gw *g, struct gw_conn *c, const struct resume_ask *ask)
+{
+    struct gw_ws_client *cl = c->app;
+    uint64_t id;
+    uint32_t token;
+    char start[EV_OFFSET_MAX + 1];
+    if (!gw_recover_pid_parse(ask->pid, strlen(ask->pid), &id, &token, start))
+        return false;
+    if (id != c->id && (gw_eio_find(&g->eio, id) || !gw_net_take_id(&g->net, c, id)))
+        return false;
+    cl->token = token;
+    if (!gw_recover_begin(g, c->id, false, cl->life.user_id, token, ask->pid, ask->offset))
+        return false;
+    cl->open_sent = true;
+    log_debug("conn %llu: coming back from %s", (unsigned long long)c->id, ask->offset);
+    return true;
 }
 
 void gw_ws_upgrade(struct gw *g, struct gw_conn *c, const struct http_request *req)
@@ -52,6 +123,8 @@ void gw_ws_upgrade(struct gw *g, struct gw_conn *c, const struct http_request *r
         gw_http_error(c, hs, "bad-handshake", why);
         return;
     }
+    struct resume_ask ask;
+    bool resume = gw_recover_enabled(g) && resume_parse(req, &ask);
     /* Allocated before the 101, so that running out of memory is still an
      * HTTP answer. */
     struct gw_ws_client *cl = calloc(1, sizeof(*cl));
@@ -67,6 +140,17 @@ void gw_ws_upgrade(struct gw *g, struct gw_conn *c, const struct http_request *r
     c->app = cl;
     gw_token_life_start(&g->auth, &cl->life, uid, exp, gw_now_ms());
     log_debug("conn %llu: user %lld connected on /ws", (unsigned long long)c->id, (long long)uid);
+    if (gw_recover_enabled(g)) {
+        if (resume && try_resume(g, c, &ask))
+            return; /* "resumed" or "session" once the broker has answered */
+        cl->token = gw_recover_token();
+        if (cl->token) {
+            char pid[GW_PID_MAX + 1];
+            const char *start = gw_recover_start(g);
+            gw_recover_pid(pid, c->id, cl->token, start);
+            send_session(c, pid, start);
+        }
+    }
     announce(g, c);
 }
 
@@ -132,16 +216,19 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
     case GW_TOKEN_EXPIRED:
         log_info("conn %llu: refresh-token refused: %s", (unsigned long long)c->id,
                  jwt_auth_status_str(st));
+        cl->goodbye = true;
         gw_conn_close(c, 4001, "token refused");
         return;
     case GW_TOKEN_DELETED:
         log_info("conn %llu: refresh-token of deleted account %lld: 4003",
                  (unsigned long long)c->id, (long long)uid);
+        cl->goodbye = true;
         gw_conn_close(c, 4003, "account deleted");
         return;
     case GW_TOKEN_OTHER_USER:
         log_warn_rl(5, "conn %llu: refresh-token for another user (%lld, not %lld)",
                     (unsigned long long)c->id, (long long)uid, (long long)cl->life.user_id);
+        cl->goodbye = true;
         gw_conn_close(c, 4003, "token belongs to another user");
         return;
     }
@@ -187,6 +274,7 @@ void gw_ws_on_tick(struct gw *g, struct gw_conn *c, int64_t now_ms)
     if (gw_token_life_check(&g->auth, &cl->life, now_ms) == GW_TOKEN_EXPIRED) {
         log_info("conn %llu: token of user %lld expired, closing with 4001",
                  (unsigned long long)c->id, (long long)cl->life.user_id);
+        cl->goodbye = true;
         gw_conn_close(c, 4001, "token expired");
     }
 }
@@ -194,8 +282,9 @@ void gw_ws_on_tick(struct gw *g, struct gw_conn *c, int64_t now_ms)
 void gw_ws_on_closed(struct gw *g, struct gw_conn *c)
 {
     struct gw_ws_client *cl = c->app;
+    gw_recover_cancel(g, c->id);
     if (cl->open_sent)
-        gw_bus_close(&g->bus, c->id);
+        gw_bus_close(&g->bus, c->id, !cl->goodbye && cl->token);
     free(cl);
     c->app = NULL;
 }
@@ -207,7 +296,7 @@ void gw_ws_on_closed(struct gw *g, struct gw_conn *c)
  * d must be a JSON object; its members are inlined after "type". Returns a
  * complete text frame with one reference, or NULL.
  */
-static struct gw_shared *render_raw(const struct ev_entry *e)
+static struct gw_shared *render_raw(const struct ev_entry *e, bool offset)
 {
     const struct ev_name *nm = ev_name_find(e->event, e->event_len);
     const char *d = e->data ? e->data : "{}";
@@ -216,8 +305,9 @@ static struct gw_shared *render_raw(const struct ev_entry *e)
         return NULL;
     size_t tl = strlen(nm->raw);
     bool empty = dl == 2;
-    /* {"type":" + name + " + (, + inner... } | }) */
-    size_t plen = 9 + tl + 1 + (empty ? 1 : dl);
+    size_t ol = offset && e->id ? e->id_len : 0;
+    /* {"type":" + name + " + (,"offset":"<id>") + (, + inner... } | }) */
+    size_t plen = 9 + tl + 1 + (ol ? ol + 12 : 0) + (empty ? 1 : dl);
     uint8_t hdr[WS_MAX_HEADER];
     size_t hl = ws_frame_header(hdr, WS_OP_TEXT, true, plen, NULL);
     struct gw_shared *s = gw_shared_new(hl + plen);
@@ -231,6 +321,13 @@ static struct gw_shared *render_raw(const struct ev_entry *e)
     memcpy(p, nm->raw, tl);
     p += tl;
     *p++ = '"';
+    if (ol) {
+        memcpy(p, ",\"offset\":\"", 11);
+        p += 11;
+        memcpy(p, e->id, ol);
+        p += ol;
+        *p++ = '"';
+    }
     if (empty) {
         *p++ = '}';
     } else {
@@ -249,7 +346,7 @@ void gw_ws_render_release(struct gw_ws_render *r)
 
 size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only)
 {
-    struct gw_shared *raw = render_raw(e);
+    struct gw_shared *raw = render_raw(e, gw_recover_enabled(g));
     if (!raw) {
         log_warn_rl(5, "cannot render event %.*s", (int)e->event_len, e->event);
         return 0;
@@ -261,6 +358,10 @@ size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only)
     {
         if (!gw_ws_is_client(c) || (c->flags & GW_CONN_DEAD))
             continue;
+        if (gw_recover_busy(g, c->id)) {
+            gw_recover_hold(g, c->id, e);
+            continue;
+        }
         if (auth_only && !((struct gw_ws_client *)c->app)->life.user_id)
             continue;
         gw_conn_send_shared(c, raw);
@@ -295,17 +396,73 @@ bool gw_ws_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struc
     if (!c || !gw_ws_is_client(c))
         return false;
     if (ev_is(e->type, e->type_len, "kick")) {
+        ((struct gw_ws_client *)c->app)->goodbye = true;
         kick(c, e);
         return false;
     }
     if (ev_is(e->type, e->type_len, "ack"))
         return false; /* acks answer Socket.IO callbacks: /ws has none */
     if (!r->tried) {
-        r->frame = render_raw(e);
+        r->frame = render_raw(e, gw_recover_enabled(g));
         r->tried = true;
     }
     if (!r->frame)
         return false;
     gw_conn_send_shared(c, r->frame);
     return true;
+}
+
+bool gw_ws_send_one(struct gw *g, uint64_t id, const struct ev_entry *e, bool auth_only)
+{
+    struct gw_conn *c = gw_conn_find(&g->net, id);
+    if (!c || !gw_ws_is_client(c))
+        return false;
+    if (auth_only && !((struct gw_ws_client *)c->app)->life.user_id)
+        return true;
+    struct gw_shared *raw = render_raw(e, gw_recover_enabled(g));
+    if (raw) {
+        gw_conn_send_shared(c, raw);
+        gw_shared_unref(raw);
+    }
+    return true;
+}
+
+bool gw_ws_moved(struct gw *g, uint64_t id)
+{
+    struct gw_conn *c = gw_conn_find(&g->net, id);
+    if (!c || !gw_ws_is_client(c))
+        return false;
+    if (!gw_recover_busy(g, id)) {
+        /* Recovered elsewhere: a stale copy, closed without telling the
+         * broker (it knows the session elsewhere now). */
+        ((struct gw_ws_client *)c->app)->open_sent = false;
+        gw_conn_close(c, 1000, "session moved");
+    }
+    return true;
+}
+
+void gw_ws_session_ready(struct gw *g, uint64_t id, const char *pid, const char *offset)
+{
+    struct gw_conn *c = gw_conn_find(&g->net, id);
+    if (c && gw_ws_is_client(c))
+        send_session(c, pid, offset);
+}
+
+void gw_ws_session_resumed(struct gw *g, uint64_t id, const char *offset)
+{
+    struct gw_conn *c = gw_conn_find(&g->net, id);
+    if (!c || !gw_ws_is_client(c))
+        return;
+    char buf[EV_OFFSET_MAX + 48];
+    int n = snprintf(buf, sizeof(buf), "{\"type\":\"resumed\",\"offset\":\"%s\"}", offset);
+    gw_ws_send_text(c, buf, (size_t)n);
+}
+
+void gw_ws_session_drop(struct gw *g, uint64_t id, bool recoverable)
+{
+    struct gw_conn *c = gw_conn_find(&g->net, id);
+    if (!c || !gw_ws_is_client(c))
+        return;
+    ((struct gw_ws_client *)c->app)->goodbye = !recoverable;
+    gw_conn_close(c, 1011, "session recovery failed");
 }

@@ -61,5 +61,21 @@ size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only);
  * queued; false when there is no such /ws client, for a kick, or when the
  * event cannot be rendered. */
 bool gw_ws_deliver_id(struct gw *g, uint64_t id, const struct ev_entry *e, struct gw_ws_render *r);
+/* A broadcast entry (all/auth) to client id alone (a resumed session's
+ * missed or held events). False when id is no /ws client. */
+bool gw_ws_send_one(struct gw *g, uint64_t id, const struct ev_entry *e, bool auth_only);
+/* A "moved" entry: client id was resumed elsewhere; a stale copy here is
+ * closed without telling the broker. False when id is no /ws client. */
+bool gw_ws_moved(struct gw *g, uint64_t id);
+
+/* ---- resume (called by gw_recover) ------------------------------------------ */
+
+/* A fresh session after all: {"type":"session","id":pid,"offset"}. */
+void gw_ws_session_ready(struct gw *g, uint64_t id, const char *pid, const char *offset);
+/* Everything missed was sent: {"type":"resumed","offset"}. */
+void gw_ws_session_resumed(struct gw *g, uint64_t id, const char *offset);
+/* Resuming failed after frames were sent: closed (recoverable: it may try
+ * again; else it gets a fresh session next time). */
+void gw_ws_session_drop(struct gw *g, uint64_t id, bool recoverable);
 
 #endif

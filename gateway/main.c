@@ -11,6 +11,7 @@
  */
 #include "gw.h"
 #include "gw_deliver.h"
+#include "gw_recover.h"
 #include "gw_routes.h"
 #include "gw_sio.h"
 #include "gw_ws.h"
@@ -66,6 +67,18 @@ static const struct cfg_opt gw_opts[] = {
         "how often a connection's token expiry is checked"),
     OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
         "liveness lease; the broker reaps us when it lapses"),
+    /* Socket.IO's own default (maxDisconnectionDuration); must equal the
+     * broker's. What we read stays in our stream this long, so that a
+     * session that comes back (here or elsewhere) finds what it missed. */
+    OPT("recovery-window-ms", CFG_INT, recovery_window_ms, "120000", 0, 86400000, 0,
+        "how long a closed session may come back with what it missed (0: off)"),
+    /* 20 000 entries: the whole window at 160 events/s per gateway; under
+     * heavier traffic the window is shorter, never our stream longer. Keep
+     * it well under the broker's --gw-stream-maxlen. */
+    OPT("recovery-log-max", CFG_INT, recovery_log_max, "20000", 100, 10000000, 0,
+        "entries of our stream kept for sessions that come back"),
+    OPT("recovery-max-events", CFG_INT, recovery_max_events, "1000", 1, 1000000, 0,
+        "events one session may have missed and still be recovered (else a fresh session)"),
     /* 8 KB of head is what most servers allow; browsers send ~1-2 KB. */
     OPT("max-header-bytes", CFG_INT, max_header_bytes, "8192", 512, 1048576, 0,
         "request line + headers cap (431 above)"),
@@ -431,6 +444,8 @@ static int start(struct gw *g, const char *host, int port)
         .id = g->id,
         .stream_maxlen = g->cfg.stream_maxlen,
         .lease_ms = g->cfg.gateway_lease_ms,
+        .retain_ms = g->cfg.recovery_window_ms,
+        .retain_max = g->cfg.recovery_log_max,
     };
     struct gw_bus_handlers bh = {
         .on_entry = bus_on_entry,
@@ -491,6 +506,7 @@ cleanup:
     if (g->eio.net)
         gw_eio_free(&g->eio);
     gw_net_free(&g->net);
+    gw_recover_free(g);
     gw_bus_stop(&g->bus);
     gw_auth_free(&g->auth);
     if (drain_ev)

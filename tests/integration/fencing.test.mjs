@@ -52,8 +52,12 @@ test('a gateway paused past its lease closes its clients with 1012 and serves ag
     assert.equal(closed.code, 1012);
     assert.equal(closed.reason, 'service restart');
 
-    // Socket.IO reconnects by itself; the raw client is reconnected here.
-    await waitFor(() => dave.connected && dave.id !== firstId, { what: 'dave reconnected', timeout: 15000 });
+    // Socket.IO reconnects by itself, and comes back as the same session
+    // (connection state recovery: its session was kept, detached, when the
+    // gateway was reaped); the raw client is reconnected here.
+    await waitFor(() => dave.connected, { what: 'dave reconnected', timeout: 15000 });
+    assert.equal(dave.recovered, true, 'the session of the paused gateway is recovered');
+    assert.equal(dave.id, firstId);
     const erin2 = await s.connect('erin', 1);
     await watcher.next((m) => m.type === 'status_update' && m.userId === s.users.erin &&
       watcher.statuses(s.users.erin).length === 3, 10000);
@@ -150,9 +154,11 @@ test('redis restart with a standby broker: the active one keeps the lock, no cli
 // lease: its clients are closed with 1012 instead of missing deliveries.
 test('a gateway stream holds only unread entries; a gateway that far behind is given up', async () => {
   const CAP = 200;
+  const LOG = 100;
   const s = await new Stack('fencing-backlog', {
     leaseMs: 15000, // the lease (TTL 9 s) must not be what gives it up
-    env: { HERALD_GW_STREAM_MAXLEN: String(CAP), HERALD_CHAT_BURST: '1000', HERALD_CHAT_RATE: '1000', HERALD_CHAT_RATE_PER_IP: '0' },
+    env: { HERALD_GW_STREAM_MAXLEN: String(CAP), HERALD_RECOVERY_LOG_MAX: String(LOG),
+      HERALD_CHAT_BURST: '1000', HERALD_CHAT_RATE: '1000', HERALD_CHAT_RATE_PER_IP: '0' },
   }).start();
   try {
     const alice = await s.connect('alice', 0);
@@ -160,10 +166,12 @@ test('a gateway stream holds only unread entries; a gateway that far behind is g
     await alice.next((m) => m.type === 'status_update' && m.userId === s.users.bob);
     // DMs to bob: written to gw-b's stream only (a broadcast would fill
     // gw-a's too).
-    for (let i = 0; i < 50; i++) alice.send({ type: 'direct_message', to: 'bob', message: `read ${i}` });
-    await bob.next((m) => m.type === 'direct_message' && m.message === 'read 49');
-    // Trimmed after each batch it reads: only what is unread stays.
-    await waitFor(() => Number(s.redis('XLEN', 'herald:gw:gw-b').replace(/\D/g, '')) <= 1,
+    for (let i = 0; i < 150; i++) alice.send({ type: 'direct_message', to: 'bob', message: `read ${i}` });
+    await bob.next((m) => m.type === 'direct_message' && m.message === 'read 149');
+    // Trimmed after each batch it reads: only the recovery log stays
+    // (--recovery-log-max entries for sessions that come back, plus the
+    // one entry the trim keeps).
+    await waitFor(() => Number(s.redis('XLEN', 'herald:gw:gw-b').replace(/\D/g, '')) <= LOG + 1,
       { what: 'gw-b trims its stream' });
 
     const gw = s.gateways[1];

@@ -419,7 +419,7 @@ static void test_presence_commands(void)
     step("open g1 1 alice");
     CHECK_INT(F.rec.n - mark, 4);
     if (F.rec.n - mark == 4) {
-        CHECK_STR(F.rec.v[mark].text, "HSET herald:conns:g1 1 1:w");
+        CHECK_STR(F.rec.v[mark].text, "HSET herald:conns:g1 1 1:w:0");
         CHECK_STR(F.rec.v[mark + 1].text, "SADD online_users 1");
         /* Gateways in id order: g1, g2. */
         CHECK_STR(F.rec.v[mark + 2].text, "XADD herald:gw:g1 * t all e status d "
@@ -1130,10 +1130,10 @@ static void test_resync_writes_connections(void)
     /* Each HSET once, after its gateway's DEL (a DEL after them would undo
      * them) and before the EXEC; the order among a gateway's HSETs is free. */
     static const char *const want[][2] = {
-        {"HSET herald:conns:g1 1 1:w", "DEL herald:conns:g1"},
-        {"HSET herald:conns:g1 2 2:w", "DEL herald:conns:g1"},
-        {"HSET herald:conns:g2 3 1:s", "DEL herald:conns:g2"},
-        {"HSET herald:conns:g2 4 0:w", "DEL herald:conns:g2"},
+        {"HSET herald:conns:g1 1 1:w:0", "DEL herald:conns:g1"},
+        {"HSET herald:conns:g1 2 2:w:0", "DEL herald:conns:g1"},
+        {"HSET herald:conns:g2 3 1:s:0", "DEL herald:conns:g2"},
+        {"HSET herald:conns:g2 4 0:w:0", "DEL herald:conns:g2"},
     };
     long exec_at = index_of(mark, "EXEC");
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {

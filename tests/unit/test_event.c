@@ -61,10 +61,10 @@ static void test_encoders(void)
             ev_enc_hello(&a, "gw-1");
             break;
         case 1:
-            ev_enc_open(&a, "gw-1", 42, 7, "sio");
+            ev_enc_open(&a, "gw-1", 42, 7, "sio", 0, NULL);
             break;
         case 2:
-            ev_enc_close(&a, "gw-1", 42);
+            ev_enc_close(&a, "gw-1", 42, false);
             break;
         case 3:
             ev_enc_msg(&a, "gw-1", 42, 0, "livechat", "{\"m\":1}", 7, -1, 1234);
