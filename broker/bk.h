@@ -89,6 +89,10 @@ struct bk_config {
     const char *public_fields;
     const char *admin_listen; /* host:port of /metrics, NULL: off */
     long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
+    /* The store (main.c): DMs not stored when 0, for benchmark comparison
+     * only; WAL pages before the background checkpoint, 0: in the commit. */
+    int dm_store;
+    long db_checkpoint_pages;
 };
 
 struct bk;
