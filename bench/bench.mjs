@@ -11,7 +11,7 @@
 // would be measured as the servers' own cost.
 //
 // The sizes are in SIZES below: edit them there.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +38,10 @@ import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARI
 //            generator worker send live chat at each of `rates` messages/s,
 //            at saturation (`window` messages in flight per worker) and in
 //            bursts of `bursty.burst` at `bursty.rate`.
-// dm:        `conns` connections (conns/2 pairs) sending `rate` DMs/s in all.
+// dm:        `conns` connections (conns/2 pairs) sending `rate` DMs/s in all;
+//            Herald runs it twice, the second time with DM storage off.
+// store:     `count` DMs per batch size into the SQLite store alone
+//            (herald-store-bench), no network.
 //
 // Why tabs: the contract announces every user's first connection to every
 // connection, so a ramp of N distinct users costs O(N^2) deliveries (60 000
@@ -53,6 +56,7 @@ export const SIZES = {
     broadcast: { recipients: 5000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
       bursty: { rate: 500, burst: 10 } },
     dm: { conns: 2000, rate: 2000 },
+    store: { count: 200000 },
   },
   quick: {
     time: { settle: 1, measure: 4, drain: 1.5, hold: 1 },
@@ -62,6 +66,7 @@ export const SIZES = {
     broadcast: { recipients: 1000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
       bursty: { rate: 500, burst: 10 } },
     dm: { conns: 1000, rate: 1000 },
+    store: { count: 50000 },
   },
 };
 
@@ -121,6 +126,10 @@ function configs(scenario, sz) {
   } else if (scenario === 'dm') {
     out.push({ ...base, series: 'dm', conns: sz.dm.conns, tabs: 1, rate: sz.dm.rate,
       desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s` });
+    // The same with the broker's DM storage off (--dm-store off, a switch
+    // for this comparison only): what storing costs per DM.
+    out.push({ ...base, series: 'dm-nostore', dmStore: 'off', heraldOnly: true, conns: sz.dm.conns, tabs: 1,
+      rate: sz.dm.rate, desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, DMs not stored` });
   }
   return out;
 }
@@ -132,7 +141,7 @@ export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
   const runs = [];
   for (const scenario of SCENARIOS.filter((s) => only.includes(s))) {
     for (const cfg of configs(scenario, sz)) {
-      for (const t of targets) {
+      for (const t of targets.filter((x) => !cfg.heraldOnly || x.target === 'herald')) {
         const users = Math.ceil(cfg.conns / cfg.tabs) + (cfg.churnUsers || 0);
         runs.push({ scenario, ...t, ...cfg, users, servers: serversFor(cfg.conns),
           procs: loadgenProcs(cfg.conns + (cfg.churnUsers || 0)) });
@@ -160,6 +169,26 @@ export function loadgenArgs(run, stack, jsonPath) {
 }
 
 let currentLoadgen = null;
+
+// ---- the store alone ---------------------------------------------------------------
+//
+// herald-store-bench (bench/store_bench.c): stored DMs per second through the
+// broker's own store calls, per batch size. Run STORE_REPEATS times, so the
+// report shows the spread (the machine may be shared).
+const STORE_REPEATS = 3;
+export const STORE_BATCHES = [1, 16, 64, 256];
+
+export function runStoreBench({ bin = BIN, count, dir } = {}) {
+  const out = [];
+  for (let i = 0; i < STORE_REPEATS; i++) {
+    const args = ['--json', '--count', String(count), '--batches', STORE_BATCHES.join(',')];
+    const text = execFileSync(path.join(bin, 'herald-store-bench'), args, {
+      encoding: 'utf8', env: { ...process.env, TMPDIR: dir || os.tmpdir() },
+    });
+    out.push(JSON.parse(text));
+  }
+  return out;
+}
 
 // ---- CPU of everything else -------------------------------------------------------
 //
@@ -297,7 +326,8 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
   fs.mkdirSync(logDir, { recursive: true });
   let stack = null;
   try {
-    stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET });
+    const env = run.dmStore ? { HERALD_DM_STORE: run.dmStore } : {};
+    stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET, env });
     rec.lg = await runLoadgen(run, stack, { bin, dir: logDir, quiet });
     rec.ok = true;
   } catch (e) {
@@ -337,7 +367,10 @@ Scenarios (sizes in bench/bench.mjs, SIZES):
   broadcast  live chat to N recipients at fixed rates, at saturation and in
              bursts; deliveries/s and deliveries per server CPU-second
   dm         pairs of users on different server processes exchange DMs;
-             latency and loss
+             latency and loss; Herald also with DM storage off (the cost
+             of storing per DM)
+  store      stored DMs/s into the broker's SQLite store alone
+             (herald-store-bench), per transaction size
 
 Progress: one line per run on stderr, then herald-loadgen's own lines. At the
 end the tables of the scenarios that ran are printed on stdout. Binaries come
@@ -400,7 +433,8 @@ async function main() {
   // binary that is being written).
   const bin = path.join(logRoot, 'bin');
   fs.mkdirSync(bin);
-  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen']) {
+  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen', 'herald-store-bench']) {
+    if (b === 'herald-store-bench' && !only.includes('store')) continue;
     fs.copyFileSync(path.join(BIN, b), path.join(bin, b));
     fs.chmodSync(path.join(bin, b), 0o755);
   }
@@ -435,6 +469,22 @@ async function main() {
     }
     records.push(rec);
   }
+  let store = null;
+  if (only.includes('store') && o.target !== 'reference' && !interrupted) {
+    process.stderr.write(`store: herald-store-bench, ${SIZES[sizes].store.count} DMs per batch size, ` +
+      `${STORE_REPEATS} times ...\n`);
+    try {
+      store = { session, sizes, at: new Date().toISOString(), ok: true,
+        runs: runStoreBench({ bin, count: SIZES[sizes].store.count, dir: logRoot }) };
+      for (const b of STORE_BATCHES) {
+        const rates = store.runs.map((r) => Math.round(r.sizes.find((x) => x.batch === b)?.dms_per_s ?? 0));
+        process.stderr.write(`store:   batch ${b}: ${rates.join(', ')} DMs/s\n`);
+      }
+    } catch (e) {
+      store = { session, sizes, ok: false, error: e.message };
+      process.stderr.write(`store: failed: ${e.message}\n`);
+    }
+  }
   const wall = (Date.now() - t0) / 1000;
 
   // Keep what this session did not run (other scenarios or targets).
@@ -444,18 +494,20 @@ async function main() {
   const kept = (previous.runs || []).filter((r) => !ranHere(r));
   const all = [...kept, ...records].sort((a, b) => SCENARIOS.indexOf(a.scenario) - SCENARIOS.indexOf(b.scenario));
   const sessions = { ...(previous.meta?.sessions || {}), [session]: { sizes, wall_s: wall, only, target: o.target } };
-  for (const s of Object.keys(sessions)) if (!all.some((r) => r.session === s)) delete sessions[s];
+  const storeSession = (store || previous.store)?.session;
+  for (const s of Object.keys(sessions)) if (!all.some((r) => r.session === s) && s !== storeSession) delete sessions[s];
   const results = {
     meta: { ...machineInfo(), session, sizes, wall_s: wall, herald_env: benchEnvShown(),
       command: `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), sessions },
     sizes: SIZES,
     runs: all,
+    store: store || previous.store,
   };
   fs.mkdirSync(path.dirname(o.results), { recursive: true });
   fs.writeFileSync(o.results, `${JSON.stringify(results, null, 1)}\n`);
   await writeReport(results, o.report, o.results);
   process.stdout.write(scenarioMarkdown(results, only));
-  const failed = records.filter((r) => !r.ok);
+  const failed = [...records.filter((r) => !r.ok), ...(store && !store.ok ? [store] : [])];
   process.stderr.write(`bench: ${records.length} runs in ${(wall / 60).toFixed(1)} min, ${failed.length} failed; ` +
     `results ${path.relative(process.cwd(), o.results)}, report ${path.relative(process.cwd(), o.report)}\n`);
   if (failed.length || o['keep-logs']) process.stderr.write(`bench: process logs kept in ${logRoot}\n`);

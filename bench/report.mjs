@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm'];
+export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'store'];
 const TARGET_KEYS = ['herald/ws', 'herald/sio', 'reference/sio'];
 const TARGET_NAMES = { 'herald/ws': 'Herald /ws', 'herald/sio': 'Herald Socket.IO', 'reference/sio': 'reference' };
 // Above this a load generator worker was busy most of the window: it may
@@ -327,7 +327,9 @@ function broadcastSection(results) {
 function dmSection(results) {
   const gs = groups(results, 'dm');
   if (!gs.length) return '';
+  const stored = (r) => (r.dmStore === 'off' ? 'off' : 'on');
   const { rows, ratios } = sectionRows(gs, (g, k, r, d, lg) => [num(g.cfg.conns / 2), num(g.cfg.rate), TARGET_NAMES[k],
+    r.target === 'herald' ? stored(r) : DASH,
     r.ok ? num(lg.sent_rate) : DASH, r.ok ? num(lg.recv_rate) : DASH,
     r.ok ? sig(d.p50) : DASH, r.ok ? `**${sig(d.p99)}**` : DASH, r.ok ? sig(d.p999) : DASH, r.ok ? sig(d.max) : DASH,
     r.ok ? `**${num(d.loss)}**` : DASH, r.ok ? sig(d.cpuPer1k) : DASH, r.ok ? num(d.cores, 2) : DASH, num(d.errors), util(d), noise(d)],
@@ -336,17 +338,75 @@ function dmSection(results) {
   let s = `### Direct messages\n\n${sessionNote(results, 'dm')}` +
     `Pairs of users, neighbours in connection order and so on different front-end processes, send each other ` +
     `DMs; the total rate is spread over all connections. Latency from send to the peer's receipt; lost = sent − ` +
-    `received by the end of the drain period. CPU per 1000 DMs: server CPU-seconds (all processes) per 1000 DMs sent.\n\n`;
-  s += table(['pairs', 'DMs/s offered', 'server', 'sent/s', 'received/s', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms',
+    `received by the end of the drain period. CPU per 1000 DMs: server CPU-seconds (all processes) per 1000 DMs sent. ` +
+    `Herald runs twice: as shipped (*stored* on: every DM is written to SQLite before it is delivered) and with the ` +
+    `broker's \`--dm-store off\`, a benchmark switch that delivers DMs without storing them.\n\n`;
+  s += table(['pairs', 'DMs/s offered', 'server', 'stored', 'sent/s', 'received/s', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms',
     'lost', 'server CPU-s per 1000 DMs', 'server CPU cores', 'errors', 'loadgen util', 'machine noise'], rows);
   if (ratios.length) {
     s += '\n\nReference ÷ Herald (higher is better for Herald):\n\n';
     s += table(['Herald', 'p50', 'p99', 'p999', 'CPU per DM'], ratios);
   }
+  const cost = storeCostRows(results);
+  if (cost.length) {
+    s += '\n\nWhat storing costs (Herald stored − not stored, same sizes; the broker alone and all server processes):\n\n';
+    s += table(['server', 'broker CPU-ms per 1000 DMs', 'all servers CPU-ms per 1000 DMs', 'p99 ms'], cost);
+  }
   return s + failedNote(gs.flatMap((g) => Object.values(g.by)));
 }
 
-const SECTION = { idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection };
+// [server, broker CPU, total CPU, p99] per Herald dialect with both DM runs:
+// "stored (not stored, +difference)".
+function storeCostRows(results) {
+  const rows = [];
+  const dm = results.runs.filter((r) => r.scenario === 'dm' && r.target === 'herald' && r.ok);
+  for (const k of ['herald/ws', 'herald/sio']) {
+    const on = dm.find((r) => tkey(r) === k && r.dmStore !== 'off');
+    const off = dm.find((r) => tkey(r) === k && r.dmStore === 'off');
+    if (!on || !off) continue;
+    const brokerPer1k = (r) => (r.lg.sent > 0 ? (1e6 * (r.lg.cpu_measure_s?.broker ?? 0)) / r.lg.sent : 0);
+    const don = derive(on), doff = derive(off);
+    const cell = (a, b, f) => `${f(a)} (${f(b)}, ${a - b >= 0 ? '+' : '−'}${f(Math.abs(a - b))})`;
+    rows.push([TARGET_NAMES[k], cell(brokerPer1k(on), brokerPer1k(off), sig), cell(1000 * don.cpuPer1k, 1000 * doff.cpuPer1k, sig),
+      cell(don.p99, doff.p99, sig)]);
+  }
+  return rows;
+}
+
+// The store alone: herald-store-bench's DMs/s per batch size, every repeat.
+function storeSection(results) {
+  const st = results.store;
+  if (!st) return '';
+  let s = '### Stored direct messages (the SQLite store alone)\n\n';
+  if (st.session !== results.meta?.session) s += `_Measured in session ${st.session} (${st.sizes} sizes)._\n\n`;
+  if (!st.ok) return `${s}Failed: ${st.error}.`;
+  const runs = st.runs;
+  s += `\`build/herald-store-bench\` (\`bench/store_bench.c\`) inserts DMs into a fresh database through the broker's own ` +
+    `calls — \`bk_store_batch_begin\`, \`bk_store_dm_add\` per DM, \`bk_store_batch_commit\` — with the broker's ` +
+    `settings (WAL, \`synchronous = NORMAL\`, WAL checkpoints on a background thread), ${num(runs[0].sizes[0].dms)} DMs ` +
+    `per transaction size, between ${num(runs[0].users)} users, ${runs[0].message_bytes}-byte messages; run ` +
+    `${runs.length} times (each column one run). The broker commits once per batch of stream entries it reads (up ` +
+    `to \`--batch\`, 512): one DM per transaction when they trickle in, hundreds under load. *Per transaction*: ` +
+    `how long one batch took (for the broker, time its event loop is busy), over the run with the median DMs/s.\n\n`;
+  const rows = runs[0].sizes.map((z, i) => {
+    const all = runs.map((r) => r.sizes[i]);
+    const rates = all.map((x) => x.dms_per_s);
+    const sorted = [...all].sort((a, b) => a.dms_per_s - b.dms_per_s);
+    const med = sorted[Math.floor(sorted.length / 2)];
+    return [num(z.batch), ...rates.map((x) => num(x)), `**${num(med.dms_per_s)}**`,
+      `${sig(med.batch_ms.p50)} / ${sig(med.batch_ms.p99)} / ${sig(med.batch_ms.max)}`];
+  });
+  s += table(['DMs per transaction', ...runs.map((_, i) => `run ${i + 1} DMs/s`), 'median DMs/s',
+    'per transaction p50 / p99 / max ms'], rows);
+  const ck = runs.map((r) => r.checkpointer).filter(Boolean);
+  if (ck.length) {
+    s += `\n\nCheckpointer, per run: ${ck.map((c) => `${num(c.passes)} passes, ${num(c.restarts)} restarts, ` +
+      `RESTART held the writer at most ${sig(c.restart_max_ms)} ms`).join('; ')}.`;
+  }
+  return s;
+}
+
+const SECTION = { idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection, store: storeSection };
 
 // The tables of the given scenarios, as Markdown (what scripts/bench-* print).
 export function scenarioMarkdown(results, only = SCENARIOS) {
@@ -440,6 +500,20 @@ function targetRows(results) {
       const dr = derive(ref);
       rows.push([`presence p99 vs the reference at ${where}`, '≥ 5× better',
         ...heralds.map((k) => { const r = g.by[k]; if (!r?.ok) return 'not measured'; const d = derive(r); return `${latRatio(dr, d, 'p99')} ${ok(dr.p99 / d.p99 >= 5 && !d.p99Censored)}`; }), DASH]);
+    }
+  }
+  // Stored DMs: herald-store-bench, the median of the runs at 64 per
+  // transaction (a broker under load reads batches of that order).
+  if (results.store?.ok) {
+    const at = (b) => {
+      const xs = results.store.runs.map((r) => r.sizes.find((z) => z.batch === b)?.dms_per_s).filter((x) => x > 0).sort((a, c) => a - c);
+      return xs.length ? xs[Math.floor(xs.length / 2)] : null;
+    };
+    const m64 = at(64);
+    const m1 = at(1);
+    if (m64 !== null) {
+      rows.push(['stored DMs/s into SQLite (herald-store-bench, 64 per transaction; 1 per transaction in brackets)', '≥ 20 000/s',
+        `${num(m64)}/s ${ok(m64 >= 20000)} (${m1 === null ? DASH : num(m1)}/s)`, 'same store', DASH]);
     }
   }
   return rows;
@@ -548,7 +622,7 @@ function writePlots(results, plotDir) {
   }
 
   // DM latency percentiles.
-  const dm = per('dm');
+  const dm = per('dm', (r) => r.dmStore !== 'off');
   if (dm.length) {
     const lines = ['p50', 'p99', 'p999'].map((p) => `${p} ${TARGET_KEYS.map((k) => { const r = dm.find((x) => tkey(x) === k); return r ? derive(r)[p] : '?'; }).join(' ')}`);
     const f = dat('dm.dat', lines);
@@ -727,6 +801,7 @@ ${methodSection(results)}
   out.push(`${presenceSection(results)}${plot('presence-latency.png')}${plot('presence-fast.png')}`);
   out.push(`${broadcastSection(results)}${plot('broadcast-efficiency.png')}${plot('broadcast-latency.png')}`);
   out.push(`${dmSection(results)}${plot('dm-latency.png')}`);
+  out.push(storeSection(results));
   out.push(`${NOTES_OPEN}\n${notes}\n${NOTES_CLOSE}\n`);
   return out.filter(Boolean).join('\n\n');
 }

@@ -90,6 +90,10 @@ struct bk_config {
     const char *admin_listen; /* host:port of /metrics, NULL: off */
     long lock_ttl_ms;         /* the active broker's lock; standby takeover delay */
     long recovery_window_ms;  /* a closed session may come back this long (0: never) */
+    /* The store (main.c): DMs not stored when 0, for benchmark comparison
+     * only; WAL pages before the background checkpoint, 0: in the commit. */
+    int dm_store;
+    long db_checkpoint_pages;
 };
 
 struct bk;

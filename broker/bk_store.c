@@ -18,6 +18,8 @@
  */
 #include "bk_store.h"
 
+#include "bk_checkpoint.h"
+
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,22 +201,43 @@ static int rollback(struct bk_store *s)
     return -1;
 }
 
+/* Leaves the checkpointer's gate if the batch holds it. */
+static void gate_leave(struct bk_store *s)
+{
+    if (s->gated) {
+        s->gated = false;
+        bk_checkpoint_gate_leave(s->ckpt);
+    }
+}
+
 int bk_store_batch_begin(struct bk_store *s)
 {
-    return sqlite3_get_autocommit(s->db) ? exec(s, "BEGIN") : 0;
+    if (!sqlite3_get_autocommit(s->db))
+        return 0;
+    if (s->ckpt && !s->gated) {
+        bk_checkpoint_gate_enter(s->ckpt);
+        s->gated = true;
+    }
+    if (exec(s, "BEGIN") == 0)
+        return 0;
+    gate_leave(s);
+    return -1;
 }
 
 int bk_store_batch_commit(struct bk_store *s)
 {
-    if (sqlite3_get_autocommit(s->db))
-        return 0;
-    if (exec(s, "COMMIT") == 0)
-        return 0;
-    char saved[sizeof(s->err)];
-    snprintf(saved, sizeof(saved), "%s", s->err);
-    exec(s, "ROLLBACK");
-    snprintf(s->err, sizeof(s->err), "%s", saved);
-    return -1;
+    int r = 0;
+    if (!sqlite3_get_autocommit(s->db) && exec(s, "COMMIT") != 0) {
+        char saved[sizeof(s->err)];
+        snprintf(saved, sizeof(saved), "%s", s->err);
+        exec(s, "ROLLBACK");
+        snprintf(s->err, sizeof(s->err), "%s", saved);
+        r = -1;
+    }
+    /* Also when SQLite already rolled the batch back by itself (an I/O
+     * error, a full disk): the gate is the batch's either way. */
+    gate_leave(s);
+    return r;
 }
 
 static int migrate(struct bk_store *s)
@@ -272,8 +295,23 @@ int bk_store_open(struct bk_store *s, const char *path, bool create)
     return 0;
 }
 
+int bk_store_checkpoint_start(struct bk_store *s, const struct bk_checkpoint_opts *opts)
+{
+    if (s->ckpt) {
+        snprintf(s->err, sizeof(s->err), "the checkpointer is already running");
+        return -1;
+    }
+    s->ckpt = bk_checkpoint_start(s->db, opts, s->err, sizeof(s->err));
+    return s->ckpt ? 0 : -1;
+}
+
 void bk_store_close(struct bk_store *s)
 {
+    /* The thread first, while the writer's connection is still open; a
+     * batch left open gives up the gate or the thread could wait on it. */
+    gate_leave(s);
+    bk_checkpoint_stop(s->ckpt);
+    s->ckpt = NULL;
     /* Every statement first: sqlite3_close() refuses while one is left. */
     for (size_t i = 0; i < NHOT; i++) {
         sqlite3_finalize(*hot_slot(s, i));

@@ -19,6 +19,8 @@
 
 struct sqlite3;
 struct sqlite3_stmt;
+struct bk_checkpoint;
+struct bk_checkpoint_opts;
 
 #define BK_USERNAME_MAX 64
 #define BK_AVATAR_MAX 512
@@ -50,8 +52,10 @@ struct bk_store {
     struct sqlite3_stmt *chat_add;     /* owned */
     struct sqlite3_stmt *chat_prune;   /* owned */
     struct sqlite3_stmt *chat_history; /* owned */
+    struct bk_checkpoint *ckpt;        /* owned: WAL checkpoints off this thread, or NULL */
     char err[256];                     /* last error, for the caller's log */
     bool in_savepoint;                 /* the current operation nests in a batch */
+    bool gated;                        /* the batch holds the checkpointer's gate */
 };
 
 /* Current schema version (the number of migrations). */
@@ -63,7 +67,18 @@ int bk_store_schema_version(void);
  * bk_store_close() either way.
  */
 int bk_store_open(struct bk_store *s, const char *path, bool create);
+/* Stops the checkpointer (if started), finalizes, closes. Safe after a
+ * failed bk_store_open() and twice. */
 void bk_store_close(struct bk_store *s);
+
+/*
+ * Moves WAL checkpoints off the calling thread (bk_checkpoint.h): SQLite no
+ * longer checkpoints inside this connection's commits, a thread with its
+ * own connection does. For a long-running writer on an event loop (the
+ * broker); herald-admin does without. opts NULL: the defaults. Returns 0,
+ * or -1 with s->err (the store then checkpoints as before). Once only.
+ */
+int bk_store_checkpoint_start(struct bk_store *s, const struct bk_checkpoint_opts *opts);
 
 /* Lookups: 1 found (row filled), 0 not found, -1 error (s->err). */
 int bk_store_user_by_id(struct bk_store *s, int64_t id, struct bk_user_row *row);
@@ -138,6 +153,9 @@ bool bk_username_valid(const char *name);
 /* One transaction around a batch of entries (the broker's consumer): its
  * writes commit together, one WAL commit instead of one per message.
  * Operations that have their own transaction nest in it as savepoints.
+ * With a checkpointer, the batch holds its gate from begin to commit (the
+ * checkpointer's TRUNCATE then waits for the end of the batch, rather than
+ * failing a write in the middle of it).
  * begin: 0 or -1 (s->err); commit: 0, or -1 (s->err) after rolling the
  * whole batch back. Outside a batch every call commits by itself. */
 int bk_store_batch_begin(struct bk_store *s);

@@ -6,6 +6,7 @@
  * next broker with the same consumer name. SIGHUP reopens the --log-file.
  */
 #include "bk.h"
+#include "bk_checkpoint.h"
 
 #include "config.h"
 #include "log.h"
@@ -65,6 +66,17 @@ static const struct cfg_opt bk_opts[] = {
         "chat messages and DMs per second a user regains (fractions allowed)"),
     OPT("dm-retention-days", CFG_INT, dm_retention_days, "30", 1, 36500, 0,
         "days a stored direct message is kept"),
+    /* Only to measure what storing costs (bench/bench.mjs runs the DM
+     * scenario both ways): a DM is then delivered but never stored, so the
+     * history, unread counts and offline delivery lose it. */
+    OPT("dm-store", CFG_BOOL, dm_store, "on", 0, 0, 0,
+        "store direct messages (off: BENCHMARK COMPARISON ONLY, DMs are delivered but lost "
+        "for history, unread counts and offline users)"),
+    /* SQLite's own default; its checkpoint (copy and two fsyncs, 10-15 ms)
+     * would otherwise run inside a commit on the event loop. */
+    OPT("db-checkpoint-pages", CFG_INT, db_checkpoint_pages, "1000", 0, 1000000, 0,
+        "WAL pages written before a background thread checkpoints them (0: SQLite checkpoints "
+        "inside the broker's commits, on its event loop)"),
     OPT("chat-history-size", CFG_INT, chat_history_size, "100", 1, 10000, 0,
         "live chat messages kept for get-chat-history"),
     OPT("public-fields", CFG_STR, public_fields,
@@ -127,6 +139,22 @@ int main(int argc, char **argv)
         bk_store_close(&b.store);
         return 1;
     }
+    if (b.cfg.db_checkpoint_pages > 0) {
+        struct bk_checkpoint_opts ck = {
+            .wal_pages = b.cfg.db_checkpoint_pages,
+            .interval_ms = BK_CHECKPOINT_INTERVAL_MS,
+            .restart_pages = b.cfg.db_checkpoint_pages > BK_CHECKPOINT_RESTART_PAGES / 4
+                                 ? 4 * b.cfg.db_checkpoint_pages
+                                 : BK_CHECKPOINT_RESTART_PAGES,
+        };
+        /* Not fatal: SQLite then checkpoints in the commits, as it does
+         * by default (slower, not wrong). */
+        if (bk_store_checkpoint_start(&b.store, &ck) != 0)
+            log_warn("WAL checkpoints stay on the event loop: %s", b.store.err);
+    }
+    if (!b.cfg.dm_store)
+        log_warn("dm-store is off: direct messages are delivered but NOT stored (benchmarks "
+                 "only)");
     b.base = event_base_new();
     struct event *sigterm = evsignal_new(b.base, SIGTERM, on_signal, &b);
     struct event *sigint = evsignal_new(b.base, SIGINT, on_signal, &b);

@@ -157,6 +157,7 @@ static void setup(long grace_ms, long max_rooms)
     b->cfg.chat_rate = 0.5;
     b->cfg.chat_history_size = 100;
     b->cfg.dm_retention_days = 30;
+    b->cfg.dm_store = 1;
     b->cfg.public_fields = "userID,userId,id,username,avatar,wins,losses,ratio";
     b->sink = (struct bk_sink){rec_sink, &F.rec};
     F.now = 1000000;

@@ -6,11 +6,13 @@
  * the rows their callback saw, joined as "id:name," or "name,", compared as
  * one string, so a failure prints what came back next to what was expected.
  */
+#include "bk_checkpoint.h"
 #include "bk_store.h"
 #include "check.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- temporary databases ------------------------------------------------ */
@@ -730,6 +732,188 @@ static void test_bulk(void)
     tmp_remove(path);
 }
 
+/* ---- the background checkpointer ------------------------------------------------- */
+
+/* Size of path's -wal file in bytes, -1 when there is none. */
+static long long wal_size(const char *path)
+{
+    char wal[256];
+    struct stat st;
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    return stat(wal, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* n DMs between users a and b through the broker's batch calls, per
+ * batches of k. Returns how many were stored. */
+static int add_dms(struct bk_store *s, int64_t a, int64_t b, int n, int k)
+{
+    int stored = 0;
+    for (int i = 0; i < n; i += k) {
+        CHECK_INT(bk_store_batch_begin(s), 0);
+        for (int j = i; j < n && j < i + k; j++)
+            stored +=
+                bk_store_dm_add(s, j % 2 ? a : b, j % 2 ? b : a, "a message of some length", j) > 0;
+        CHECK_INT(bk_store_batch_commit(s), 0);
+        CHECK(!s->gated);
+    }
+    return stored;
+}
+
+/* A long wait for what must happen (generous for a loaded CI machine), a
+ * short one for what must not. */
+#define CKPT_MUST_MS 20000
+#define CKPT_MUST_NOT_MS 200
+
+/* The writer no longer checkpoints inside its commits; the thread does, and
+ * copies every frame. */
+static void test_checkpoint_off_the_writer(void)
+{
+    char path[64];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK(sqlite3_threadsafe() != 0);
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    int64_t a = bk_store_user_add(&s, "ann", NULL), b = bk_store_user_add(&s, "ben", NULL);
+    /* The hook never wakes the thread and its timer is an hour away: only
+     * our kicks do. */
+    struct bk_checkpoint_opts o = {
+        .wal_pages = 100000, .interval_ms = 3600000, .restart_pages = 100000};
+    CHECK_INT(bk_store_checkpoint_start(&s, &o), 0);
+    CHECK(s.ckpt != NULL);
+    CHECK_INT(bk_store_checkpoint_start(&s, &o), -1); /* once only */
+    /* Single-DM commits, a handful of frames each: well past SQLite's own
+     * 1000-page automatic checkpoint, which would have rewound the WAL. */
+    CHECK_INT(add_dms(&s, a, b, 400, 1), 400);
+    uint64_t t = bk_checkpoint_kick(s.ckpt);
+    CHECK(bk_checkpoint_wait(s.ckpt, t, CKPT_MUST_MS));
+    struct bk_checkpoint_stats st;
+    bk_checkpoint_stats(s.ckpt, &st);
+    CHECK(st.wal_frames > 1000);
+    CHECK_INT(st.frames, st.wal_frames); /* all copied, nothing left behind */
+    CHECK_INT(st.restarts, 0);
+    CHECK_INT(st.truncates, 0);
+    CHECK_INT(st.errors, 0);
+    CHECK(st.runs >= 1);
+    /* The database file itself has them (read past the WAL: a fresh
+     * connection that ignores it cannot, so count through ours). */
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 400);
+    /* A second kick with nothing new copies nothing more. */
+    t = bk_checkpoint_kick(s.ckpt);
+    CHECK(bk_checkpoint_wait(s.ckpt, t, CKPT_MUST_MS));
+    struct bk_checkpoint_stats st2;
+    bk_checkpoint_stats(s.ckpt, &st2);
+    CHECK_INT(st2.frames, st.frames);
+    CHECK(st2.runs > st.runs);
+    bk_store_close(&s);
+    CHECK(s.ckpt == NULL);
+    bk_store_close(&s); /* twice: a no-op */
+    /* The last connection's close checkpointed and removed the WAL. */
+    CHECK_INT(wal_size(path), -1);
+    CHECK_INT(bk_store_open(&s, path, false), 0);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 400);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
+/* A long WAL is rewound with RESTART, never while the writer holds the gate
+ * (a batch in progress); once nothing new comes, TRUNCATE empties it. The
+ * writer's own hook wakes the thread. */
+static void test_checkpoint_restart_and_gate(void)
+{
+    char path[64];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    int64_t a = bk_store_user_add(&s, "ann", NULL), b = bk_store_user_add(&s, "ben", NULL);
+    /* A short timer: the idle TRUNCATE below is the timer's. */
+    struct bk_checkpoint_opts o = {.wal_pages = 16, .interval_ms = 20, .restart_pages = 64};
+    CHECK_INT(bk_store_checkpoint_start(&s, &o), 0);
+    /* Hold the gate as a batch does, and commit a transaction far longer
+     * than restart_pages: the hook wakes the thread, whose PASSIVE pass
+     * copies everything and whose RESTART then waits for the gate. */
+    bk_checkpoint_gate_enter(s.ckpt);
+    sql(&s, "BEGIN");
+    for (int i = 0; i < 3000; i++)
+        bk_store_dm_add(&s, i % 2 ? a : b, i % 2 ? b : a, "a message of some length", i);
+    sql(&s, "COMMIT");
+    uint64_t t = bk_checkpoint_kick(s.ckpt);
+    CHECK(!bk_checkpoint_wait(s.ckpt, t, CKPT_MUST_NOT_MS));
+    CHECK(wal_size(path) > 64 * 4096);
+    struct bk_checkpoint_stats st;
+    bk_checkpoint_stats(s.ckpt, &st);
+    CHECK_INT(st.restarts, 0);
+    CHECK_INT(st.truncates, 0);
+    bk_checkpoint_gate_leave(s.ckpt);
+    CHECK(bk_checkpoint_wait(s.ckpt, t, CKPT_MUST_MS));
+    bk_checkpoint_stats(s.ckpt, &st);
+    CHECK(st.restarts >= 1);
+    CHECK_INT(st.errors, 0);
+    /* Nothing new since: once the timer saw the writer idle for an
+     * interval, it empties the file. A bounded wait on the passes. */
+    for (int i = 0; i < CKPT_MUST_MS / 20 && st.truncates == 0; i++) {
+        bk_checkpoint_wait(s.ckpt, UINT64_MAX, 20);
+        bk_checkpoint_stats(s.ckpt, &st);
+    }
+    CHECK(st.truncates >= 1);
+    CHECK_INT(st.wal_frames, 0);
+    CHECK_INT(wal_size(path), 0);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 3000);
+    /* Batches take and give back the gate; the hook keeps the thread
+     * going and the WAL stays bounded (RESTART rewinds it). */
+    CHECK_INT(add_dms(&s, a, b, 2000, 4), 2000);
+    t = bk_checkpoint_kick(s.ckpt);
+    CHECK(bk_checkpoint_wait(s.ckpt, t, CKPT_MUST_MS));
+    bk_checkpoint_stats(s.ckpt, &st);
+    CHECK(st.restarts >= 2);
+    /* How far it grows depends on how fast this writer outruns the
+     * passes; once it is idle, the timer empties it again (a WAL of at
+     * least wal_pages: one more long transaction makes sure). */
+    CHECK_INT(add_dms(&s, a, b, 300, 300), 300);
+    bk_checkpoint_stats(s.ckpt, &st);
+    uint64_t truncates = st.truncates;
+    for (int i = 0; i < CKPT_MUST_MS / 20 && st.truncates == truncates; i++) {
+        bk_checkpoint_wait(s.ckpt, UINT64_MAX, 20);
+        bk_checkpoint_stats(s.ckpt, &st);
+    }
+    CHECK(st.truncates > truncates);
+    CHECK_INT(wal_size(path), 0);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 5300);
+    /* Closing in the middle of a batch gives the gate up first (or the
+     * thread could wait on it while close joins it); the batch is lost. */
+    CHECK_INT(bk_store_batch_begin(&s), 0);
+    CHECK(s.gated);
+    CHECK(bk_store_dm_add(&s, a, b, "never committed", 1) > 0);
+    bk_store_close(&s);
+    CHECK_INT(bk_store_open(&s, path, false), 0);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM dms"), 5300);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
+/* What the checkpointer refuses; the store keeps working without it. */
+static void test_checkpoint_refusals(void)
+{
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, ":memory:", true), 0);
+    CHECK_INT(bk_store_checkpoint_start(&s, NULL), -1);
+    CHECK(strstr(s.err, "in-memory") != NULL);
+    CHECK(s.ckpt == NULL);
+    bk_store_close(&s);
+    char path[64];
+    tmp_path(path, sizeof(path));
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    struct bk_checkpoint_opts bad = {.wal_pages = 100, .interval_ms = 100, .restart_pages = 10};
+    CHECK_INT(bk_store_checkpoint_start(&s, &bad), -1);
+    CHECK(strstr(s.err, "range") != NULL);
+    int64_t a = bk_store_user_add(&s, "ann", NULL), b = bk_store_user_add(&s, "ben", NULL);
+    CHECK_INT(add_dms(&s, a, b, 3, 2), 3);
+    /* The defaults. */
+    CHECK_INT(bk_store_checkpoint_start(&s, NULL), 0);
+    CHECK_INT(add_dms(&s, a, b, 3, 2), 3);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
 int main(void)
 {
     test_basics();
@@ -741,5 +925,8 @@ int main(void)
     test_migration_v1();
     test_dms();
     test_bulk();
+    test_checkpoint_off_the_writer();
+    test_checkpoint_restart_and_gate();
+    test_checkpoint_refusals();
     return check_report("test_store");
 }
