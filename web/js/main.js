@@ -499,7 +499,7 @@ async function catchUpDm(c) {
 
 function applyUnread(rows) {
   const list = Array.isArray(rows) ? rows : rows?.conversations;
-  if (!Array.isArray(list) || !state.authenticated) return;
+  if (!Array.isArray(list)) return; // only a user's connections get these
   const counts = new Map();
   for (const r of list) {
     const u = remember({ id: r?.userId, username: r?.username });
