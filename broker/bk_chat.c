@@ -386,6 +386,59 @@ void bk_chat_dm_history(struct bk *b, const struct bk_origin *o, struct json_obj
     answer_list(b, o, "dm_history", obj, "messages");
 }
 
+/* user (1: found) of an /api/dm/history request, else 0 after answering
+ * 404, or -1 after answering 503. which names the query parameter. */
+static int api_user(struct bk *b, const struct bk_origin *o, int64_t id, const char *which)
+{
+    struct bk_user_row row;
+    int f = bk_store_user_by_id(&b->store, id, &row);
+    if (f < 0) {
+        log_error("DM history user lookup: %s", b->store.err);
+        BK_REPLY_LIT(b, o->gw, o->e, 503,
+                     "{\"error\":\"unavailable\",\"message\":\"database error\"}");
+    } else if (f == 0) {
+        char out[96];
+        int n = snprintf(out, sizeof(out),
+                         "{\"error\":\"unknown-user\",\"message\":\"no user has the id in %s\"}",
+                         which);
+        bk_refusal_count(b, "unknown-user");
+        bk_reply(b, o->gw, o->e, 404, out, (size_t)n);
+    }
+    return f;
+}
+
+void bk_chat_dm_history_api(struct bk *b, const struct bk_origin *o, struct json_object *args)
+{
+    int64_t user, with, before, limit;
+    /* The gateway checked the query; this guards the stream's other
+     * writers. */
+    if (!bk_id_field(args, "user", &user) || !bk_id_field(args, "with", &with)) {
+        BK_REPLY_LIT(b, o->gw, o->e, 400,
+                     "{\"error\":\"bad-request\",\"message\":\"user and with must be user ids\"}");
+        return;
+    }
+    if (!int_field(b, o, args, "before", 0, 0, &before) ||
+        !int_field(b, o, args, "limit", BK_DM_PAGE, BK_DM_PAGE_MAX, &limit))
+        return;
+    if (api_user(b, o, user, "user") != 1 || api_user(b, o, with, "with") != 1)
+        return;
+    struct json_object *arr = json_object_new_array();
+    if (bk_store_dm_history(&b->store, user, with, before, (int)limit, history_add, arr) < 0) {
+        log_error("DM history: %s", b->store.err);
+        json_object_put(arr);
+        BK_REPLY_LIT(b, o->gw, o->e, 503,
+                     "{\"error\":\"unavailable\",\"message\":\"the history could not be read\"}");
+        return;
+    }
+    reverse(arr);
+    struct json_object *obj = json_object_new_object();
+    json_object_object_add(obj, "messages", arr);
+    size_t jl;
+    const char *js = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &jl);
+    bk_reply(b, o->gw, o->e, 200, js, jl);
+    json_object_put(obj);
+}
+
 void bk_chat_dm_read(struct bk *b, const struct bk_origin *o, struct json_object *args)
 {
     struct bk_user_row row;

@@ -37,6 +37,10 @@ void bk_chat_dm_history(struct bk *b, const struct bk_origin *o, struct json_obj
 void bk_chat_dm_read(struct bk *b, const struct bk_origin *o, struct json_object *args);
 void bk_chat_unread(struct bk *b, const struct bk_origin *o, struct json_object *args);
 void bk_chat_history(struct bk *b, const struct bk_origin *o, struct json_object *args);
+/* GET /api/dm/history (req, the application's API key checked by the
+ * gateway): {user, with, before?, limit?} -> 200 {messages} of the stored
+ * conversation, newest last; 404 unknown-user naming the parameter. */
+void bk_chat_dm_history_api(struct bk *b, const struct bk_origin *o, struct json_object *args);
 /* dm-unread {conversations} to every tab of u (none: nothing asked). */
 void bk_chat_push_unread(struct bk *b, struct bk_user *u);
 

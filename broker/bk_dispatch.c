@@ -67,6 +67,7 @@ static const struct route req_routes[] = {
     {"profile-update", NULL, bk_notify_profile},      /* POST /api/notify/... */
     {"game-stats-update", NULL, bk_notify_stats},
     {"account-deleted", NULL, bk_notify_deleted},
+    {"dm-history", NULL, bk_chat_dm_history_api}, /* GET /api/dm/history */
 };
 
 /* The backend's notifications (notify entries): PROTOCOL.md §6a. */

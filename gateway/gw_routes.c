@@ -37,6 +37,10 @@
 #define GW_USERNAME_MAX 64
 /* A demo login lasts a day. */
 #define GW_DEV_LOGIN_TTL_S (24 * 3600)
+/* /api/dm/history pages: the broker's own default and cap for a page of a
+ * conversation (get-dm-history, PROTOCOL.md §3). */
+#define GW_DM_PAGE 50
+#define GW_DM_PAGE_MAX 100
 
 /* One request as its route sees it; everything borrowed for the call. */
 struct gw_route_req {
@@ -279,6 +283,25 @@ static void route_logout(struct gw *g, struct gw_conn *c, const struct gw_route_
     GW_HTTP_RESPOND_LIT(c, 200, "application/json", hdr, GW_BODY_LOGGED_OUT, true);
 }
 
+/* The application backend's routes (/api/...): true when req carries the
+ * API key, else false after answering 403 (no key configured here) or 401
+ * (logged with what, the route's name). */
+static bool api_key_ok(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                       const char *what)
+{
+    if (!g->cfg.api_key || !*g->cfg.api_key) {
+        gw_http_error(c, 403, "forbidden", "no API key is configured on this gateway");
+        return false;
+    }
+    if (!gw_auth_api_key_valid(&g->auth, req)) {
+        log_warn_rl(5, "conn %llu: %s with a missing or wrong API key: 401",
+                    (unsigned long long)c->id, what);
+        gw_http_error(c, 401, "bad-api-key", "a valid API key is required");
+        return false;
+    }
+    return true;
+}
+
 /* POST /api/notify/<event>: the application backend's notifications. */
 static void route_notify(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
@@ -300,20 +323,74 @@ static void route_notify(struct gw *g, struct gw_conn *c, const struct gw_route_
         gw_http_error(c, 405, "method-not-allowed", "use POST");
         return;
     }
-    if (!g->cfg.api_key || !*g->cfg.api_key) {
-        gw_http_error(c, 403, "forbidden", "no API key is configured on this gateway");
+    if (!api_key_ok(g, c, req, "notify"))
         return;
-    }
-    if (!gw_auth_api_key_valid(&g->auth, req)) {
-        log_warn_rl(5, "conn %llu: notify with a missing or wrong API key: 401",
-                    (unsigned long long)c->id);
-        gw_http_error(c, 401, "bad-api-key", "a valid API key is required");
-        return;
-    }
     struct json_object *args = body_object(c, body, body_len);
     if (!args)
         return;
     relay_request(g, c, events[i], 0, args, GW_REQ_PASS);
+    json_object_put(args);
+}
+
+/* Parses the query parameter name as an id (1 to 18 digits: 63 bits cannot
+ * overflow). 1 with *out set, 0 absent, -1 malformed (empty, a sign, not
+ * digits, zero, too long). */
+static int query_id(const struct http_request *req, const char *name, int64_t *out)
+{
+    const char *v;
+    size_t vl;
+    if (!req->query || !http_query_param(req->query, req->query_len, name, &v, &vl))
+        return 0;
+    if (vl == 0 || vl > 18)
+        return -1;
+    int64_t x = 0;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    if (x <= 0)
+        return -1;
+    *out = x;
+    return 1;
+}
+
+/*
+ * GET /api/dm/history?user=&with=&before=&limit= (docs/API.md): the stored
+ * conversation of two users, for the application's own pages. The query is
+ * checked here, so a mistake is named before anything is relayed (400
+ * bad-request); whether the users exist is the broker's to say (404).
+ */
+static void route_dm_history(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
+{
+    const struct http_request *req = rq->http;
+    if (!api_key_ok(g, c, req, "dm history"))
+        return;
+    int64_t user = 0, with = 0, before = 0;
+    if (query_id(req, "user", &user) != 1) {
+        gw_http_error(c, 400, "bad-request", "user must be a user id (a positive integer)");
+        return;
+    }
+    if (query_id(req, "with", &with) != 1) {
+        gw_http_error(c, 400, "bad-request", "with must be a user id (a positive integer)");
+        return;
+    }
+    if (query_id(req, "before", &before) < 0) {
+        gw_http_error(c, 400, "bad-request", "before must be a message id (a positive integer)");
+        return;
+    }
+    long limit = query_number(req, "limit", GW_DM_PAGE);
+    if (limit < 1 || limit > GW_DM_PAGE_MAX) {
+        gw_http_error(c, 400, "bad-request", "limit must be 1..100");
+        return;
+    }
+    struct json_object *args = json_object_new_object();
+    json_object_object_add(args, "user", json_object_new_int64(user));
+    json_object_object_add(args, "with", json_object_new_int64(with));
+    if (before)
+        json_object_object_add(args, "before", json_object_new_int64(before));
+    json_object_object_add(args, "limit", json_object_new_int64(limit));
+    relay_request(g, c, rq->route->op, 0, args, GW_REQ_PASS);
     json_object_put(args);
 }
 
@@ -447,6 +524,7 @@ static const struct gw_route gw_routes[] = {
     {"/direct_chat_message", GW_ROUTE_EXACT, "POST", route_chat, "direct_message"},
     /* The notification's name decides 404 before the method decides 405. */
     {"/api/notify/", GW_ROUTE_NAMED, NULL, route_notify, NULL},
+    {"/api/dm/history", GW_ROUTE_EXACT, "GET", route_dm_history, "dm-history"},
     {"/auth/dev-login", GW_ROUTE_EXACT, "POST", route_dev_login, "user"},
     {"/auth/logout", GW_ROUTE_EXACT, "POST", route_logout, NULL},
     {"/users/search", GW_ROUTE_EXACT, "GET", route_search, "search"},
@@ -512,7 +590,7 @@ bool gw_routes_on_large_body(struct gw *g, struct gw_conn *c, const struct http_
     if (path_starts(req, "/socket.io/"))
         return gw_eio_body_allowed(&g->eio, c, req);
     bool authed;
-    if (path_starts(req, "/api/notify/")) {
+    if (path_starts(req, "/api/")) {
         authed = gw_auth_api_key_valid(&g->auth, req);
     } else {
         int64_t uid = 0, exp = 0;

@@ -1,129 +1,24 @@
 // The web client (web/) in a real browser: Debian's Chromium driven by
-// playwright-core, against a real stack (redis, broker, two gateways with
-// HERALD_DEV_LOGIN=1). Each person is a separate browser context, so each
-// has their own accessToken cookie. Screenshots of the main states go to
-// $HERALD_TEST_OUT/e2e/screenshots/ (default tests/out/).
+// playwright-core, against a real stack (web-lib.mjs). Screenshots of the
+// main states go to $HERALD_TEST_OUT/e2e/screenshots/ (default tests/out/).
+// Stored messages (history, unread badges) are in web-dm.test.mjs.
 //
 // Waits are polls on the page's DOM (data-testid selectors); absence is only
 // asserted after something that must arrive later has arrived.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { Stack, freePort, waitFor } from '../integration/harness.mjs';
+import { waitFor } from '../integration/harness.mjs';
+import { WebBench, T, connState, login, onlineUser, onlineNames, shot, noPageErrors } from './web-lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(process.env.HERALD_TEST_OUT || path.join(ROOT, 'tests/out'), 'e2e', 'screenshots');
-const API_KEY = 'e2e-api-key';
-const T = 10000; // default wait for anything the page must show
-
-// The gateways' ports are picked first: HERALD_ALLOWED_ORIGINS must name
-// both origins before they start, so a page served by one gateway may use
-// its session cookie on the other (the failover test).
-class WebStack extends Stack {
-  constructor(name, ports, opts) {
-    super(name, opts);
-    this.fixedPorts = ports;
-  }
-  startGateway(id, port, extraEnv) {
-    return super.startGateway(id, port ?? this.fixedPorts[id === 'gw-a' ? 0 : 1], extraEnv);
-  }
-}
-
+const bench = new WebBench('e2e-web');
 let s;
-let browser;
-before(async () => {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const ports = [await freePort(), await freePort()];
-  s = await new WebStack('e2e-web', ports, {
-    graceMs: 0,
-    leaseMs: 2000,
-    env: {
-      HERALD_API_KEY: API_KEY,
-      HERALD_DEV_LOGIN: '1',
-      HERALD_ALLOWED_ORIGINS: ports.map((p) => `http://127.0.0.1:${p}`).join(','),
-    },
-  }).start();
-  browser = await chromium.launch({
-    executablePath: process.env.HERALD_CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
-});
-after(async () => {
-  await browser?.close();
-  await s?.stop();
-});
+before(async () => { s = await bench.start(); });
+after(() => bench.stop());
 
-// ---- helpers ------------------------------------------------------------------
-
-const contexts = new Set();
-
-// A person: a browser context (own cookies) with one page on gateway gi.
-// Records every WebSocket close the page sees and every uncaught error.
-async function person(gi = 0, { query = '', viewport = { width: 1280, height: 800 }, ...ctxOpts } = {}) {
-  const ctx = await browser.newContext({ viewport, ...ctxOpts });
-  contexts.add(ctx);
-  await ctx.addInitScript(() => {
-    window.__wsCloses = [];
-    const Native = window.WebSocket;
-    window.WebSocket = class extends Native {
-      constructor(...args) {
-        super(...args);
-        this.addEventListener('close', (e) => window.__wsCloses.push({ code: e.code, clean: e.wasClean }));
-      }
-    };
-  });
-  const page = await ctx.newPage();
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  await page.goto(`${s.gateways[gi].url}/${query}`);
-  await connState(page, 'online');
-  return page;
-}
-
-async function closeAll() {
-  for (const ctx of contexts) await ctx.close();
-  contexts.clear();
-}
-
-const connState = (page, state, timeout = T) =>
-  page.locator(`[data-testid=conn-state][data-state=${state}]`).waitFor({ timeout });
-
-// Logs in through the form, with the keyboard, and waits until the page
-// knows it is that user (its chat box opens only for a logged-in socket).
-async function login(page, name) {
-  await page.getByLabel('Demo login').fill(name);
-  await page.getByLabel('Demo login').press('Enter');
-  await page.locator('[data-testid=me-name]', { hasText: name }).waitFor({ timeout: T });
-  await connState(page, 'online');
-  await page.locator('[data-testid=chat-input]:enabled').waitFor({ timeout: T });
-  await onlineUser(page, name).waitFor({ timeout: T });
-}
-
-const onlineUser = (page, name) =>
-  page.locator(`[data-testid=online-list] [data-testid=online-user][data-username="${name}"]`);
-
-async function onlineNames(page) {
-  return page.locator('[data-testid=online-list] [data-testid=online-user]')
-    .evaluateAll((els) => els.map((e) => e.dataset.username).sort());
-}
-
-const shot = (page, name, opts = {}) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), ...opts });
-
-async function notify(event, body) {
-  const r = await fetch(`${s.gateways[1].url}/api/notify/${event}`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  assert.equal(r.status, 202, `${event}: ${await r.text()}`);
-}
-
-function noPageErrors(...pages) {
-  for (const p of pages) assert.deepEqual(p.errors, [], 'uncaught errors in the page');
-}
+const person = (gi, opts) => bench.person(gi, opts);
+const closeAll = () => bench.closeAll();
+const notify = (event, body) => bench.notify(event, body);
 
 // ---- tests --------------------------------------------------------------------------
 

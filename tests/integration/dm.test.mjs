@@ -7,8 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Stack, waitFor, sioClient, sioConnected, sioNext, closeSioClients } from './harness.mjs';
 
+const API_KEY = 'dm-api-key';
 let s;
-before(async () => { s = await new Stack('dm').start(); });
+before(async () => { s = await new Stack('dm', { env: { HERALD_API_KEY: API_KEY } }).start(); });
 after(async () => { closeSioClients(); await s.stop(); });
 
 const healthy = () => waitFor(async () => (await fetch(`${s.gateways[0].url}/healthz`)).status === 200 &&
@@ -105,4 +106,63 @@ test('the live chat history: the last messages, newest last, on both endpoints',
   assert.ok(list.every((m) => Number.isInteger(m.id) && Number.isInteger(m.ts) && m.userId > 0));
   alice.disconnect();
   await erin.close();
+});
+
+test('GET /api/dm/history: the application reads a stored conversation with its API key', async () => {
+  const [carol, erin] = [s.users.carol, s.users.erin];
+  const erinSio = await s.sio('erin', 0);
+  const acks = [];
+  for (const message of ['h1', 'h2', 'h3']) {
+    acks.push(await erinSio.timeout(5000).emitWithAck('direct_message', { to: 'carol', message }));
+  }
+  assert.ok(acks.every((a) => a.ok === true), JSON.stringify(acks));
+  const ids = acks.map((a) => a.id);
+  const get = (query, key = API_KEY, gi = 1) => fetch(`${s.gateways[gi].url}/api/dm/history?${query}`,
+    { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+  const json = async (r) => ({ status: r.status, body: await r.json() });
+
+  // The whole conversation, newest last, either way round.
+  const all = await json(await get(`user=${carol}&with=${erin}`));
+  assert.equal(all.status, 200);
+  assert.deepEqual(all.body.messages.map((m) => [m.id, m.from, m.to, m.message]),
+    ids.map((id, i) => [id, erin, carol, `h${i + 1}`]));
+  assert.ok(all.body.messages.every((m) => Number.isInteger(m.ts) && m.ts > 0));
+  assert.deepEqual((await json(await get(`user=${erin}&with=${carol}`, API_KEY, 0))).body, all.body);
+  // Pages: the newest one, then the one before it.
+  assert.deepEqual((await json(await get(`user=${carol}&with=${erin}&limit=2`))).body.messages.map((m) => m.id), ids.slice(1));
+  assert.deepEqual((await json(await get(`user=${carol}&with=${erin}&before=${ids[1]}&limit=2`))).body.messages.map((m) => m.id), [ids[0]]);
+  // Users who never wrote to each other: an empty list.
+  assert.deepEqual((await json(await get(`user=${carol}&with=${s.users.bob}`))).body, { messages: [] });
+
+  // Bad input is named; unknown users are 404 with the parameter named.
+  const bad = [
+    ['with=1', /user must be a user id/],
+    [`user=${carol}`, /with must be a user id/],
+    [`user=x&with=${erin}`, /user must be a user id/],
+    [`user=${carol}&with=0`, /with must be a user id/],
+    [`user=${carol}&with=${erin}&before=-1`, /before must be a message id/],
+    [`user=${carol}&with=${erin}&limit=0`, /limit must be 1\.\.100/],
+    [`user=${carol}&with=${erin}&limit=101`, /limit must be 1\.\.100/],
+  ];
+  for (const [q, message] of bad) {
+    const r = await json(await get(q));
+    assert.equal(r.status, 400, q);
+    assert.equal(r.body.error, 'bad-request', q);
+    assert.match(r.body.message, message, q);
+  }
+  const unknownWith = await json(await get(`user=${carol}&with=999999`));
+  assert.deepEqual([unknownWith.status, unknownWith.body.error], [404, 'unknown-user']);
+  assert.match(unknownWith.body.message, /with/);
+  const unknownUser = await json(await get(`user=999999&with=${carol}`));
+  assert.deepEqual([unknownUser.status, unknownUser.body.error], [404, 'unknown-user']);
+  assert.match(unknownUser.body.message, /user/);
+
+  // The API key is required; a user's token is not one.
+  assert.deepEqual(await json(await get(`user=${carol}&with=${erin}`, null)),
+    { status: 401, body: { error: 'bad-api-key', message: 'a valid API key is required' } });
+  assert.equal((await get(`user=${carol}&with=${erin}`, s.token('carol'))).status, 401);
+  const post = await fetch(`${s.gateways[0].url}/api/dm/history?user=${carol}&with=${erin}`,
+    { method: 'POST', headers: { Authorization: `Bearer ${API_KEY}` } });
+  assert.equal(post.status, 405);
+  erinSio.disconnect();
 });

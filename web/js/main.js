@@ -6,15 +6,26 @@
 //     keep a live set from user-status-change;
 //   - profiles: watch-profile while the panel is open (snapshot in the ack,
 //     then profile-update / game-stats-update), unwatch-profile on close;
-//   - chat, direct messages and matchmaking with their acks and error words.
+//   - chat, direct messages and matchmaking with their acks and error words;
+//   - stored messages (PROTOCOL.md §4a): the recent live chat on load
+//     (get-chat-history), DM conversations with their history
+//     (get-dm-history, paged back with `before`), unread badges
+//     (get-unread, dm-unread) cleared with dm-read when a conversation is
+//     shown; after every reconnect, what arrived meanwhile is fetched again
+//     (everything above the newest id held). Lists are merged by id
+//     (history.js), so a message that arrives both live and in a history
+//     page is shown once.
 // All state lives in `state`; render*() functions draw it. Text from users
 // and backends only ever reaches the DOM through dom.js (text nodes).
 import { Connection, gatewayList } from './connection.js';
 import { devLogin, logout as apiLogout, searchUsers } from './api.js';
 import { h, replaceChildren, avatar, clock } from './dom.js';
+import { mergeById, newestId, oldestId, nextCatchUpPage } from './history.js';
 
 const $ = (id) => document.getElementById(id);
 const CHAT_KEEP = 200; // messages kept on screen per log
+const DM_PAGE = 50; // one get-dm-history page (the broker's default; at most 100)
+const CATCH_UP_PAGES = 10; // a reconnect fetches at most this many pages per conversation
 const HINT_KEY = 'herald.me'; // who we logged in as: the page cannot read the HttpOnly cookie
 
 const state = {
@@ -27,9 +38,9 @@ const state = {
   searchOnline: new Map(), // id -> online flag from the last search (used while offline)
   searchResults: null, // [ids] of the last search, null when no search
   profile: null, // {id, user, stats, online, loading, error} of the open panel
-  chat: [],
-  dms: new Map(), // peer id -> {id, messages: [{mine, text, at}], unread}
-  activeDm: null,
+  chat: [], // [{id, user, userId, text, at}], id order, each id once
+  dms: new Map(), // peer id -> conversation(): messages, unread count, paging state
+  activeDm: null, // peer id of the conversation shown
   match: { state: 'idle' }, // idle | queued | matched (+ opponent, matchId)
 };
 
@@ -120,6 +131,7 @@ conn.addEventListener('connect', async () => {
   resolveUsers([...state.online]);
   if (state.profile) watchProfile(state.profile.id); // rooms belong to the old connection
   if (state.match.state === 'queued') joinMatch(); // so did the queue place
+  syncStored();
 });
 
 conn.addEventListener('disconnect', () => {
@@ -146,20 +158,32 @@ conn.on('user-status-change', ({ userId, status } = {}) => {
 conn.on('livechat', (m = {}) => {
   if (typeof m.message !== 'string') return;
   remember({ id: m.userId, username: m.user });
-  state.chat.push({ user: String(m.user ?? ''), userId: m.userId, text: m.message, at: new Date() });
-  if (state.chat.length > CHAT_KEEP) state.chat.shift();
+  addChat([m]);
   renderChat();
 });
 
+// A DM to us, or (payload with `to`) one we sent from another tab.
 conn.on('direct_message', (m = {}) => {
   if (typeof m.message !== 'string' || !Number.isInteger(m.userId)) return;
   remember({ id: m.userId, username: m.user });
-  const c = conversation(m.userId);
-  c.messages.push({ mine: false, text: m.message, at: new Date() });
-  if (state.activeDm === null) state.activeDm = m.userId;
-  if (state.activeDm !== m.userId) c.unread++;
+  const mine = isMe(m.userId) && Number.isInteger(m.to);
+  const peer = mine ? m.to : m.userId;
+  if (mine) resolveUsers([peer]);
+  const c = conversation(peer);
+  if (addDms(c, [m]) === 0) return; // already here (a history page had it)
+  if (!mine) c.unread++;
+  if (state.activeDm === null) {
+    state.activeDm = peer;
+    if (!c.loaded) loadDm(c);
+  }
+  markShownRead();
   renderDms();
 });
+
+// The unread counts: a new connection's first events, and every tab's
+// when a read mark moved. The whole list: a conversation not in it has
+// nothing unread.
+conn.on('dm-unread', (rows) => applyUnread(rows));
 
 conn.on('profile-update', ({ user } = {}) => {
   if (!user || typeof user !== 'object') return;
@@ -199,10 +223,11 @@ conn.on('error', (e = {}) => toast(e.message || e.code || 'Something went wrong'
 // ---- login / logout ---------------------------------------------------------------
 
 function setMe(me) {
+  const changed = !me || (state.me && state.me.id !== me.id);
   state.me = me;
   saveHint(me && me.id ? me : null);
-  if (!me) {
-    state.authenticated = false;
+  if (!me) state.authenticated = false;
+  if (changed) { // another user's conversations are not ours
     state.dms.clear();
     state.activeDm = null;
     state.match = { state: 'idle' };
@@ -361,19 +386,182 @@ $('chat-form').addEventListener('submit', async (e) => {
   }
 });
 
-// ---- direct messages -------------------------------------------------------------------
+// ---- stored messages: the chat history, DM history, unread counts ---------------------
+
+const at = (ts) => new Date(Number.isFinite(ts) ? ts : Date.now());
+
+// livechat payloads or get-chat-history rows, into the chat log.
+function addChat(rows) {
+  const msgs = rows.filter((m) => typeof m?.message === 'string').map((m) => ({
+    id: m.id, user: String(m.user ?? ''), userId: m.userId, text: m.message, at: at(m.ts),
+  }));
+  const r = mergeById(state.chat, msgs, CHAT_KEEP);
+  state.chat = r.list;
+  return r.added;
+}
+
+// The recent live chat: on load, and after a reconnect whatever was said
+// meanwhile (the broker keeps the last 100; live messages merge by id).
+async function loadChatHistory() {
+  const rows = await conn.request('get-chat-history', {});
+  if (!Array.isArray(rows)) return;
+  rows.forEach((m) => remember({ id: m.userId, username: m.user }));
+  addChat(rows);
+  renderChat();
+}
 
 function conversation(id) {
-  if (!state.dms.has(id)) state.dms.set(id, { id, messages: [], unread: 0 });
+  if (!state.dms.has(id)) {
+    state.dms.set(id, {
+      id,
+      messages: [], // [{id, from, mine, text, at}], id order, each id once
+      unread: 0, // the broker's count (dm-unread), plus live DMs since
+      loaded: false, // the newest page has been fetched
+      loading: false,
+      hasMore: false, // older pages exist ("Earlier messages")
+      readSent: 0, // the highest upTo sent with dm-read on this connection
+      error: '',
+    });
+  }
   return state.dms.get(id);
 }
 
-function openDm(id) {
-  state.activeDm = id;
-  conversation(id).unread = 0;
-  $('dm-note').textContent = '';
+// direct_message payloads ({userId, to?}) or history rows ({from, to}).
+function addDms(c, rows) {
+  const msgs = rows.filter((m) => typeof m?.message === 'string').map((m) => {
+    const from = Number(m.from ?? m.userId);
+    return { id: m.id, from, mine: isMe(from), text: m.message, at: at(m.ts) };
+  });
+  const r = mergeById(c.messages, msgs);
+  c.messages = r.list;
+  return r.added;
+}
+
+async function historyPage(c, before) {
+  const rows = await conn.request('get-dm-history', before ? { with: c.id, before, limit: DM_PAGE } : { with: c.id, limit: DM_PAGE });
+  if (!Array.isArray(rows)) throw new Error(errorText(rows));
+  return rows;
+}
+
+// The newest page of a conversation, when it is first shown.
+async function loadDm(c) {
+  if (c.loading || !state.authenticated || !conn.connected) return;
+  c.loading = true;
+  c.error = '';
+  try {
+    const rows = await historyPage(c, 0);
+    if (state.dms.get(c.id) !== c) return; // logged out meanwhile
+    addDms(c, rows);
+    c.hasMore = rows.length >= DM_PAGE;
+    c.loaded = true;
+  } catch (err) {
+    c.error = `The conversation could not be loaded: ${err.message}`;
+  } finally {
+    c.loading = false;
+  }
+  markShownRead();
   renderDms();
 }
+
+// "Earlier messages": the page before the oldest one shown; the view stays
+// where the reader is.
+let keepDmScroll = false;
+async function loadOlderDms(c) {
+  if (c.loading || !conn.connected) return;
+  c.loading = true;
+  renderDms();
+  try {
+    const rows = await historyPage(c, oldestId(c.messages));
+    addDms(c, rows);
+    c.hasMore = rows.length >= DM_PAGE;
+  } catch (err) {
+    c.error = `Earlier messages could not be loaded: ${err.message}`;
+  } finally {
+    c.loading = false;
+  }
+  keepDmScroll = true;
+  renderDms();
+}
+
+// After a reconnect: pages from the newest back to the newest id held, so
+// nothing said while we were away is missing.
+async function catchUpDm(c) {
+  const since = newestId(c.messages);
+  let before = 0;
+  for (let i = 0; i < CATCH_UP_PAGES; i++) {
+    const rows = await historyPage(c, before);
+    if (state.dms.get(c.id) !== c) return;
+    addDms(c, rows);
+    before = nextCatchUpPage(rows, DM_PAGE, since);
+    if (!before) break;
+  }
+}
+
+function applyUnread(rows) {
+  const list = Array.isArray(rows) ? rows : rows?.conversations;
+  if (!Array.isArray(list)) return; // only a user's connections get these
+  const counts = new Map();
+  for (const r of list) {
+    const u = remember({ id: r?.userId, username: r?.username });
+    if (u && Number.isInteger(r.count)) counts.set(u.id, r.count);
+  }
+  for (const id of counts.keys()) conversation(id);
+  for (const c of state.dms.values()) c.unread = counts.get(c.id) || 0;
+  markShownRead();
+  renderDms();
+}
+
+// The conversation on screen (the page visible, its messages loaded) is
+// read: dm-read up to its newest message; every tab of ours then gets the
+// new counts (dm-unread) and drops its badge.
+function markShownRead() {
+  const c = state.activeDm !== null ? state.dms.get(state.activeDm) : null;
+  if (!c || !c.loaded || !c.unread || document.hidden || !state.authenticated || !conn.connected) return;
+  c.unread = 0;
+  const upTo = newestId(c.messages);
+  if (upTo <= c.readSent) return; // already said; the counts are on their way
+  c.readSent = upTo;
+  conn.request('dm-read', { with: c.id, upTo }).then((r) => {
+    if (r && r.ok === false) c.readSent = 0;
+  }).catch(() => { c.readSent = 0; });
+}
+
+document.addEventListener('visibilitychange', () => {
+  markShownRead();
+  renderDms();
+});
+
+// Each (re)connection of a user: the chat history, the unread counts, and
+// for every conversation the page holds, what arrived while it was away.
+async function syncStored() {
+  if (!state.authenticated) return;
+  for (const c of state.dms.values()) c.readSent = 0; // marks sent on the old connection may be lost
+  const jobs = [
+    loadChatHistory(),
+    conn.request('get-unread').then(applyUnread),
+    ...[...state.dms.values()].map((c) => (c.loaded ? catchUpDm(c) : c.id === state.activeDm ? loadDm(c) : null)),
+  ];
+  await Promise.allSettled(jobs);
+  markShownRead();
+  renderAll();
+}
+
+// ---- direct messages -------------------------------------------------------------------
+
+function openDm(id) {
+  const c = conversation(id);
+  if (state.activeDm !== id) keepDmScroll = false;
+  state.activeDm = id;
+  $('dm-note').textContent = '';
+  if (!c.loaded) loadDm(c);
+  markShownRead();
+  renderDms();
+}
+
+$('dm-older').addEventListener('click', () => {
+  const c = state.activeDm !== null ? state.dms.get(state.activeDm) : null;
+  if (c) loadOlderDms(c);
+});
 
 $('dm-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -385,10 +573,10 @@ $('dm-form').addEventListener('submit', async (e) => {
   try {
     const r = await conn.request('direct_message', { to: id, message });
     if (r && r.ok === false) { note.textContent = errorText(r); return; }
-    // Herald sends a DM to the recipient's tabs only: show ours here.
-    conversation(id).messages.push({ mine: true, text: message, at: new Date() });
+    // Our other tabs get a copy; this one shows it from the ack.
+    addDms(conversation(id), [{ id: r?.id, ts: r?.ts, from: state.me?.id, message }]);
     input.value = '';
-    note.textContent = isOnline(id) ? '' : `${userOf(id).username} is offline: Herald does not store messages, so this one was not delivered.`;
+    note.textContent = isOnline(id) ? '' : `${userOf(id).username} is offline: the message is kept for when they come back.`;
     renderDms();
   } catch {
     note.textContent = 'Not sent: you are offline.';
@@ -521,6 +709,7 @@ function renderChat() {
   $('chat-input').placeholder = state.authenticated ? 'Message everyone' : 'Log in to chat';
 }
 
+let shownDm = null; // the conversation the log showed at the last render
 function renderDms() {
   const ids = [...state.dms.keys()];
   $('dm-empty').hidden = ids.length > 0;
@@ -528,7 +717,7 @@ function renderDms() {
     const c = state.dms.get(id);
     const u = userOf(id);
     const online = isOnline(id);
-    return h('li', { dataset: { testid: 'dm-conversation', username: u.username || '' } },
+    return h('li', { dataset: { testid: 'dm-conversation', username: u.username || '', unread: String(c.unread) } },
       h('button', {
         type: 'button',
         class: `conversation${state.activeDm === id ? ' active' : ''}`,
@@ -541,17 +730,31 @@ function renderDms() {
   }));
   const active = state.activeDm !== null ? state.dms.get(state.activeDm) : null;
   $('dm-thread').hidden = !active;
-  if (!active) return;
-  active.unread = 0;
+  if (!active) { shownDm = null; return; }
   const u = userOf(active.id);
   $('dm-thread').dataset.peer = u.username || '';
   $('dm-peer').textContent = `With ${u.username}${isOnline(active.id) ? '' : ' (offline)'}`;
   $('dm-input-label').textContent = `Message to ${u.username}`;
   $('dm-input').placeholder = `Message ${u.username}`;
+  const older = $('dm-older');
+  older.hidden = !active.hasMore && !(active.loading && active.loaded);
+  older.disabled = active.loading || !conn.connected;
+  older.textContent = active.loading ? 'Loading…' : 'Earlier messages';
   const log = $('dm-log');
+  log.setAttribute('aria-busy', String(active.loading));
+  // Where the reader is: at the bottom it follows new messages; after
+  // "Earlier messages" the same message stays in view.
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  const atBottom = fromBottom - log.clientHeight < 40;
   replaceChildren(log, active.messages.map((m) => messageItem({ ...m, user: m.mine ? state.me?.username : u.username, userId: m.mine ? state.me?.id : active.id },
     { testid: 'dm-message', showAuthor: false })));
-  log.scrollTop = log.scrollHeight;
+  if (keepDmScroll && shownDm === active.id) log.scrollTop = log.scrollHeight - fromBottom;
+  else if (atBottom || shownDm !== active.id) log.scrollTop = log.scrollHeight;
+  keepDmScroll = false;
+  shownDm = active.id;
+  const status = active.error || (!active.loaded && active.loading ? 'Loading the conversation…' : '');
+  $('dm-status').textContent = status;
+  $('dm-status').hidden = !status;
   const can = state.authenticated && conn.connected;
   $('dm-input').disabled = !can;
   $('dm-form').querySelector('button').disabled = !can;
