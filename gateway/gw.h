@@ -86,10 +86,6 @@ struct gw {
     char id[128];               /* this gateway's id (--gateway-id or host-pid) */
     int port;                   /* the port actually bound */
     int64_t started_ms;
-    /* While the bus re-registers after it was fenced: the clients up to
-     * this id are the old registration's, closed with 1012 once the broker
-     * has answered what they sent (0: none pending). */
-    uint64_t fence_below;
     /* Counters (GET /metrics). */
     uint64_t n_deliveries; /* events queued to client connections */
     struct gw_hist rtt;    /* gateway -> broker -> gateway */

@@ -599,11 +599,36 @@ static void announce_all(struct gw_bus *b)
  * as our backlog), except the last recovery window of it, at most
  * retain_max entries: a session that comes back, here or on another
  * gateway, finds what it missed there (PROTOCOL.md §4a). The batches read
- * are kept in a ring (last id, when, how many) and dropped whole, oldest
- * first, with XTRIM MINID at the last dropped batch's last id: that one
- * entry stays, so a client whose offset it is can still come back.
+ * are kept in a ring of chunks of at most GW_KEPT_CHUNK entries (last id,
+ * when read, how many) and dropped whole, oldest first, with XTRIM MINID at
+ * the last dropped chunk's last id: that one entry stays, so a client whose
+ * offset it is can still come back.
  */
-static void retain(struct gw_bus *b, size_t n)
+/* Entries per kept chunk: trimming drops whole chunks, so the log is kept
+ * to --recovery-log-max within this many. */
+#define GW_KEPT_CHUNK 64
+
+/* Appends a chunk of n entries ending at id, read at now. */
+static void kept_add(struct gw_bus *b, const char *id, size_t n, int64_t now)
+{
+    if (b->kept_n == GW_KEPT_BATCHES) {
+        /* The ring is full: the oldest chunk goes. */
+        struct gw_kept *old = &b->kept[b->kept_head];
+        snprintf(b->trim_to, sizeof(b->trim_to), "%s", old->last_id);
+        b->kept_entries -= old->count;
+        b->kept_head = (b->kept_head + 1) % GW_KEPT_BATCHES;
+        b->kept_n--;
+        b->trim_pending = true;
+    }
+    struct gw_kept *k = &b->kept[(b->kept_head + b->kept_n) % GW_KEPT_BATCHES];
+    snprintf(k->last_id, sizeof(k->last_id), "%s", id);
+    k->ms = now;
+    k->count = n;
+    b->kept_n++;
+    b->kept_entries += n;
+}
+
+static void retain(struct gw_bus *b, const redisReply *entries)
 {
     if (b->cfg.retain_ms <= 0) {
         if (b->pub.up)
@@ -611,22 +636,16 @@ static void retain(struct gw_bus *b, size_t n)
         return;
     }
     int64_t now = gw_now_ms();
-    bool trim = false;
-    if (b->kept_n == GW_KEPT_BATCHES) {
-        /* The ring is full: the oldest batch goes. */
-        struct gw_kept *old = &b->kept[b->kept_head];
-        snprintf(b->trim_to, sizeof(b->trim_to), "%s", old->last_id);
-        b->kept_entries -= old->count;
-        b->kept_head = (b->kept_head + 1) % GW_KEPT_BATCHES;
-        b->kept_n--;
-        trim = true;
+    size_t n = 0;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *en = entries->element[i];
+        n++;
+        if ((n == GW_KEPT_CHUNK || i + 1 == entries->elements) && en->type == REDIS_REPLY_ARRAY &&
+            en->elements == 2 && en->element[0]->type == REDIS_REPLY_STRING) {
+            kept_add(b, en->element[0]->str, n, now);
+            n = 0;
+        }
     }
-    struct gw_kept *k = &b->kept[(b->kept_head + b->kept_n) % GW_KEPT_BATCHES];
-    snprintf(k->last_id, sizeof(k->last_id), "%s", b->last_id);
-    k->ms = now;
-    k->count = n;
-    b->kept_n++;
-    b->kept_entries += n;
     while (b->kept_n > 1) {
         struct gw_kept *old = &b->kept[b->kept_head];
         if (now - old->ms <= b->cfg.retain_ms && b->kept_entries <= (size_t)b->cfg.retain_max)
@@ -635,13 +654,11 @@ static void retain(struct gw_bus *b, size_t n)
         b->kept_entries -= old->count;
         b->kept_head = (b->kept_head + 1) % GW_KEPT_BATCHES;
         b->kept_n--;
-        trim = true;
+        b->trim_pending = true;
     }
-    if ((trim || b->trim_pending) && b->pub.up)
+    if (b->trim_pending && b->pub.up)
         b->trim_pending =
             rds_cmd(&b->pub, NULL, NULL, "XTRIM %s MINID %s", b->stream, b->trim_to) != 0;
-    else if (trim)
-        b->trim_pending = true;
 }
 
 /* Applies the entries of one XREAD reply, in order; the last id read is
@@ -685,10 +702,9 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
         log_error("XREAD %s: %s", b->stream, r->str);
     } else if (r->type == REDIS_REPLY_ARRAY) {
         const redisReply *en = ev_reply_entries(r);
-        size_t n = en ? en->elements : 0;
         apply_entries(b, r);
-        if (n)
-            retain(b, n);
+        if (en && en->elements)
+            retain(b, en);
     }
     issue_xread(b);
 }

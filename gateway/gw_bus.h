@@ -42,13 +42,13 @@ struct gw_bus_config {
     long retain_max;
 };
 
-/* A batch of entries we read and keep (gw_bus.c retain()). */
+/* A chunk of entries we read and keep (gw_bus.c retain()). */
 struct gw_kept {
     char last_id[64];
     int64_t ms;
     size_t count;
 };
-#define GW_KEPT_BATCHES 1024
+#define GW_KEPT_BATCHES 2048
 
 struct gw_bus_handlers {
     /* One entry read from our stream; e is borrowed for the call (it points

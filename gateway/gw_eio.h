@@ -31,6 +31,7 @@ struct gw_eio;
 #define GW_SESS_UPGRADING 0x02u /* probe answered: GETs get a noop */
 #define GW_SESS_PROBED 0x04u
 #define GW_SESS_TRUSTED 0x08u /* gw_eio_trust(): messages up to max_payload */
+#define GW_SESS_OLD_REG 0x10u /* a client of the registration the broker gave up */
 
 struct gw_sess {
     RB_ENTRY(gw_sess) by_sid;

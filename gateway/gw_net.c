@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -272,11 +273,20 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
     RB_INIT(&n->by_id);
     gw_ip_init(&n->ips, lim->conns_per_ip, lim->conn_rate_per_ip);
     gw_ip_set_chat(&n->ips, lim->chat_rate_per_ip, lim->chat_burst_per_ip);
-    /* Ids stay unique across restarts of a gateway under the same id, so a
-     * stale entry in Redis can never name a new connection. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    n->next_id = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) * 1000;
+    /* Ids are unique across gateways and across restarts of one (a stale
+     * entry in Redis never names a new connection, and a recovered session
+     * keeps its id on another gateway, PROTOCOL.md §4a): each process
+     * counts up from a random start in [2^52, 2^53 - 2^32), so two of them
+     * meet only if they start within their connection counts of each other
+     * (about 1e-9 for a million each), and every id stays exact as a
+     * JavaScript number. Time-based if the kernel has no random bytes. */
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) * 1000;
+    }
+    n->next_id = (UINT64_C(1) << 52) + r % ((UINT64_C(1) << 52) - (UINT64_C(1) << 32));
     n->on_readable = gw_conn_read;
     n->scratch = malloc(GW_SCRATCH_SIZE);
     n->flush_ev = event_new(base, -1, 0, gw_net_on_flush, n);

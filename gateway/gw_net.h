@@ -81,6 +81,7 @@ void gw_out_list_free(struct gw_out *head);
 #define GW_CONN_CUT 0x1000u        /* over the output cap: only the close frame may follow */
 #define GW_CONN_SERVED 0x2000u     /* at least one request head completed */
 #define GW_CONN_BODY_OK 0x4000u    /* the body being read was allowed by on_large_body */
+#define GW_CONN_OLD_REG 0x8000u    /* a client of the registration the broker gave up */
 
 /*
  * Every limit whose refusal /metrics counts

@@ -10,9 +10,6 @@
  * and the last reply frees it.
  */
 #include "gw_recover.h"
-#include "gw_deliver.h"
-#include "gw_sio.h"
-#include "gw_ws.h"
 
 #include "log.h"
 
@@ -27,7 +24,7 @@
 #include "b64.h"
 
 /* Entries asked per XRANGE page of the old stream. */
-#define GW_REPLAY_PAGE 256
+#define GW_REPLAY_PAGE 1024
 
 enum rec_step { REC_WAIT, REC_CHECK, REC_REPLAY };
 
@@ -65,6 +62,7 @@ RB_GENERATE_INTERNAL(rec_tree, rec, node, rec_cmp, static __attribute__((unused)
 
 struct gw_recover {
     struct rec_tree recs;
+    struct gw_recover_handlers h;
     struct gw_recover_stats stats;
 };
 
@@ -75,10 +73,12 @@ void gw_recover_pid(char out[GW_PID_MAX + 1], uint64_t id, uint32_t token, const
     snprintf(out, GW_PID_MAX + 1, "%" PRIu64 ".%" PRIu32 ".%s", id, token, start);
 }
 
+/* Canonical decimal (no sign, no leading zero) up to max: one spelling
+ * per pid. */
 static bool parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
-    if (len == 0 || len > 20)
+    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
         return false;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9' || v > (max - (uint64_t)(s[i] - '0')) / 10)
@@ -146,14 +146,14 @@ bool gw_recover_enabled(const struct gw *g)
 
 /* ---- records ----------------------------------------------------------------- */
 
-static struct gw_recover *state(struct gw *g)
+int gw_recover_init(struct gw *g, const struct gw_recover_handlers *h)
 {
-    if (!g->recover) {
-        g->recover = calloc(1, sizeof(*g->recover));
-        if (g->recover)
-            RB_INIT(&g->recover->recs);
-    }
-    return g->recover;
+    g->recover = calloc(1, sizeof(*g->recover));
+    if (!g->recover)
+        return -1;
+    RB_INIT(&g->recover->recs);
+    g->recover->h = *h;
+    return 0;
 }
 
 static struct rec *rec_find(struct gw *g, uint64_t id)
@@ -263,7 +263,7 @@ void gw_recover_hold(struct gw *g, uint64_t id, const struct ev_entry *e)
 bool gw_recover_begin(struct gw *g, uint64_t id, bool sio, int64_t user_id, uint32_t token,
                       const char *pid, const char *offset)
 {
-    struct gw_recover *st = state(g);
+    struct gw_recover *st = g->recover;
     struct rec *r = st ? calloc(1, sizeof(*r)) : NULL;
     if (!r)
         return false;
@@ -298,10 +298,7 @@ static void go_fresh(struct gw *g, struct rec *r)
 {
     char pid[GW_PID_MAX + 1];
     gw_recover_pid(pid, r->id, r->token, r->answer);
-    if (r->sio)
-        gw_sio_session_ready(g, r->id, pid);
-    else
-        gw_ws_session_ready(g, r->id, pid, r->answer);
+    g->recover->h.ready(g, r->id, r->sio, pid, r->answer);
     g->recover->stats.fresh++;
 }
 
@@ -310,8 +307,7 @@ static void finish(struct gw *g, struct rec *r, bool recovered)
 {
     if (recovered) {
         g->recover->stats.recovered++;
-        if (!r->sio)
-            gw_ws_session_resumed(g, r->id, r->answer);
+        g->recover->h.resumed(g, r->id, r->sio, r->answer);
     }
     struct held *h = r->held;
     r->held = NULL;
@@ -320,7 +316,7 @@ static void finish(struct gw *g, struct rec *r, bool recovered)
     r->cancelled = true; /* out of the table: busy() is false from here */
     for (; h;) {
         struct held *next = h->next;
-        gw_deliver_one(g, r->id, &h->e);
+        g->recover->h.deliver(g, r->id, &h->e);
         free(h);
         h = next;
     }
@@ -335,10 +331,7 @@ static void fail(struct gw *g, struct rec *r, bool recoverable, const char *why)
     uint64_t id = r->id;
     bool sio = r->sio;
     rec_end(g, r);
-    if (sio)
-        gw_sio_session_drop(g, id, recoverable);
-    else
-        gw_ws_session_drop(g, id, recoverable);
+    g->recover->h.drop(g, id, sio, recoverable);
 }
 
 static void replay_page(struct gw *g, struct rec *r);
@@ -385,7 +378,7 @@ static void page_apply(struct gw *g, struct rec *r, const redisReply *rp)
             return;
         }
         g->recover->stats.replayed++;
-        gw_deliver_one(g, r->id, &e);
+        g->recover->h.deliver(g, r->id, &e);
         if (r->cancelled)
             return; /* a replayed kick closed it */
     }
@@ -434,7 +427,7 @@ static void check_apply(struct gw *g, struct rec *r, const redisReply *rp)
         return;
     }
     if (r->sio)
-        gw_sio_session_ready(g, r->id, r->pid);
+        g->recover->h.ready(g, r->id, true, r->pid, NULL);
     r->step = REC_REPLAY;
     replay_page(g, r);
 }

@@ -24,10 +24,10 @@
  * it gets a fresh session instead (counted).
  *
  * Why a module of its own: it is the one thing that reads another
- * gateway's stream, and it sits between the bus (entries), the endpoints
- * (what the client is told) and gw_deliver (how an entry reaches one
- * session), which call in here; it calls them back through the functions
- * each endpoint exports for it.
+ * gateway's stream. It sits below the endpoints and gw_deliver, which call
+ * in here (begin, busy, hold, cancel; gw_deliver hands it the "resume"
+ * answers); what it must tell them (the session may go on, it resumed, it
+ * failed, deliver this entry to it) goes through handlers main.c wires.
  */
 #ifndef HERALD_GW_RECOVER_H
 #define HERALD_GW_RECOVER_H
@@ -38,6 +38,22 @@
 #define GW_PID_MAX (20 + 1 + 10 + 1 + EV_OFFSET_MAX)
 /* socket.id: derived from the pid, so a recovered session keeps it. */
 #define GW_SIO_ID_LEN 20
+
+/* What recovery tells the layers above (main.c wires them to gw_sio,
+ * gw_ws and gw_deliver); id is the session, sio its endpoint. */
+struct gw_recover_handlers {
+    /* The session may go on, as pid: Socket.IO sends its CONNECT reply
+     * (offset NULL); a fresh /ws session its "session" frame with offset. */
+    void (*ready)(struct gw *g, uint64_t id, bool sio, const char *pid, const char *offset);
+    /* Everything it missed was delivered (/ws: the "resumed" frame). */
+    void (*resumed)(struct gw *g, uint64_t id, bool sio, const char *offset);
+    /* Its recovery failed after it was told it recovered: close it. */
+    void (*drop)(struct gw *g, uint64_t id, bool sio, bool recoverable);
+    /* One entry for this session alone (gw_deliver_one). */
+    void (*deliver)(struct gw *g, uint64_t id, const struct ev_entry *e);
+};
+/* Sets up g->recover with h (copied). 0, or -1 out of memory. */
+int gw_recover_init(struct gw *g, const struct gw_recover_handlers *h);
 
 /* Writes the pid of connection id (token, start offset) into out (NUL
  * terminated). */

@@ -451,7 +451,7 @@ void gw_sio_announce_all(struct gw *g)
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
         struct gw_sio *st = s->app;
-        if (st && st->connected && !(g->fence_below && s->id <= g->fence_below))
+        if (st && st->connected && !(s->flags & GW_SESS_OLD_REG))
             st->open_sent =
                 gw_bus_open(&g->bus, s->id, st->life.user_id, GW_CLIENT_SIO, st->token, NULL) ||
                 st->open_sent;

@@ -161,18 +161,27 @@ void gw_ws_announce_all(struct gw *g)
     {
         /* One that is closing is not announced: its close follows. */
         if (gw_ws_is_client(c) && !(c->flags & (GW_CONN_DEAD | GW_CONN_CLOSE_SENT)) &&
-            !(g->fence_below && c->id <= g->fence_below))
+            !(c->flags & GW_CONN_OLD_REG))
             announce(g, c);
     }
 }
 
-size_t gw_ws_close_upto(struct gw *g, uint64_t max_id, uint16_t code, const char *reason)
+void gw_ws_mark_old(struct gw *g)
+{
+    struct gw_conn *c;
+    TAILQ_FOREACH(c, &g->net.conns, link)
+    if (gw_ws_is_client(c))
+        c->flags |= GW_CONN_OLD_REG;
+}
+
+size_t gw_ws_close_old(struct gw *g, uint16_t code, const char *reason)
 {
     size_t n = 0;
     struct gw_conn *c;
     TAILQ_FOREACH(c, &g->net.conns, link)
     {
-        if (gw_ws_is_client(c) && c->id <= max_id && !(c->flags & GW_CONN_CLOSE_SENT)) {
+        if (gw_ws_is_client(c) && (c->flags & GW_CONN_OLD_REG) &&
+            !(c->flags & GW_CONN_CLOSE_SENT)) {
             gw_conn_close(c, code, reason);
             n++;
         }

@@ -35,11 +35,13 @@ void gw_ws_on_tick(struct gw *g, struct gw_conn *c, int64_t now_ms);
 /* c is being freed: tells the broker (when it knew c) and frees c->app. */
 void gw_ws_on_closed(struct gw *g, struct gw_conn *c);
 /* Announces every open /ws client to the broker again (gw_bus on_ready),
- * except the old registration's after a fence (g->fence_below). */
+ * except the old registration's after a fence (GW_CONN_OLD_REG). */
 void gw_ws_announce_all(struct gw *g);
-/* Closes every /ws client with an id up to max_id with code and reason
- * (after the bus was fenced). Returns how many. */
-size_t gw_ws_close_upto(struct gw *g, uint64_t max_id, uint16_t code, const char *reason);
+/* The bus was fenced: every /ws client open now is the old registration's
+ * (GW_CONN_OLD_REG); gw_ws_close_old() closes them with code and reason
+ * once the broker has answered what they sent. Returns how many. */
+void gw_ws_mark_old(struct gw *g);
+size_t gw_ws_close_old(struct gw *g, uint16_t code, const char *reason);
 
 /* ---- delivery of broker entries (called by gw_deliver) ------------------- */
 

@@ -283,6 +283,30 @@ static void net_on_tick(struct gw_net *n, struct gw_conn *c, int64_t now_ms)
 
 /* ---- wiring: the bus's handlers -------------------------------------------------- */
 
+/* gw_recover's handlers: a recovered or fresh session goes on at its
+ * endpoint. */
+static void recover_ready(struct gw *g, uint64_t id, bool sio, const char *pid, const char *offset)
+{
+    if (sio)
+        gw_sio_session_ready(g, id, pid);
+    else
+        gw_ws_session_ready(g, id, pid, offset);
+}
+
+static void recover_resumed(struct gw *g, uint64_t id, bool sio, const char *offset)
+{
+    if (!sio)
+        gw_ws_session_resumed(g, id, offset);
+}
+
+static void recover_drop(struct gw *g, uint64_t id, bool sio, bool recoverable)
+{
+    if (sio)
+        gw_sio_session_drop(g, id, recoverable);
+    else
+        gw_ws_session_drop(g, id, recoverable);
+}
+
 static void bus_on_entry(void *arg, const struct ev_entry *e)
 {
     gw_deliver_entry(arg, e);
@@ -300,7 +324,10 @@ static void bus_on_ready(void *arg)
 static void bus_on_fenced(void *arg)
 {
     struct gw *g = arg;
-    g->fence_below = g->net.next_id;
+    struct gw_sess *s;
+    TAILQ_FOREACH(s, &g->eio.all, link)
+    s->flags |= GW_SESS_OLD_REG;
+    gw_ws_mark_old(g);
 }
 
 /* ... and they go now, with 1012 ("service restart": clients take it as
@@ -312,14 +339,13 @@ static void bus_on_welcome(void *arg)
     struct gw_sess *s, *tmp;
     TAILQ_FOREACH_SAFE(s, &g->eio.all, link, tmp)
     {
-        if (s->id <= g->fence_below) {
+        if (s->flags & GW_SESS_OLD_REG) {
             gw_eio_close(s, 1012, "service restart");
             n++;
         }
     }
-    n += gw_ws_close_upto(g, g->fence_below, 1012, "service restart");
+    n += gw_ws_close_old(g, 1012, "service restart");
     log_warn("registered again: %zu client(s) of the old registration closed with 1012", n);
-    g->fence_below = 0;
 }
 
 /* A client event Redis never answered: its sender hears unavailable, as if
@@ -438,6 +464,14 @@ static int start(struct gw *g, const char *host, int port)
     struct gw_eio_handlers eh = gw_sio_handlers;
     eh.arg = g;
     if (gw_eio_init(&g->eio, &g->net, &ecfg, &eh) != 0)
+        return -1;
+    static const struct gw_recover_handlers rh = {
+        .ready = recover_ready,
+        .resumed = recover_resumed,
+        .drop = recover_drop,
+        .deliver = gw_deliver_one,
+    };
+    if (gw_recover_init(g, &rh) != 0)
         return -1;
     struct gw_bus_config bcfg = {
         .redis_url = g->cfg.redis_url,

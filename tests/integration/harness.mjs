@@ -239,6 +239,18 @@ export class Stack {
   }
 }
 
+// Every frame the broker caused carries its recovery offset (PROTOCOL.md
+// §4a). Tests compare frames whole: the offset stays readable as m.offset
+// but is not enumerable, so deepEqual leaves it out.
+export function hideOffset(m) {
+  if (m && typeof m === 'object' && typeof m.offset === 'string' && m.type !== 'session' && m.type !== 'resumed') {
+    const o = m.offset;
+    delete m.offset;
+    Object.defineProperty(m, 'offset', { value: o, enumerable: false });
+  }
+  return m;
+}
+
 // A raw /ws client that records every JSON message and its close.
 export class Client {
   constructor(url, opts = {}) {
@@ -251,6 +263,7 @@ export class Client {
     this.ws.on('error', () => {});
     this.ws.on('message', (data, isBinary) => {
       const m = isBinary ? { binary: data } : JSON.parse(data.toString());
+      hideOffset(m);
       this.messages.push(m);
       this.waiters = this.waiters.filter((w) => !(w.pred(m) && (w.resolve(m), true)));
     });
@@ -389,9 +402,28 @@ const sioSockets = new Set();
 export function sioClient(url, { token = null, ...opts } = {}) {
   const sock = io(url, { reconnection: false, forceNew: true, transports: ['websocket'], auth: { token }, ...opts });
   sock.events = [];
-  sock.onAny((name, ...args) => sock.events.push([name, ...args]));
+  sock.offsets = [];
+  sock.onAny((name, ...args) => sock.events.push([name, ...splitOffset(sock, args)]));
   sioSockets.add(sock);
   return sock;
+}
+
+// The recovery offset the server appends as an event's last argument
+// (PROTOCOL.md §4a) goes to sock.offsets (one per event, null when none),
+// so tests see an event's arguments as the application sends them.
+const OFFSET = /^\d+-\d+$/;
+export function splitOffset(sock, args) {
+  if (args.length && typeof args[args.length - 1] === 'string' && OFFSET.test(args[args.length - 1])) {
+    sock.offsets.push(args[args.length - 1]);
+    return args.slice(0, -1);
+  }
+  sock.offsets.push(null);
+  return args;
+}
+
+export function withoutOffset(args) {
+  return args.length && typeof args[args.length - 1] === 'string' && OFFSET.test(args[args.length - 1])
+    ? args.slice(0, -1) : args;
 }
 
 // Resolves with the socket once connected; rejects with the connect_error.
@@ -422,7 +454,8 @@ export function sioNext(sock, name, pred = () => true, { from = 0, timeout = 500
   const have = sock.events.slice(from).find(match);
   if (have) return Promise.resolve(have.slice(1));
   return new Promise((resolve, reject) => {
-    const h = (...e) => {
+    const h = (...raw) => {
+      const e = [raw[0], ...withoutOffset(raw.slice(1))];
       if (!match(e)) return;
       clearTimeout(t);
       sock.offAny(h);

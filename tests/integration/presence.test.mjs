@@ -121,7 +121,8 @@ test('a kick with an invalid code or an oversized reason still closes cleanly', 
   await erin.sync();
   const conns = s.redis('HGETALL', 'herald:conns:gw-a').split('\n').map((l) => (l.match(/"(.*)"/) || [])[1]);
   let id;
-  for (let i = 0; i + 1 < conns.length; i += 2) if (conns[i + 1] === `${s.users.erin}:w`) id = conns[i];
+  // "<user>:<kind>:<session token>"
+  for (let i = 0; i + 1 < conns.length; i += 2) if (conns[i + 1].startsWith(`${s.users.erin}:w:`)) id = conns[i];
   assert.ok(id, `erin's connection in herald:conns:gw-a: ${conns}`);
   s.redis('XADD', 'herald:gw:gw-a', '*', 't', 'kick', 'c', id, 's', '1005', 'e', 'x'.repeat(200));
   const { code, reason } = await erin.closed;

@@ -1148,6 +1148,130 @@ static void test_resync_writes_connections(void)
     teardown();
 }
 
+/* ---- recovered sessions (PROTOCOL.md §4a) ------------------------------------------ */
+
+static struct bk_conn *conn_of(const char *gw, uint64_t id)
+{
+    struct bk_gw *g = bk_gw_find(&F.b, gw, strlen(gw));
+    return g ? bk_conn_find(&F.b, g, id) : NULL;
+}
+
+static void test_recovery(void)
+{
+    setup(1500, 4);
+    F.b.cfg.recovery_window_ms = 60000;
+    applyf("t open gw g1 c 10 u 1 k sio p 777");
+    applyf("t open gw g2 c 20 u 2 k ws p 888");
+    applyf("t msg gw g1 c 10 u 1 e watch-profile d {\"userId\":2}");
+    struct bk_conn *c = conn_of("g1", 10);
+    CHECK(c != NULL && c->token == 777 && c->nrooms == 1);
+    CHECK(find_since(&F.rec, 0, "HSET herald:conns:g1 10 1:s:777", NULL) != NULL);
+
+    /* A network close: detached, not removed. Out of presence (grace) and
+     * of Redis, still in its user's and rooms' lists. */
+    size_t mark = F.rec.n;
+    applyf("t close gw g1 c 10 v 1");
+    c = conn_of("g1", 10);
+    CHECK(c != NULL && (c->flags & BK_CONN_DETACHED));
+    CHECK_INT(F.b.ndetached, 1);
+    CHECK_INT(bk_user_find(&F.b, 1)->nconns, 0);
+    CHECK(bk_user_find(&F.b, 1)->in_grace);
+    CHECK(find_since(&F.rec, mark, "HDEL herald:conns:g1 10", NULL) != NULL);
+    CHECK(find_since(&F.rec, mark, "HDEL herald:watch:g1", "10:2") != NULL);
+    /* What it would have been sent still goes to g1's stream. */
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 20 u 2 e direct_message d {\"to\":1,\"message\":\"gap\"}");
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "\"gap\"") != NULL);
+
+    /* A wrong token is another session: a fresh one, the old one kept. */
+    mark = F.rec.n;
+    applyf("t open gw g2 c 10 u 1 k sio p 778 o 5-0");
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g2 ", "t resume c 10 s 0") != NULL);
+    CHECK(conn_of("g1", 10) != NULL && conn_of("g2", 10) != NULL);
+    applyf("t close gw g2 c 10");
+    CHECK(conn_of("g2", 10) == NULL);
+
+    /* Back on g2 within the grace period: moved there, no transition; the
+     * old stream gets "moved", the new one "resume" with where to read. */
+    mark = F.rec.n;
+    applyf("t open gw g2 c 10 u 1 k sio p 777 o 5-0");
+    CHECK(conn_of("g1", 10) == NULL);
+    c = conn_of("g2", 10);
+    CHECK(c != NULL && !(c->flags & BK_CONN_DETACHED) && c->nrooms == 1);
+    CHECK_INT(F.b.ndetached, 0);
+    CHECK_INT(bk_user_find(&F.b, 1)->nconns, 1);
+    CHECK(!bk_user_find(&F.b, 1)->in_grace);
+    CHECK_STR(find_since(&F.rec, mark, "XADD herald:gw:g1 ", NULL),
+              "XADD herald:gw:g1 * t moved c 10");
+    CHECK_STR(find_since(&F.rec, mark, "XADD herald:gw:g2 ", "resume"),
+              "XADD herald:gw:g2 * t resume c 10 s 1 e g1 o 5-0");
+    CHECK(find_since(&F.rec, mark, "HSET herald:conns:g2 10 1:s:777", NULL) != NULL);
+    CHECK(find_since(&F.rec, mark, "HSET herald:watch:g2", "10:2") != NULL);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:", "\"status\""), 0);
+    CHECK_INT(F.b.counters.recovered, 1);
+    /* Replayed, the open changes nothing. */
+    mark = F.rec.n;
+    applyf("t open gw g2 c 10 u 1 k sio p 777 o 5-0");
+    CHECK_INT(count_since(&F.rec, mark, NULL, NULL), 0);
+
+    /* A live session taken over (its gateway died unnoticed): moved. */
+    mark = F.rec.n;
+    applyf("t open gw g1 c 20 u 2 k ws p 888 o 6-0");
+    CHECK(conn_of("g2", 20) == NULL && conn_of("g1", 20) != NULL);
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g2 ", "t moved c 20") != NULL);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:", "\"status\""), 0);
+
+    /* Past the grace, then back: offline, then online (both true). */
+    applyf("t close gw g1 c 20 v 1");
+    wait_ms(2000);
+    CHECK(!bk_user_find(&F.b, 2)->online);
+    mark = F.rec.n;
+    applyf("t open gw g1 c 20 u 2 k ws p 888 o 7-0");
+    CHECK(bk_user_find(&F.b, 2)->online);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:", "\"status\":\"online\""), 2);
+
+    /* Past the window: gone for good; coming back is a fresh session. */
+    applyf("t close gw g1 c 20 v 1");
+    wait_ms(61000);
+    CHECK(conn_of("g1", 20) == NULL);
+    CHECK_INT(F.b.ndetached, 0);
+    CHECK_INT(F.b.counters.detached_expired, 1);
+    mark = F.rec.n;
+    applyf("t open gw g1 c 20 u 2 k ws p 888 o 8-0");
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "t resume c 20 s 0") != NULL);
+
+    /* A goodbye (no v) removes at once. */
+    applyf("t close gw g1 c 20");
+    CHECK(conn_of("g1", 20) == NULL);
+    CHECK_INT(F.b.ndetached, 0);
+
+    /* A reaped gateway's sessions are detached; the gateway is kept, dead,
+     * while one of them may come back, and still gets broadcasts. */
+    applyf("t open gw g1 c 30 u 3 k sio p 999");
+    F.now += EV_LEASE_TTL(F.b.cfg.gateway_lease_ms);
+    mark = F.rec.n;
+    bk_presence_check_leases(&F.b);
+    answer_lease(mark, "g1", 0);
+    struct bk_gw *g1 = bk_gw_find(&F.b, "g1", 2);
+    CHECK(g1 != NULL && g1->dead && g1->ndetached == 1);
+    CHECK(find_since(&F.rec, mark, "PEXPIRE herald:gw:g1", NULL) != NULL);
+    mark = F.rec.n;
+    applyf("t msg gw g2 c 10 u 1 e livechat d {\"message\":\"toall\"}");
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 ", "toall") != NULL);
+    /* Its last session comes back elsewhere: the dead record goes. */
+    applyf("t open gw g2 c 30 u 3 k sio p 999 o 9-0");
+    CHECK(bk_gw_find(&F.b, "g1", 2) == NULL);
+    CHECK(conn_of("g2", 30) != NULL);
+
+    /* Deleting an account with a detached session frees it. */
+    applyf("t close gw g2 c 30 v 1");
+    CHECK_INT(F.b.ndetached, 1);
+    bk_user_delete(&F.b, bk_user_find(&F.b, 3));
+    CHECK_INT(F.b.ndetached, 0);
+    CHECK(bk_user_find(&F.b, 3) == NULL);
+    teardown();
+}
+
 int main(void)
 {
     /* The broker logs every transition at info; failures print their own
@@ -1169,5 +1293,6 @@ int main(void)
     test_chat_rate();
     test_resync_writes_connections();
     test_sync();
+    test_recovery();
     return check_report("test_broker");
 }
