@@ -129,7 +129,7 @@ test('Socket.IO: gateway A killed with SIGKILL, the client comes back on B as th
   }
 });
 
-test('raw /ws: a blip, then ?resume=<id>:<offset> on the other gateway: what was missed, then resumed', async () => {
+test('raw /ws: gateway A killed with SIGKILL, ?resume=<id>:<offset> on B: what was missed, then resumed', async () => {
   const s = await new Stack('recovery-ws', stackOpts()).start();
   try {
     const [A, B] = s.gateways;
@@ -142,8 +142,9 @@ test('raw /ws: a blip, then ?resume=<id>:<offset> on the other gateway: what was
     alice.send({ type: 'livechat', message: 'before' });
     const before = await c1.next((m) => m.type === 'livechat' && m.message === 'before');
     assert.ok(before.offset, 'every frame carries an offset');
-    // The blip: the TCP connection dies without a close frame.
-    c1.ws._socket.destroy();
+    // Gateway A dies with the connection.
+    A.proc.kill('SIGKILL');
+    await A.proc.exited;
     await c1.closed;
     const sent = [];
     for (let i = 0; i < 4; i++) {
@@ -163,12 +164,21 @@ test('raw /ws: a blip, then ?resume=<id>:<offset> on the other gateway: what was
     alice.send({ type: 'livechat', message: 'after' });
     const live = await c2.next((m) => m.type === 'livechat' && m.message === 'after');
     assert.ok(c2.messages.indexOf(live) > upTo);
+    // A blip on B (the TCP connection dies without a close frame): the
+    // session is kept, detached, and resumes on B itself.
+    c2.ws._socket.destroy();
+    await c2.closed;
+    alice.send({ type: 'direct_message', to: 'carol', message: 'during the blip' });
+    await alice.sync();
+    const c4 = await new Client(`${B.ws}?resume=${encodeURIComponent(`${session.id}:${live.offset}`)}`, hdr).opened();
+    const again = await c4.next((m) => m.type === 'resumed', 10000, 'resumed after the blip');
+    assert.deepEqual(c4.messages.slice(0, c4.messages.indexOf(again)).map((m) => m.message), ['during the blip']);
+    await c4.close();
     // A resume that names an unknown session gets a fresh one.
     const c3 = await new Client(`${B.ws}?resume=${encodeURIComponent(`999.123.1-0:1-0`)}`, hdr).opened();
     const fresh = await c3.next((m) => m.type === 'session', 10000, 'a fresh session');
     assert.notEqual(fresh.id, session.id);
     await c3.close();
-    await c2.close();
     await alice.close();
   } finally {
     await s.stop();
