@@ -332,8 +332,11 @@ struct bk_gw *bk_gw_get(struct bk *b, const char *id, size_t len, bool persist)
     return gw;
 }
 
-/* Forgets every connection of a gateway (it restarted or died). */
-static void gw_clear(struct bk *b, struct bk_gw *gw)
+/* Forgets every connection of a gateway (it restarted or died); with
+ * detach, they are detached instead (bk_conn_detach: they may come back).
+ * Detached sessions stay either way: their clients may still come back (to
+ * this gateway's new life or another), and their events are in its stream. */
+static void gw_clear(struct bk *b, struct bk_gw *gw, bool detach)
 {
     char key[256];
     char wkey[256];
@@ -342,12 +345,14 @@ static void gw_clear(struct bk *b, struct bk_gw *gw)
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
     snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
     bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
-    /* Detached sessions stay: their clients may still come back (to this
-     * gateway's new life or another), and their events are in our stream. */
     struct bk_conn *c, *next;
     for (c = LIST_FIRST(&gw->conns); c; c = next) {
         next = LIST_NEXT(c, gw_link);
-        if (!(c->flags & BK_CONN_DETACHED))
+        if (c->flags & BK_CONN_DETACHED)
+            continue;
+        if (detach)
+            bk_conn_detach(b, c, false);
+        else
             bk_conn_remove(b, c, false);
     }
 }
@@ -442,26 +447,16 @@ static void gw_reap(struct bk *b, struct bk_gw *gw)
 {
     log_warn("gateway %s missed its lease: dropping its %zu connections and fencing it", gw->id,
              gw->nconns);
+    /* With recovery, its sessions may come back elsewhere with what they
+     * missed: they are detached (offline after the grace, as before), and
+     * the gateway is kept as a dead record that still gets their events,
+     * its stream expiring once none of them can return. */
+    gw_clear(b, gw, true);
     if (b->cfg.recovery_window_ms > 0) {
-        /* Its sessions may come back elsewhere with what they missed: they
-         * are detached (offline after the grace, as before), and the
-         * gateway is kept as a dead record that still gets their events,
-         * its stream expiring once none of them can return. */
-        char key[256], wkey[256], ttl[24];
-        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
-        snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
-        bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
-        struct bk_conn *c, *next;
-        for (c = LIST_FIRST(&gw->conns); c; c = next) {
-            next = LIST_NEXT(c, gw_link);
-            if (!(c->flags & BK_CONN_DETACHED))
-                bk_conn_detach(b, c, false);
-        }
+        char key[256], ttl[24];
         snprintf(key, sizeof(key), "%s%s", EV_GW_STREAM_PREFIX, gw->id);
         snprintf(ttl, sizeof(ttl), "%ld", 2 * b->cfg.recovery_window_ms);
         bk_cmd_strs(b, 3, (const char *[]){"PEXPIRE", key, ttl});
-    } else {
-        gw_clear(b, gw);
     }
     bk_cmd_strs(b, 3, (const char *[]){"SREM", BK_GATEWAYS_KEY, gw->id});
     fence_write(b, gw->id);
@@ -774,7 +769,7 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     }
     if (gw->nconns) {
         log_info("gateway %s restarted: dropping its %zu old connections", gw->id, gw->nconns);
-        gw_clear(b, gw);
+        gw_clear(b, gw, false);
     }
     bk_welcome(b, gw);
 }
