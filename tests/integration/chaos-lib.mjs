@@ -21,9 +21,24 @@
 // and, on the receiving side, delivered (each recipient present at send time
 // got it) and duplicated (some recipient got it more than once). A message
 // is lost when it was accepted, a recipient had an open connection when it
-// was sent, and that recipient never got it. A DM accepted for a recipient
-// with no open connection is "undeliverable" (Herald stores no DM yet:
-// PROTOCOL.md §4a), not lost.
+// was sent, and that recipient never got it ("lost live"). A DM accepted for
+// a recipient with no open connection is "undeliverable", and one for a
+// recipient whose connection the fault cut off is "cut off" (cutOffAt()):
+// neither could be delivered live.
+//
+// The DM store. The broker stores every DM before delivering it, so after
+// the scenario has settled (settle()) the ledger reads the stored
+// conversation of every pair that exchanged DMs (GET /api/dm/history with
+// the API key, paged with `before`) and classifies each accepted DM:
+//   delivered  a recipient got it live;
+//   stored     not delivered live (undeliverable, cut off, lost live) but in
+//              the recipient's history: it reaches the user on the next
+//              get_dm_history, so it is not lost;
+//   LOST       accepted, not delivered, not in the store.
+// Every accepted DM, delivered or not, must be in the store exactly once
+// ("unstored" and "storedTwice" count the exceptions). Livechat is not
+// stored per recipient and not guaranteed to reach a connection cut off by
+// a fault; its accounting is the live one above.
 //
 // Presence. Every peer records the presence events it saw (`status_update`
 // on /ws, `user-status-change` on Socket.IO) after a baseline. The scenario
@@ -153,8 +168,9 @@ export class Peer {
   // True when, at t, this peer's connection was open but cut off by the
   // fault (this.cutoff: [from, to] intervals a scenario sets): on a gateway
   // killed with the message in its stream, or one the broker had given up
-  // (the broker counted the user offline; a DM to an offline user is not
-  // stored yet, PROTOCOL.md §4a).
+  // (the broker counted the user offline). Such a recipient cannot get a
+  // message live; a DM to it must be in the store (Ledger.summary()), a
+  // livechat message is simply not delivered to it.
   cutOffAt(t) {
     return (this.cutoff || []).some(([a, b]) => t >= a && (b === null || t < b));
   }
@@ -340,6 +356,7 @@ export class Ledger {
     const msg = {
       id, kind, from, to, t: now, state: 'pending', error: null, why: null,
       recipients: kind === 'dm' ? [to] : null, got: new Map(),
+      stored: 0, // DMs: copies found in the store (checkStore())
     };
     this.msgs.set(id, msg);
     return msg;
@@ -381,12 +398,75 @@ export class Ledger {
     return true;
   }
 
+  // Reads the stored conversation of every pair of users that exchanged a
+  // DM in this ledger, through GET /api/dm/history at url with apiKey
+  // (pages of 100, older pages with `before` = the first id of a page), and
+  // sets m.stored to the number of stored copies of each DM (by its unique
+  // text; a stored copy whose sender or recipient differs is counted in
+  // this.storeMismatch). A page answered 503 is asked again until answered
+  // 200 (a gateway refuses while it counts herald:events at its cap or
+  // Redis down, until its next measurement; from the first such answer to
+  // the last page it held up: this.storeWaitMs); throws when one is not answered 200 within 15 s.
+  async checkStore(url, apiKey) {
+    const pairs = new Map();
+    for (const m of this.msgs.values()) {
+      if (m.kind !== 'dm') continue;
+      const [a, b] = [m.from.userId, m.to.userId].sort((x, y) => x - y);
+      pairs.set(`${a}-${b}`, [a, b]);
+    }
+    this.storeMismatch = 0;
+    this.storePages = 0;
+    this.storeWaitMs = 0; // from the first 503 to the last page it held up
+    let waitFrom = null;
+    const one = async ([a, b]) => {
+      let before = null;
+      for (;;) {
+        const q = new URLSearchParams({ user: String(a), with: String(b), limit: '100' });
+        if (before !== null) q.set('before', String(before));
+        const ask = async () => {
+          const r = await fetch(`${url}/api/dm/history?${q}`, { headers: { Authorization: `Bearer ${apiKey}` } });
+          const body = await r.text();
+          if (r.status === 200) return body;
+          const e = new Error(`GET /api/dm/history?${q}: ${r.status} ${body.slice(0, 200)}`);
+          if (r.status !== 503) e.fatal = true;
+          throw e;
+        };
+        let body;
+        try {
+          body = await ask();
+        } catch (e) {
+          if (e.fatal) throw e;
+          waitFrom ??= Date.now();
+          body = await waitFor(ask, { what: 'the DM history answered', timeout: 15000, interval: 100 });
+          this.storeWaitMs = Date.now() - waitFrom;
+        }
+        const { messages } = JSON.parse(body);
+        this.storePages++;
+        for (const s of messages) {
+          const m = this.msgs.get(s.message);
+          if (!m) continue; // not one of this scenario's
+          if (m.kind !== 'dm' || Number(s.from) !== m.from.userId || Number(s.to) !== m.to.userId) this.storeMismatch++;
+          else m.stored++;
+        }
+        if (messages.length < 100) return;
+        before = messages[0].id;
+      }
+    };
+    const list = [...pairs.values()];
+    for (let i = 0; i < list.length; i += 4) await Promise.all(list.slice(i, i + 4).map(one));
+    this.storeChecked = true;
+  }
+
   summary() {
     const r = {
       sent: 0, accepted: 0, refused: 0, inDoubt: 0, unanswered: 0, pending: 0, delivered: 0,
       lost: 0, duplicated: 0, extraCopies: 0, undeliverable: 0, cutOff: 0, refusedButDelivered: 0,
       refusedWords: {}, doubtWhy: {}, strayErrors: this.strayErrors.length, strayErrorSamples: this.strayErrors.slice(0, 3), unknownDeliveries: this.unknownDeliveries,
       lostIds: [], dupIds: [], silentIds: [],
+      // The DM store (null when it was not read): accepted DMs by outcome,
+      // and the exceptions.
+      dmAccepted: 0, dmDelivered: 0, dmStored: 0, dmLost: 0, cutOffStored: 0, cutOffLost: 0,
+      dmUnstored: 0, dmStoredTwice: 0, dmDoubtStored: 0, dmRefusedStored: 0, dmLostIds: [], dmUnstoredIds: [],
     };
     for (const m of this.msgs.values()) {
       r.sent++;
@@ -400,6 +480,7 @@ export class Ledger {
         if (r.dupIds.length < 10) r.dupIds.push(m.id);
       }
       if (gotAny) r.delivered++;
+      if (m.kind === 'dm') this.countStored(m, gotAny, r);
       switch (m.state) {
         case 'accepted':
           r.accepted++;
@@ -429,10 +510,37 @@ export class Ledger {
           r.pending++;
       }
     }
+    if (!this.storeChecked) {
+      for (const k of ['dmDelivered', 'dmStored', 'dmLost', 'cutOffStored', 'cutOffLost', 'dmUnstored', 'dmStoredTwice', 'dmDoubtStored', 'dmRefusedStored']) r[k] = null;
+    }
     // Never told and never delivered: lost silently as well.
     r.silentlyUnanswered = [...this.msgs.values()].filter((m) => (m.state === 'unanswered' || m.state === 'pending') &&
       ![...m.got.values()].some((v) => v > 0)).length;
     return r;
+  }
+
+  // One DM's store outcome into the summary r (see the file's head).
+  countStored(m, gotAny, r) {
+    if (m.stored > 1) r.dmStoredTwice++;
+    if (m.state === 'doubt' && m.stored) r.dmDoubtStored++;
+    if (m.state === 'refused' && m.stored) r.dmRefusedStored++;
+    if (m.state !== 'accepted') return;
+    r.dmAccepted++;
+    const tag = `${m.id} ${m.from.name}->${m.to.name}`;
+    if (!m.stored) {
+      r.dmUnstored++;
+      if (r.dmUnstoredIds.length < 10) r.dmUnstoredIds.push(tag);
+    }
+    const cut = m.to.presentAt(m.t) && m.to.cutOffAt(m.t);
+    if (gotAny) r.dmDelivered++;
+    else if (m.stored) {
+      r.dmStored++;
+      if (cut) r.cutOffStored++;
+    } else {
+      r.dmLost++;
+      if (cut) r.cutOffLost++;
+      if (r.dmLostIds.length < 10) r.dmLostIds.push(tag);
+    }
   }
 }
 
@@ -475,12 +583,16 @@ export function presenceLedger(peers, truth) {
 
 // ---- a scenario ---------------------------------------------------------------
 
+// The API key of every chaos stack: the ledger reads the DM store through
+// GET /api/dm/history.
+export const CHAOS_API_KEY = 'chaos-api-key';
+
 export class Chaos {
   constructor(name, stackOpts = {}) {
     this.name = name;
     this.s = new ChaosStack(name, {
       ...stackOpts,
-      env: { ...NO_LIMITS, ...(stackOpts.env || {}) },
+      env: { ...NO_LIMITS, HERALD_API_KEY: CHAOS_API_KEY, ...(stackOpts.env || {}) },
     });
     this.ledger = new Ledger(name);
     this.peers = [];
@@ -578,11 +690,19 @@ export class Chaos {
 
   // Waits (bounded) for every message to be answered and every accepted one
   // delivered, then a round trip through the broker on every peer so late
-  // copies show up too.
+  // copies show up too; then reads the DM store (Ledger.checkStore())
+  // through a running gateway. Throws when the store cannot be read.
   async settle(timeout = this.ackTimeout + 2000) {
     this.ledger.setChatRecipients(this.peers);
     await waitFor(() => this.ledger.settled(), { what: 'messages settled', timeout }).catch(() => {});
     await Promise.all(this.peers.filter((p) => p.connected).map((p) => p.sync(5000)));
+    const gw = this.s.gateways.find((g) => g.proc.running);
+    if (!gw) throw new Error('no gateway running to read the DM store through');
+    const t = Date.now();
+    await this.ledger.checkStore(gw.url, CHAOS_API_KEY);
+    this.report.storeWaitMs = this.ledger.storeWaitMs;
+    this.log(`DM store read through ${gw.id}: ${this.ledger.storePages} page(s) in ${Date.now() - t} ms` +
+      ` (${this.ledger.storeWaitMs} ms of it waiting for the gateway to relay again)`);
   }
 
   // Fills the report, writes it as one JSON line to $HERALD_CHAOS_REPORT,
@@ -594,6 +714,13 @@ export class Chaos {
       sent: m.sent, accepted: m.accepted, delivered: m.delivered, refused: m.refused, inDoubt: m.inDoubt,
       unanswered: m.unanswered, pending: m.pending, lost: m.lost, silent: m.silentlyUnanswered,
       duplicated: m.duplicated, extraCopies: m.extraCopies, undeliverable: m.undeliverable, cutOff: m.cutOff,
+      dmAccepted: m.dmAccepted, dmDelivered: m.dmDelivered, dmStored: m.dmStored, dmLost: m.dmLost,
+      cutOffStored: m.cutOffStored, cutOffLost: m.cutOffLost, dmUnstored: m.dmUnstored, dmStoredTwice: m.dmStoredTwice,
+      dmDoubtStored: m.dmDoubtStored, dmRefusedStored: m.dmRefusedStored, storeMismatch: this.ledger.storeMismatch ?? null,
+      // What the figures promise: a DM accepted is stored (so delivered or
+      // readable from the history); livechat is delivered to the recipients
+      // connected and not cut off, and only to them.
+      guarantees: { dm: 'accepted => stored once => delivered live or in get_dm_history', chat: 'live only; a connection cut off by the fault may miss it' },
       refusedWords: m.refusedWords, doubtWhy: m.doubtWhy, strayErrors: m.strayErrors, strayErrorSamples: m.strayErrorSamples,
       refusedButDelivered: m.refusedButDelivered,
       spurious: pres.spurious, presenceEvents: pres.events, peers: this.peers.length,
@@ -606,6 +733,11 @@ export class Chaos {
     if (pres.spurious) v.push(`${pres.spurious} spurious presence event(s): ${pres.examples.join('; ')}`);
     if (m.lost) v.push(`${m.lost} accepted message(s) lost: ${m.lostIds.join(', ')}`);
     if (m.silentlyUnanswered) v.push(`${m.silentlyUnanswered} message(s) never answered nor delivered: ${m.silentIds.join(', ')}`);
+    if (m.dmUnstored === null) v.push('the DM store was not read (settle() not reached)');
+    if (m.dmLost) v.push(`${m.dmLost} accepted DM(s) neither delivered nor stored: ${m.dmLostIds.join(', ')}`);
+    if (m.dmUnstored) v.push(`${m.dmUnstored} accepted DM(s) missing from the store: ${m.dmUnstoredIds.join(', ')}`);
+    if (m.dmStoredTwice) v.push(`${m.dmStoredTwice} DM(s) stored more than once`);
+    if (this.ledger.storeMismatch) v.push(`${this.ledger.storeMismatch} stored DM(s) with another sender or recipient than sent`);
     if (m.duplicated) v.push(`${m.duplicated} message(s) delivered more than once (${m.extraCopies} extra copies): ${m.dupIds.join(', ')}`);
     this.report.violations = v.concat(extra.violations || []);
     delete this.report.healDetail;
