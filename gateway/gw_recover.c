@@ -116,10 +116,16 @@ bool gw_recover_pid_parse(const char *pid, size_t len, uint64_t *id, uint32_t *t
 
 void gw_recover_sio_id(const char *pid, char out[GW_SIO_ID_LEN + 1])
 {
+    /* Fetched once: OpenSSL 3 looks an implicit EVP_sha256() up again on
+     * every call, a lock and a search per CONNECT. Kept for the process. */
+    static EVP_MD *sha256;
+    if (!sha256)
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    HERALD_ASSERT(sha256 != NULL);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int ml = 0;
     /* 15 bytes encode to exactly 20 characters. */
-    HERALD_ASSERT(EVP_Digest(pid, strlen(pid), md, &ml, EVP_sha256(), NULL) == 1 && ml >= 15);
+    HERALD_ASSERT(EVP_Digest(pid, strlen(pid), md, &ml, sha256, NULL) == 1 && ml >= 15);
     size_t n = b64_encode(out, GW_SIO_ID_LEN + 1, md, 15, B64_URL, false);
     HERALD_ASSERT(n == GW_SIO_ID_LEN);
     out[n] = '\0';

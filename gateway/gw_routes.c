@@ -359,7 +359,7 @@ static int query_id(const struct http_request *req, const char *name, int64_t *o
  * GET /api/dm/history?user=&with=&before=&limit= (docs/API.md): the stored
  * conversation of two users, for the application's own pages. The query is
  * checked here, so a mistake is named before anything is relayed (400
- * bad-request); whether the users exist is the broker's to say (404).
+ * bad-field); whether the users exist is the broker's to say (404).
  */
 static void route_dm_history(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
@@ -368,20 +368,20 @@ static void route_dm_history(struct gw *g, struct gw_conn *c, const struct gw_ro
         return;
     int64_t user = 0, with = 0, before = 0;
     if (query_id(req, "user", &user) != 1) {
-        gw_http_error(c, 400, "bad-request", "user must be a user id (a positive integer)");
+        gw_http_error(c, 400, "bad-field", "user must be a user id (a positive integer)");
         return;
     }
     if (query_id(req, "with", &with) != 1) {
-        gw_http_error(c, 400, "bad-request", "with must be a user id (a positive integer)");
+        gw_http_error(c, 400, "bad-field", "with must be a user id (a positive integer)");
         return;
     }
     if (query_id(req, "before", &before) < 0) {
-        gw_http_error(c, 400, "bad-request", "before must be a message id (a positive integer)");
+        gw_http_error(c, 400, "bad-field", "before must be a message id (a positive integer)");
         return;
     }
     long limit = query_number(req, "limit", GW_DM_PAGE);
     if (limit < 1 || limit > GW_DM_PAGE_MAX) {
-        gw_http_error(c, 400, "bad-request", "limit must be 1..100");
+        gw_http_error(c, 400, "bad-field", "limit must be 1..100");
         return;
     }
     struct json_object *args = json_object_new_object();

@@ -147,7 +147,7 @@ test('GET /api/dm/history: the application reads a stored conversation with its 
   for (const [q, message] of bad) {
     const r = await json(await get(q));
     assert.equal(r.status, 400, q);
-    assert.equal(r.body.error, 'bad-request', q);
+    assert.equal(r.body.error, 'bad-field', q);
     assert.match(r.body.message, message, q);
   }
   const unknownWith = await json(await get(`user=${carol}&with=999999`));
