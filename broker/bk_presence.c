@@ -577,6 +577,19 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c)
     bk_cmd(b, &a);
 }
 
+/* HDEL herald:conns:<gw> <id> of c. */
+static void conn_hdel(struct bk *b, const struct bk_conn *c)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "HDEL");
+    ev_args_adds(&a, key);
+    ev_args_add_u64(&a, c->id);
+    bk_cmd(b, &a);
+}
+
 struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct bk_user *u,
                             char kind, uint32_t token, bool persist)
 {
@@ -658,16 +671,8 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
     }
     struct bk_gw *gw = c->gw;
     struct bk_user *u = c->user;
-    if (persist) {
-        char key[256];
-        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, gw->id);
-        struct ev_args a;
-        ev_args_init(&a);
-        ev_args_adds(&a, "HDEL");
-        ev_args_adds(&a, key);
-        ev_args_add_u64(&a, c->id);
-        bk_cmd(b, &a);
-    }
+    if (persist)
+        conn_hdel(b, c);
     hooks_conn_closing(b, c, persist);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
     LIST_REMOVE(c, gw_link);
@@ -693,14 +698,7 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
 static void conn_unpersist(struct bk *b, struct bk_conn *c, bool persist)
 {
     if (persist) {
-        char key[256];
-        snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
-        struct ev_args a;
-        ev_args_init(&a);
-        ev_args_adds(&a, "HDEL");
-        ev_args_adds(&a, key);
-        ev_args_add_u64(&a, c->id);
-        bk_cmd(b, &a);
+        conn_hdel(b, c);
         hooks_conn_persist(b, c, false);
     }
 }
