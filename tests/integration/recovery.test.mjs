@@ -168,6 +168,10 @@ test('raw /ws: gateway A killed with SIGKILL, ?resume=<id>:<offset> on B: what w
     // session is kept, detached, and resumes on B itself.
     c2.ws._socket.destroy();
     await c2.closed;
+    // Once B has seen it go (alice's is then its only /ws connection), the
+    // session is detached and its id free there.
+    await waitFor(async () => (await metrics(B.url)).get('herald_gateway_connections{kind="ws"}') === 1,
+      { what: 'B noticed the blip' });
     alice.send({ type: 'direct_message', to: 'carol', message: 'during the blip' });
     await alice.sync();
     const c4 = await new Client(`${B.ws}?resume=${encodeURIComponent(`${session.id}:${live.offset}`)}`, hdr).opened();
