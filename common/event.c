@@ -264,8 +264,7 @@ int ev_entry_from_reply(struct ev_entry *e, const struct redisReply *en, const c
     return rc;
 }
 
-/* "<digits>-<digits>": *ms and *seq set. */
-static bool offset_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
+bool ev_id_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
 {
     if (!s || len == 0 || len > EV_OFFSET_MAX)
         return false;
@@ -277,16 +276,7 @@ static bool offset_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
 bool ev_offset_valid(const char *s, size_t len)
 {
     uint64_t ms, seq;
-    return offset_split(s, len, &ms, &seq);
-}
-
-int ev_offset_cmp(const char *a, size_t al, const char *b, size_t bl)
-{
-    uint64_t am = 0, as = 0, bm = 0, bs = 0;
-    HERALD_ASSERT(offset_split(a, al, &am, &as) && offset_split(b, bl, &bm, &bs));
-    if (am != bm)
-        return am < bm ? -1 : 1;
-    return as < bs ? -1 : as > bs;
+    return ev_id_split(s, len, &ms, &seq);
 }
 
 /* ---- entry encoders --------------------------------------------------------- */

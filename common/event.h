@@ -135,8 +135,8 @@ struct ev_entry {
  * EV_OFFSET_MAX characters. */
 #define EV_OFFSET_MAX 41
 bool ev_offset_valid(const char *s, size_t len);
-/* Orders two valid offsets (-1, 0, 1). */
-int ev_offset_cmp(const char *a, size_t al, const char *b, size_t bl);
+/* Its two numbers: true with *ms and *seq set, false when s is not one. */
+bool ev_id_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq);
 
 /*
  * Parses nfields (name, value) pairs: names[i]/lens. Unknown field names are

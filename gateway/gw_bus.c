@@ -164,18 +164,6 @@ static bool inflight_push(struct gw_bus *b, uint64_t conn, int64_t ack_id)
     return true;
 }
 
-/* "<ms>-<seq>" into *ms, *seq; false when it is not one. */
-static bool parse_id(const char *s, uint64_t *ms, uint64_t *seq)
-{
-    char *end;
-    *ms = strtoull(s, &end, 10);
-    if (end == s || *end != '-')
-        return false;
-    const char *q = end + 1;
-    *seq = strtoull(q, &end, 10);
-    return end != q && *end == '\0';
-}
-
 static bool id_le(uint64_t ms, uint64_t seq, uint64_t wms, uint64_t wseq)
 {
     return ms < wms || (ms == wms && seq <= wseq);
@@ -212,7 +200,7 @@ static void on_msg_written(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     HERALD_ASSERT(b->inflight_stored < b->inflight_n);
     struct gw_inflight *f = inflight_at(b, b->inflight_stored++);
-    if (r && r->type == REDIS_REPLY_STRING && parse_id(r->str, &f->ms, &f->seq)) {
+    if (r && r->type == REDIS_REPLY_STRING && ev_id_split(r->str, r->len, &f->ms, &f->seq)) {
         f->state = GW_IF_STORED;
         b->last_ms = f->ms;
         b->last_seq = f->seq;
@@ -254,7 +242,7 @@ static void on_read_pending(redisAsyncContext *ac, void *reply, void *priv)
     b->mark_asked = false;
     const char *oldest = ev_pending_oldest(reply);
     uint64_t ms, seq;
-    if (oldest && parse_id(oldest, &ms, &seq))
+    if (oldest && ev_id_split(oldest, strlen(oldest), &ms, &seq))
         set_mark_below(b, ms, seq);
 }
 
@@ -273,7 +261,7 @@ static void on_read_mark(redisAsyncContext *ac, void *reply, void *priv)
     const char *last;
     long long pending;
     uint64_t ms, seq;
-    if (!ev_group_progress(reply, &last, &pending) || !parse_id(last, &ms, &seq))
+    if (!ev_group_progress(reply, &last, &pending) || !ev_id_split(last, strlen(last), &ms, &seq))
         return;
     if (pending == 0) {
         b->read_ms = ms;

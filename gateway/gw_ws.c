@@ -48,8 +48,8 @@ static void send_session(struct gw_conn *c, const char *pid, const char *offset)
     gw_ws_send_text(c, buf, (size_t)n);
 }
 
-/* A ?resume=<pid>:<offset> asked for at the upgrade (the colon may come
- * percent-encoded), copied out of the request before it is gone. */
+/* A ?resume=<pid>:<offset> asked for at the upgrade (percent-encoded or
+ * not), copied out of the request before it is gone. */
 struct resume_ask {
     char pid[GW_PID_MAX + 1];
     char offset[EV_OFFSET_MAX + 1];
@@ -59,25 +59,16 @@ static bool resume_parse(const struct http_request *req, struct resume_ask *ask)
 {
     const char *v;
     size_t vl;
+    char buf[GW_PID_MAX + EV_OFFSET_MAX + 8];
     if (!req->query || !http_query_param(req->query, req->query_len, "resume", &v, &vl))
         return false;
-    char buf[GW_PID_MAX + EV_OFFSET_MAX + 8];
-    if (vl >= sizeof(buf))
+    if (http_percent_decode(v, vl, buf, sizeof(buf)) < 0)
         return false;
-    memcpy(buf, v, vl);
-    buf[vl] = '\0';
-    char *sep = strstr(buf, "%3A");
-    if (!sep)
-        sep = strstr(buf, "%3a");
-    size_t skip = 3;
-    if (!sep) {
-        sep = strrchr(buf, ':');
-        skip = 1;
-    }
+    char *sep = strrchr(buf, ':');
     if (!sep)
         return false;
     *sep = '\0';
-    const char *offset = sep + skip;
+    const char *offset = sep + 1;
     if (strlen(buf) > GW_PID_MAX || !ev_offset_valid(offset, strlen(offset)))
         return false;
     snprintf(ask->pid, sizeof(ask->pid), "%s", buf);

@@ -99,10 +99,11 @@ static void test_offsets(void)
     CHECK(!ev_offset_valid("1-2-3", 5));
     CHECK(!ev_offset_valid("x-1", 3));
     CHECK(!ev_offset_valid("99999999999999999999-1", 22));
-    CHECK_INT(ev_offset_cmp("1-0", 3, "1-0", 3), 0);
-    CHECK_INT(ev_offset_cmp("1-9", 3, "2-0", 3), -1);
-    CHECK_INT(ev_offset_cmp("2-0", 3, "1-9", 3), 1);
-    CHECK_INT(ev_offset_cmp("5-10", 4, "5-9", 3), 1); /* numbers, not strings */
+    uint64_t ms = 0, seq = 0;
+    CHECK(ev_id_split("1796640000001-12", 16, &ms, &seq));
+    CHECK(ms == 1796640000001ULL && seq == 12);
+    CHECK(!ev_id_split("5-", 2, &ms, &seq));
+    CHECK(ev_id_split("1-0x", 3, &ms, &seq) && ms == 1 && seq == 0); /* the length counts */
 }
 
 int main(void)
