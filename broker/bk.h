@@ -21,11 +21,13 @@
  *   bk_presence.c  gateways, connections, users, grace, leases; the hooks
  *   bk_rooms.c     profile rooms and the privacy rule
  *   bk_notify.c    the application backend's notifications
+ *   bk_provision.c users and friendships from the backend, just-in-time users
  *   bk_chat.c      live chat, direct messages, the chat rate
  *   bk_match.c     matchmaking
  *   bk_lookup.c    who is online, users by name or id, search, whoami
  *   bk_answer.c    a request's fields and the answer to its sender
  *   bk_out.c       the command sink; everything written to the gateways
+ *   bk_feed.c      herald:hooks, the application backend's feed
  *   bk_admin.c     /metrics and /healthz
  *   bk_store.c     the SQLite user store
  *
@@ -44,6 +46,9 @@
  *   herald:matchmaking      list of queued user ids, oldest first
  *   herald:deleted_users    set of deleted accounts' ids (gateways refuse
  *                           their tokens)
+ *   herald:online_since     hash user id -> ms since the epoch it went online
+ *                           (the user-offline hook's onlineSince)
+ *   herald:hooks            the backend's feed (bk_feed.h)
  */
 #ifndef HERALD_BK_H
 #define HERALD_BK_H
@@ -65,6 +70,7 @@
 #define BK_WATCH_PREFIX "herald:watch:"
 #define BK_QUEUE_KEY "herald:matchmaking"
 #define BK_DELETED_KEY EV_DELETED_SET
+#define BK_ONLINE_SINCE_KEY "herald:online_since"
 
 /* The broker's options (main.c's table has their defaults and bounds).
  * Strings are borrowed from the configuration loader, valid for the life
@@ -94,6 +100,9 @@ struct bk_config {
      * only; WAL pages before the background checkpoint, 0: in the commit. */
     int dm_store;
     long db_checkpoint_pages;
+    /* The application backend's side (PROTOCOL.md §6a). */
+    int jit_users;     /* create unknown users from their token's claims */
+    long hooks_maxlen; /* herald:hooks cap (bk_feed.h); 0: no hooks */
 };
 
 struct bk;
@@ -126,8 +135,9 @@ struct bk_user {
     int64_t grace_until_ms;
     TAILQ_ENTRY(bk_user) grace;
     LIST_HEAD(, bk_conn) conns;
-    bool queued;  /* in the matchmaking queue (bk_match.c) */
-    bool deleted; /* account deleted: going offline without grace */
+    bool queued;             /* in the matchmaking queue (bk_match.c) */
+    bool deleted;            /* account deleted: going offline without grace */
+    int64_t online_since_ms; /* wall clock, while online; 0 unknown */
     TAILQ_ENTRY(bk_user) queue;
     char username[BK_USERNAME_MAX + 1];
 };
@@ -281,15 +291,27 @@ struct bk_lead {
 /* Every error word the broker answers a client or a relayed request with
  * (docs/API.md), counted by word for /metrics: each limit and bad input the
  * broker enforces (rooms, chat rate and length, JSON) shows up there. */
-#define BK_REFUSAL_COUNT 8
+#define BK_REFUSAL_COUNT 10
 extern const char *const bk_refusal_words[BK_REFUSAL_COUNT];
 
 /* What /metrics shows (bk_admin.c), counted where it happens. */
 struct bk_counters {
     uint64_t entries, transitions, reaped, chat, dm, rate_limited, matches, notifications;
     uint64_t recovered, recovery_fresh, detached_expired;
+    uint64_t provisioned; /* users and friendships created or changed (bk_provision.c) */
     uint64_t refused[BK_REFUSAL_COUNT];               /* by bk_refusal_words[] */
     long long stream_len, stream_pending, stream_lag; /* from XINFO */
+};
+
+/* herald:hooks, the backend's feed (bk_feed.c). */
+struct bk_feed {
+    long long len;           /* entries, as last measured plus those added since */
+    int groups;              /* consumer groups, as last measured */
+    bool full;               /* at the cap with a group behind: new hooks dropped */
+    bool trimming;           /* a trim is outstanding */
+    uint64_t added, dropped; /* hooks appended / dropped at the cap */
+    uint64_t added_at_trim;  /* added when the last trim was sent */
+    char lagging[128];       /* the group that held the last trim back */
 };
 
 /* Most feature hook tables bk_hooks_add() accepts. */
@@ -326,6 +348,7 @@ struct bk {
     struct bk_match match;
     struct bk_consumer consumer;
     struct bk_lead lead;
+    struct bk_feed feed;
     struct evhttp *admin; /* owned: the admin port, or NULL */
     bool stopping;        /* bk_stop() started: no new reads, no lock renewal */
     struct bk_counters counters;

@@ -61,6 +61,17 @@ static void on_metrics(struct evhttp_request *req, void *arg)
                 (long long)b->counters.matches);
     metrics_put(o, "herald_broker_notifications_total", "counter", "Backend notifications applied.",
                 (long long)b->counters.notifications);
+    metrics_put(o, "herald_broker_provisioned_total", "counter",
+                "Users and friendships created or changed by the backend or from token claims.",
+                (long long)b->counters.provisioned);
+    metrics_put(o, "herald_broker_hooks_total", "counter", "Events appended to herald:hooks.",
+                (long long)b->feed.added);
+    metrics_put(o, "herald_broker_hooks_dropped_total", "counter",
+                "Events not appended to herald:hooks: it was full with a consumer group behind.",
+                (long long)b->feed.dropped);
+    metrics_put(o, "herald_broker_hooks_length", "gauge",
+                "Entries in herald:hooks (as last measured, plus those added since).",
+                (long long)b->feed.len);
     metrics_put(o, "herald_broker_sessions_recovered_total", "counter",
                 "Sessions that came back within the recovery window (no presence transition).",
                 (long long)b->counters.recovered);

@@ -14,8 +14,8 @@
 #include <string.h>
 
 const char *const bk_refusal_words[BK_REFUSAL_COUNT] = {
-    "bad-field",    "bad-json",       "auth-required",    "unknown-user",
-    "rate-limited", "too-many-rooms", "message-too-long", "unavailable",
+    "bad-field",      "bad-json",         "auth-required", "unknown-user",   "rate-limited",
+    "too-many-rooms", "message-too-long", "unavailable",   "username-taken", "deleted-user",
 };
 
 void bk_refusal_count(struct bk *b, const char *word)
@@ -82,6 +82,15 @@ void bk_answer_json(struct bk *b, const struct bk_origin *o, struct json_object 
     size_t jl;
     const char *js = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &jl);
     bk_answer_ok(b, o, js, jl);
+}
+
+void bk_answer_http(struct bk *b, const struct bk_origin *o, int status, struct json_object *v)
+{
+    if (o->c || !o->gw)
+        return;
+    size_t jl;
+    const char *js = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &jl);
+    bk_reply(b, o->gw, o->e, status, js, jl);
 }
 
 bool bk_id_value(struct json_object *v, int64_t *id)

@@ -42,6 +42,10 @@ void bk_answer_ok(struct bk *b, const struct bk_origin *o, const char *ack, size
 #define BK_ANSWER_OK_LIT(b, o, lit) bk_answer_ok(b, o, lit, sizeof(lit) - 1)
 /* The same with a JSON value (borrowed). */
 void bk_answer_json(struct bk *b, const struct bk_origin *o, struct json_object *v);
+/* The backend's requests (provisioning, online queries) that answer with
+ * a status and a body of their own: a relayed HTTP request gets them, a
+ * notify entry nothing (it has no one to answer). v is borrowed. */
+void bk_answer_http(struct bk *b, const struct bk_origin *o, int status, struct json_object *v);
 
 /* A user id: a positive integer, or a string of at most 18 digits
  * (JavaScript clients send either). true with *id set, false otherwise. */

@@ -9,6 +9,7 @@
  */
 #include "bk_chat.h"
 
+#include "bk_feed.h"
 #include "bk_out.h"
 #include "log.h"
 
@@ -156,6 +157,7 @@ void bk_chat_livechat(struct bk *b, const struct bk_origin *o, struct json_objec
     size_t jl;
     const char *js = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &jl);
     bk_broadcast(b, "auth", "livechat", js, jl);
+    bk_feed_add(b, "livechat", js, jl, ts);
     json_object_put(ev);
     b->counters.chat++;
     BK_ANSWER_OK_LIT(b, o, "{\"ok\":true}");
@@ -235,7 +237,10 @@ void bk_chat_direct(struct bk *b, const struct bk_origin *o, struct json_object 
     /* The DM itself tells the recipient's tabs that a count moved (no
      * dm-unread here: that would query every unread DM of the pair on each
      * message). */
-    size_t tabs = bk_targets_send_json(b, &t, "direct_message", ev);
+    size_t jl;
+    const char *js = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &jl);
+    size_t tabs = bk_targets_send(b, &t, "direct_message", js, jl);
+    bk_feed_add(b, "direct-message", js, jl, ts);
     bk_targets_free(&t);
     json_object_put(ev);
     log_debug("DM %lld from %lld to %lld: %zu tabs", (long long)mid, (long long)id,

@@ -19,6 +19,7 @@
 #include "bk_notify.h"
 #include "bk_out.h"
 #include "bk_presence.h"
+#include "bk_provision.h"
 #include "bk_rooms.h"
 #include "log.h"
 
@@ -67,7 +68,12 @@ static const struct route req_routes[] = {
     {"profile-update", NULL, bk_notify_profile},      /* POST /api/notify/... */
     {"game-stats-update", NULL, bk_notify_stats},
     {"account-deleted", NULL, bk_notify_deleted},
-    {"dm-history", NULL, bk_chat_dm_history_api}, /* GET /api/dm/history */
+    {"dm-history", NULL, bk_chat_dm_history_api},      /* GET /api/dm/history */
+    {"user-put", NULL, bk_provision_user_put},         /* PUT /api/users/:id */
+    {"user-delete", NULL, bk_notify_deleted},          /* DELETE /api/users/:id */
+    {"friendship-put", NULL, bk_provision_friend_put}, /* PUT /api/friendships */
+    {"friendship-delete", NULL, bk_provision_friend_delete},
+    {"online-ids", NULL, bk_lookup_online_ids}, /* POST /api/online-status */
 };
 
 /* The backend's notifications (notify entries): PROTOCOL.md §6a. */
@@ -75,6 +81,11 @@ static const struct route notify_routes[] = {
     {"profile-update", NULL, bk_notify_profile},
     {"game-stats-update", NULL, bk_notify_stats},
     {"account-deleted", NULL, bk_notify_deleted},
+    {"user-put", NULL, bk_provision_user_put},
+    {"user-delete", NULL, bk_notify_deleted},
+    {"friendship-put", NULL, bk_provision_friend_put},
+    {"friendship-delete", NULL, bk_provision_friend_delete},
+    {"jit-user", NULL, bk_provision_jit}, /* a gateway: a token's claims, ahead of its open */
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

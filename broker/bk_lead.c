@@ -16,6 +16,7 @@
 #include "bk_admin.h"
 #include "bk_chat.h"
 #include "bk_consumer.h"
+#include "bk_feed.h"
 #include "bk_load.h"
 #include "bk_match.h"
 #include "bk_out.h"
@@ -149,6 +150,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         heartbeat(b);
         renew_lock(b);
         bk_consumer_trim(b);
+        bk_feed_trim(b);
     }
     /* See EV_LEASE_TTL: a dead gateway is reaped within 4/5 of the lease. */
     if (now - b->lead.last_lease_check_ms >= EV_LEASE_RENEW(b->cfg.gateway_lease_ms) && b->cmd.up) {

@@ -90,6 +90,13 @@ int bk_load_state(struct bk *b, redisContext *rc)
         fill_username(b, u);
     }
     freeReplyObject(r);
+    r = redisCommand(rc, "HGETALL %s", BK_ONLINE_SINCE_KEY);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        struct bk_user *u = bk_user_find(b, strtoll(r->element[i]->str, NULL, 10));
+        if (u && u->online)
+            u->online_since_ms = strtoll(r->element[i + 1]->str, NULL, 10);
+    }
+    freeReplyObject(r);
     bk_hooks_loaded(b, rc);
     log_info("state loaded from redis: %zu connections, %zu users online, %zu queued", nconns,
              b->nonline, b->match.n);
@@ -111,14 +118,19 @@ void bk_load_resync(struct bk *b)
     gw->seen_ms = now + b->cfg.gateway_lease_ms;
     bk_cmd_strs(b, 1, (const char *[]){"MULTI"});
     bk_cmd_strs(b, 2, (const char *[]){"DEL", EV_ONLINE_SET});
+    bk_cmd_strs(b, 2, (const char *[]){"DEL", BK_ONLINE_SINCE_KEY});
     struct bk_user *u;
     RB_FOREACH(u, bk_user_tree, &b->users)
     {
-        char id[24];
+        char id[24], since[24];
         if (!u->online)
             continue;
         snprintf(id, sizeof(id), "%lld", (long long)u->id);
         bk_cmd_strs(b, 3, (const char *[]){"SADD", EV_ONLINE_SET, id});
+        if (u->online_since_ms > 0) {
+            snprintf(since, sizeof(since), "%lld", (long long)u->online_since_ms);
+            bk_cmd_strs(b, 4, (const char *[]){"HSET", BK_ONLINE_SINCE_KEY, id, since});
+        }
     }
     RB_FOREACH(gw, bk_gw_tree, &b->gws)
     {

@@ -55,6 +55,47 @@ void bk_lookup_online_users(struct bk *b, const struct bk_origin *o, struct json
     free(buf);
 }
 
+/* The most ids one POST /api/online-status may ask about. */
+#define BK_ONLINE_IDS_MAX 1000
+
+void bk_lookup_online_ids(struct bk *b, const struct bk_origin *o, struct json_object *args)
+{
+    struct json_object *ids;
+    if (!args) {
+        bk_answer_error(b, o, 400, "bad-json", "the body must be a JSON object");
+        return;
+    }
+    if (!json_object_object_get_ex(args, "ids", &ids) ||
+        !json_object_is_type(ids, json_type_array) ||
+        json_object_array_length(ids) > BK_ONLINE_IDS_MAX) {
+        bk_answer_error(b, o, 400, "bad-field", "ids must be an array of at most 1000 user ids");
+        return;
+    }
+    size_t n = json_object_array_length(ids);
+    /* Checked whole before answering: a bad id anywhere changes nothing. */
+    for (size_t i = 0; i < n; i++) {
+        int64_t id;
+        if (!bk_id_value(json_object_array_get_idx(ids, i), &id)) {
+            bk_answer_error(b, o, 400, "bad-field", "every id must be a user id");
+            return;
+        }
+    }
+    /* One tree lookup per id: the cost follows the question, not the
+     * number of users online. Ids come back as asked (numbers), in the
+     * order asked, those online only. */
+    struct json_object *online = json_object_new_array(), *r = json_object_new_object();
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = 0;
+        bk_id_value(json_object_array_get_idx(ids, i), &id);
+        struct bk_user *u = bk_user_find(b, id);
+        if (u && u->online)
+            json_object_array_add(online, json_object_new_int64(id));
+    }
+    json_object_object_add(r, "online", online);
+    bk_answer_http(b, o, 200, r);
+    json_object_put(r);
+}
+
 void bk_lookup_whoami(struct bk *b, const struct bk_origin *o, struct json_object *args)
 {
     (void)args;

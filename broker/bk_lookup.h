@@ -28,6 +28,9 @@ void bk_lookup_search(struct bk *b, const struct bk_origin *o, struct json_objec
 /* req online-status {username}: 200 {"online":bool}, 404 unknown-user,
  * 400 bad-field, 503 unavailable (answered directly: not counted as
  * refusals). */
+/* POST /api/online-status {"ids":[...]} (at most 1000): 200 {"online":
+ * [ids of those online, in the order asked]}, from memory. */
+void bk_lookup_online_ids(struct bk *b, const struct bk_origin *o, struct json_object *args);
 void bk_lookup_online_status(struct bk *b, const struct bk_origin *o, struct json_object *args);
 /* req user {username}: 200 {"id","username"} (the gateways' demo login),
  * else 404 unknown-user (not counted). */

@@ -9,6 +9,7 @@
  */
 #include "bk_notify.h"
 
+#include "bk_feed.h"
 #include "bk_out.h"
 #include "bk_presence.h"
 #include "bk_rooms.h"
@@ -17,6 +18,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * The checks every notification starts with. key: the object the body must
@@ -168,6 +170,9 @@ void bk_notify_deleted(struct bk *b, const struct bk_origin *o, struct json_obje
     if (bk_store_user_delete_id(&b->store, row.id) < 0)
         log_error("deleting user %lld: %s", (long long)row.id, b->store.err);
     bk_announce_deleted(b, row.id);
+    char js[48];
+    int jn = snprintf(js, sizeof(js), "{\"userId\":%lld}", (long long)row.id);
+    bk_feed_add(b, "account-deleted", js, (size_t)jn, bk_wall_ms(b));
     log_info("account of user %lld (%s) deleted: %zu tabs closed", (long long)row.id, row.username,
              tabs);
     BK_ANSWER_OK_LIT(b, o, "{\"ok\":true}");

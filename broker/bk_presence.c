@@ -16,6 +16,7 @@
 #include "bk_presence.h"
 
 #include "bk_answer.h"
+#include "bk_feed.h"
 #include "bk_out.h"
 #include "log.h"
 
@@ -131,6 +132,15 @@ int64_t bk_now(const struct bk *b)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t bk_wall_ms(const struct bk *b)
+{
+    if (b->clock.now_ms)
+        return b->clock.now_ms(b->clock.arg);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- transitions ---------------------------------------------------------- */
 
 /* The status event of u to every connection, guests included. */
@@ -144,6 +154,7 @@ static void announce(struct bk *b, struct bk_user *u, bool online)
     const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
     bk_broadcast(b, "all", "status", js, jl);
     json_object_put(o);
+    bk_feed_presence(b, u->id, u->username, online, u->online_since_ms);
     b->counters.transitions++;
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
 }
@@ -159,10 +170,26 @@ static void online_set_write(struct bk *b, const char *op, const struct bk_user 
     bk_cmd(b, &a);
 }
 
+/* HSET or HDEL u in herald:online_since (the user-offline hook's
+ * onlineSince survives a broker restart). */
+static void online_since_write(struct bk *b, const struct bk_user *u, bool set)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, set ? "HSET" : "HDEL");
+    ev_args_adds(&a, BK_ONLINE_SINCE_KEY);
+    ev_args_add_i64(&a, u->id);
+    if (set)
+        ev_args_add_i64(&a, u->online_since_ms);
+    bk_cmd(b, &a);
+}
+
 static void set_online(struct bk *b, struct bk_user *u)
 {
     online_set_write(b, "SADD", u);
     u->online = true;
+    u->online_since_ms = bk_wall_ms(b);
+    online_since_write(b, u, true);
     b->nonline++;
     announce(b, u, true);
 }
@@ -170,10 +197,12 @@ static void set_online(struct bk *b, struct bk_user *u)
 static void set_offline(struct bk *b, struct bk_user *u)
 {
     online_set_write(b, "SREM", u);
+    online_since_write(b, u, false);
     if (u->online)
         b->nonline--;
     u->online = false;
     announce(b, u, false);
+    u->online_since_ms = 0;
 }
 
 /* Frees u when nothing refers to it any more. */

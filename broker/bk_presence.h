@@ -72,6 +72,9 @@ void bk_hooks_free(struct bk *b);
 
 /* The broker's clock (b->clock, else CLOCK_MONOTONIC), in ms. */
 int64_t bk_now(const struct bk *b);
+/* The time of day in ms since the epoch, for what users and backends see
+ * (hooks, onlineSince); a test's clock stands in for it too. */
+int64_t bk_wall_ms(const struct bk *b);
 
 /* Empty trees; no I/O. */
 void bk_presence_init(struct bk *b);

@@ -299,9 +299,9 @@ struct json_object *bk_stats_json(int64_t id, long wins, long losses)
     return s;
 }
 
-/* The profile snapshot {user, stats, online} of row; full: with friends and
- * every field, else the public fields only. Caller puts it. */
-static struct json_object *snapshot(struct bk *b, const struct bk_user_row *row, bool full)
+/* The user object of row as the store has it, with every field and the
+ * friends list. Caller puts it. */
+static struct json_object *user_full(struct bk *b, const struct bk_user_row *row)
 {
     struct json_object *user = json_object_new_object();
     json_object_object_add(user, "userID", json_object_new_int64(row->id));
@@ -310,12 +310,37 @@ static struct json_object *snapshot(struct bk *b, const struct bk_user_row *row,
     json_object_object_add(user, "username", json_object_new_string(row->username));
     json_object_object_add(user, "avatar",
                            row->has_avatar ? json_object_new_string(row->avatar) : NULL);
-    if (full) {
-        struct friends_json f = {json_object_new_array()};
-        if (bk_store_friends_each(&b->store, row->id, friends_json_add, &f) < 0)
-            log_error("friends of %lld: %s", (long long)row->id, b->store.err);
-        json_object_object_add(user, "friends", f.arr);
+    struct friends_json f = {json_object_new_array()};
+    if (bk_store_friends_each(&b->store, row->id, friends_json_add, &f) < 0)
+        log_error("friends of %lld: %s", (long long)row->id, b->store.err);
+    json_object_object_add(user, "friends", f.arr);
+    return user;
+}
+
+size_t bk_rooms_profile_changed(struct bk *b, int64_t id)
+{
+    struct bk_user_row row;
+    int f = bk_store_user_by_id(&b->store, id, &row);
+    if (f <= 0) {
+        if (f < 0)
+            log_error("user %lld: %s", (long long)id, b->store.err);
+        return 0;
     }
+    struct json_object *user = user_full(b, &row);
+    struct json_object *full = json_object_new_object(), *pub = json_object_new_object();
+    json_object_object_add(pub, "user", bk_rooms_public_copy(b, user));
+    json_object_object_add(full, "user", user);
+    size_t n = bk_rooms_deliver_about(b, id, "profile-update", full, pub);
+    json_object_put(full);
+    json_object_put(pub);
+    return n;
+}
+
+/* The profile snapshot {user, stats, online} of row; full: with friends and
+ * every field, else the public fields only. Caller puts it. */
+static struct json_object *snapshot(struct bk *b, const struct bk_user_row *row, bool full)
+{
+    struct json_object *user = user_full(b, row);
     long wins = 0, losses = 0;
     if (bk_store_stats_get(&b->store, row->id, &wins, &losses) < 0)
         log_error("stats of %lld: %s", (long long)row->id, b->store.err);

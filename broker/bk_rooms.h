@@ -35,6 +35,12 @@ void bk_rooms_unwatch(struct bk *b, const struct bk_origin *o, struct json_objec
  */
 size_t bk_rooms_deliver_about(struct bk *b, int64_t target, const char *event,
                               struct json_object *full, struct json_object *pub);
+/* The profile of user id changed in the store (provisioning: a rename, a
+ * new avatar, a friendship made or ended): profile-update {user} with the
+ * stored user object (and its friends) through bk_rooms_deliver_about(),
+ * so every watcher's view takes the new shape at once. Returns the number
+ * of connections reached (0 also for an unknown user). */
+size_t bk_rooms_profile_changed(struct bk *b, int64_t id);
 /* A new object (caller puts it) with only the public keys of o; the values
  * are shared with o. */
 struct json_object *bk_rooms_public_copy(const struct bk *b, struct json_object *o);

@@ -656,6 +656,92 @@ int bk_store_friend_add(struct bk_store *s, const char *a, const char *b)
     return tx_commit(s) != 0 ? rollback(s) : 0;
 }
 
+int bk_store_user_put(struct bk_store *s, int64_t id, const char *username, bool avatar_set,
+                      const char *avatar, struct bk_user_row *before)
+{
+    struct bk_user_row row;
+    if (id < 1 || check_user_fields(s, username, avatar) != 0) {
+        if (id < 1)
+            snprintf(s->err, sizeof(s->err), "bad user id %lld", (long long)id);
+        return BK_PUT_ERROR;
+    }
+    if (!username) {
+        snprintf(s->err, sizeof(s->err), "a username is required");
+        return BK_PUT_ERROR;
+    }
+    int f = bk_store_user_by_id(s, id, &row);
+    if (f < 0)
+        return BK_PUT_ERROR;
+    if (f == 0) {
+        int d = bk_store_is_deleted(s, id);
+        if (d != 0) {
+            if (d > 0)
+                snprintf(s->err, sizeof(s->err),
+                         "id %lld belonged to a deleted account: ids are never reused",
+                         (long long)id);
+            return d > 0 ? BK_PUT_DELETED : BK_PUT_ERROR;
+        }
+        if (tx_begin(s) != 0)
+            return BK_PUT_ERROR;
+        if (run(s, "INSERT INTO users(id, username, avatar) VALUES (?, ?, ?)", "itt", id, username,
+                avatar_set ? avatar : NULL) < 0) {
+            bool taken = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE;
+            explain_taken(s, username);
+            rollback(s);
+            return taken ? BK_PUT_TAKEN : BK_PUT_ERROR;
+        }
+        if (run(s, "INSERT INTO game_stats(user_id) VALUES (?)", "i", id) < 0 || tx_commit(s) != 0)
+            return rollback(s);
+        return BK_PUT_CREATED;
+    }
+    if (before)
+        *before = row;
+    bool same_avatar = !avatar_set || (avatar ? row.has_avatar && strcmp(avatar, row.avatar) == 0
+                                              : !row.has_avatar);
+    if (strcmp(username, row.username) == 0 && same_avatar)
+        return BK_PUT_SAME;
+    if (run(s,
+            "UPDATE users SET username = ?, avatar = CASE WHEN ? THEN ? ELSE avatar END"
+            " WHERE id = ?",
+            "titi", username, (int64_t)avatar_set, avatar, id) < 0) {
+        bool taken = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE;
+        explain_taken(s, username);
+        return taken ? BK_PUT_TAKEN : BK_PUT_ERROR;
+    }
+    return BK_PUT_CHANGED;
+}
+
+int bk_store_friend_set(struct bk_store *s, int64_t a, int64_t b, bool on)
+{
+    struct bk_user_row r;
+    if (a == b) {
+        snprintf(s->err, sizeof(s->err), "a user cannot befriend themself");
+        return BK_PUT_ERROR;
+    }
+    for (int i = 0; i < 2; i++) {
+        int64_t id = i ? b : a;
+        int f = bk_store_user_by_id(s, id, &r);
+        if (f < 0)
+            return BK_PUT_ERROR;
+        if (f == 0) {
+            snprintf(s->err, sizeof(s->err), "no user has the id %lld", (long long)id);
+            return BK_FRIEND_UNKNOWN;
+        }
+    }
+    if (tx_begin(s) != 0)
+        return BK_PUT_ERROR;
+    int n =
+        on ? run(s, "INSERT OR IGNORE INTO friendships(user_id, friend_id) VALUES (?, ?), (?, ?)",
+                 "iiii", a, b, b, a)
+           : run(s,
+                 "DELETE FROM friendships WHERE (user_id = ? AND friend_id = ?)"
+                 " OR (user_id = ? AND friend_id = ?)",
+                 "iiii", a, b, b, a);
+    if (n < 0 || tx_commit(s) != 0)
+        return rollback(s);
+    return n > 0;
+}
+
 int bk_store_stats_set_id(struct bk_store *s, int64_t id, long wins, long losses)
 {
     /* The CHECK constraints would refuse them too, with a worse message. */

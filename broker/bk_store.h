@@ -140,6 +140,28 @@ int bk_store_is_deleted(struct bk_store *s, int64_t id);
 int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, const char *avatar);
 /* Makes a and b friends (both directions). 0, or -1 (unknown user...). */
 int bk_store_friend_add(struct bk_store *s, const char *a, const char *b);
+/*
+ * Provisioning by the application backend (PROTOCOL.md §6a): creates user
+ * id, or sets its username and avatar. avatar_set false keeps the avatar
+ * (a new user has none); true sets it to avatar, NULL clearing it. before
+ * (may be NULL) receives the row as it was, when there was one. Returns a
+ * BK_PUT_* value; s->err says why on the negative ones.
+ */
+enum {
+    BK_PUT_ERROR = -1,   /* bad field or database error */
+    BK_PUT_TAKEN = -2,   /* another user has this username */
+    BK_PUT_DELETED = -3, /* the id was a deleted account's: ids are never reused */
+    BK_PUT_SAME = 0,     /* existed with these values already */
+    BK_PUT_CHANGED = 1,  /* existed; username or avatar changed */
+    BK_PUT_CREATED = 2,
+};
+int bk_store_user_put(struct bk_store *s, int64_t id, const char *username, bool avatar_set,
+                      const char *avatar, struct bk_user_row *before);
+/* Makes a and b friends (on) or not (both directions), by id: 1 changed,
+ * 0 already so, BK_PUT_ERROR (a == b, database: s->err), or -4 when
+ * either user does not exist (s->err names which). */
+#define BK_FRIEND_UNKNOWN (-4)
+int bk_store_friend_set(struct bk_store *s, int64_t a, int64_t b, bool on);
 /* By name: 0, or -1 (unknown user, negative numbers: s->err). */
 int bk_store_stats_set(struct bk_store *s, const char *name, long wins, long losses);
 /* Inserts or replaces the stats of user id: 1 done, 0 no such user, -1

@@ -90,6 +90,16 @@ static const struct cfg_opt bk_opts[] = {
      * network blip or a gateway restart is well inside it. */
     OPT("recovery-window-ms", CFG_INT, recovery_window_ms, "120000", 0, 86400000, 0,
         "how long a closed session may come back with what it missed (0: off)"),
+    /* Off by default: with it, any valid token creates a user, so the
+     * token issuer alone decides who exists. */
+    OPT("jit-users", CFG_BOOL, jit_users, "off", 0, 0, 0,
+        "create a user from a valid token's claims when its id is unknown (the gateways "
+        "need it too)"),
+    /* A minute of hooks at 1,600 events a second; a backend's consumer
+     * group (or the webhook sender) that falls further behind makes new
+     * hooks be dropped and counted, never Redis grow without bound. */
+    OPT("hooks-maxlen", CFG_INT, hooks_maxlen, "100000", 0, 1000000000, 0,
+        "cap on herald:hooks, the backend's feed (0: no hooks)"),
     OPT("admin-listen", CFG_STR, admin_listen, NULL, 0, 0, 0,
         "host:port for GET /metrics and /healthz (keep it private; off when unset)"),
 };

@@ -368,6 +368,13 @@ void ev_enc_req(struct ev_args *a, const char *gw, uint64_t conn, uint64_t req, 
     enc_field_i64(a, "m", ms);
 }
 
+void ev_enc_notify(struct ev_args *a, const char *event, const char *data, size_t dlen)
+{
+    enc_field(a, "t", "notify", 6);
+    enc_field(a, "e", event, strlen(event));
+    enc_field(a, "d", data, dlen);
+}
+
 void ev_enc_all(struct ev_args *a, const char *t, const char *event, const char *data, size_t dlen)
 {
     enc_field(a, "t", t, strlen(t));

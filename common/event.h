@@ -41,9 +41,12 @@
  *   msg    a client event                                         gw c e d [r m]
  *   req    an HTTP request the broker answers (u: the token's     gw c r e d [u m]
  *          user, for routes that need one)
- *   notify an application backend's notification (docs/API.md):   e d
- *          e = profile-update | game-stats-update |
- *          account-deleted, d its JSON body
+ *   notify an application backend's notification or provisioning  e d
+ *          (docs/API.md): e = profile-update | game-stats-update |
+ *          account-deleted | user-put | user-delete |
+ *          friendship-put | friendship-delete, d its JSON body;
+ *          and e = jit-user from a gateway (HERALD_JIT_USERS=1): a
+ *          valid token's claims, ahead of the open they belong to
  *
  * herald:gw:<id> (broker -> one gateway), t is one of:
  *   all    event e with data d to every connection                e d
@@ -225,6 +228,8 @@ void ev_enc_msg(struct ev_args *a, const char *gw, uint64_t conn, int64_t user, 
                 const char *data, size_t dlen, int64_t ack, int64_t ms);
 void ev_enc_req(struct ev_args *a, const char *gw, uint64_t conn, uint64_t req, int64_t user,
                 const char *event, const char *data, size_t dlen, int64_t ms);
+/* a gateway or a backend -> broker: notification e with body d */
+void ev_enc_notify(struct ev_args *a, const char *event, const char *data, size_t dlen);
 /* broker -> gateway (herald:gw:<id>); t is "all" or "auth" */
 void ev_enc_all(struct ev_args *a, const char *t, const char *event, const char *data, size_t dlen);
 void ev_enc_conn(struct ev_args *a, const char *ids, size_t ids_len, const char *event,

@@ -502,8 +502,49 @@ static enum jwt_auth_status check_claims(const struct jwt_auth *a, struct json_o
     return st;
 }
 
+/* The profile claims of a verified token (jwt_auth.h). */
+static void read_profile(struct json_object *claims, struct jwt_auth_profile *p)
+{
+    static const char *const names[] = {"username", "preferred_username", "name"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !p->username[0]; i++) {
+        struct json_object *v = get_claim(claims, names[i]);
+        if (!v || !json_object_is_type(v, json_type_string))
+            continue;
+        const char *s = json_object_get_string(v);
+        size_t n = (size_t)json_object_get_string_len(v), k;
+        for (k = 0; k < n && k < JWT_AUTH_NAME_MAX; k++) {
+            char c = s[k];
+            p->username[k] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                     (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'
+                                 ? c
+                                 : '_';
+        }
+        p->username[k] = '\0';
+    }
+    static const char *const pics[] = {"avatar", "picture"};
+    for (size_t i = 0; i < 2 && !p->has_avatar; i++) {
+        struct json_object *v = get_claim(claims, pics[i]);
+        size_t n = v && json_object_is_type(v, json_type_string)
+                       ? (size_t)json_object_get_string_len(v)
+                       : JWT_AUTH_AVATAR_MAX + 1;
+        /* A NUL inside would cut the URL short where it is stored. */
+        if (n > JWT_AUTH_AVATAR_MAX || memchr(json_object_get_string(v), '\0', n))
+            continue;
+        memcpy(p->avatar, json_object_get_string(v), n);
+        p->avatar[n] = '\0';
+        p->has_avatar = 1;
+    }
+}
+
 enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token, size_t len,
                                      time_t now, int64_t *user_id, int64_t *exp)
+{
+    return jwt_auth_verify_profile(a, token, len, now, user_id, exp, NULL);
+}
+
+enum jwt_auth_status jwt_auth_verify_profile(const struct jwt_auth *a, const char *token,
+                                             size_t len, time_t now, int64_t *user_id, int64_t *exp,
+                                             struct jwt_auth_profile *p)
 {
     /* libjwt wants a NUL-terminated token; ours is (pointer, length). */
     char tok[JWT_AUTH_MAX_TOKEN + 1];
@@ -519,6 +560,8 @@ enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token
         *user_id = 0;
     if (exp)
         *exp = 0;
+    if (p)
+        memset(p, 0, sizeof(*p));
     if (!token || len == 0)
         return JWT_AUTH_ERR_MALFORMED;
     if (len > JWT_AUTH_MAX_TOKEN)
@@ -597,6 +640,8 @@ enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token
             *user_id = uid;
         if (exp)
             *exp = exp_val;
+        if (p)
+            read_profile(claims, p);
     }
 cleanup:
     jwt_free(jwt);

@@ -73,6 +73,26 @@ enum jwt_auth_status jwt_auth_verify(const struct jwt_auth *a, const char *token
                                      time_t now, int64_t *user_id, int64_t *exp);
 
 /*
+ * A verified token's profile claims, for just-in-time users (PROTOCOL.md
+ * §6a). username: the first of "username", "preferred_username", "name"
+ * that is a non-empty string, every byte outside [A-Za-z0-9_.-] replaced by
+ * '_' and cut to 64 bytes; "" when there is none. avatar: "avatar", else
+ * "picture", when a string of at most 512 bytes (has_avatar).
+ */
+#define JWT_AUTH_NAME_MAX 64
+#define JWT_AUTH_AVATAR_MAX 512
+struct jwt_auth_profile {
+    char username[JWT_AUTH_NAME_MAX + 1];
+    char avatar[JWT_AUTH_AVATAR_MAX + 1];
+    int has_avatar;
+};
+/* jwt_auth_verify(), and on JWT_AUTH_OK the profile claims into *p (when p
+ * is not NULL; zeroed on failure). */
+enum jwt_auth_status jwt_auth_verify_profile(const struct jwt_auth *a, const char *token,
+                                             size_t len, time_t now, int64_t *user_id, int64_t *exp,
+                                             struct jwt_auth_profile *p);
+
+/*
  * Signs a token for user_id valid until exp (and from nbf when nbf > 0) with
  * alg_name and key (the HMAC secret, or a PEM private key for RS256/ES256).
  * Writes sub as a string of digits, plus exp, iat, and nbf/iss/aud when given.

@@ -60,6 +60,7 @@ struct gw_config {
     long max_payload;
     long sio_connect_timeout_ms;
     int dev_login;
+    int jit_users;
     const char *metrics_allow;
     long conns_per_ip;
     double conn_rate_per_ip;

@@ -101,6 +101,20 @@ static bool origin_allowed(const struct gw_auth *a, const struct http_request *r
 
 /* ---- identity of an HTTP request -------------------------------------------- */
 
+/* jwt_auth_verify(); with jit_users, a valid token of a live account has
+ * its profile claims passed on (gw_auth_handlers). */
+static enum jwt_auth_status verify(struct gw_auth *a, const char *tok, size_t len, int64_t *uid,
+                                   int64_t *exp)
+{
+    if (!a->cfg.jit_users || !a->h.on_claims)
+        return jwt_auth_verify(&a->jwt, tok, len, time(NULL), uid, exp);
+    struct jwt_auth_profile p;
+    enum jwt_auth_status st = jwt_auth_verify_profile(&a->jwt, tok, len, time(NULL), uid, exp, &p);
+    if (st == JWT_AUTH_OK && !gw_auth_user_deleted(a, *uid))
+        a->h.on_claims(a->h.arg, *uid, &p);
+    return st;
+}
+
 enum gw_identity gw_auth_identify(struct gw_auth *a, const struct http_request *req, int64_t *uid,
                                   int64_t *exp, enum jwt_auth_status *st)
 {
@@ -112,7 +126,7 @@ enum gw_identity gw_auth_identify(struct gw_auth *a, const struct http_request *
         return GW_ID_NONE;
     if (src == GW_TOKEN_COOKIE && !origin_allowed(a, req))
         return GW_ID_FOREIGN_ORIGIN;
-    *st = jwt_auth_verify(&a->jwt, tok, tl, time(NULL), uid, exp);
+    *st = verify(a, tok, tl, uid, exp);
     if (*st != JWT_AUTH_OK)
         return GW_ID_REFUSED;
     return gw_auth_user_deleted(a, *uid) ? GW_ID_DELETED : GW_ID_OK;
@@ -190,7 +204,7 @@ bool gw_auth_api_key_valid(const struct gw_auth *a, const struct http_request *r
 enum jwt_auth_status gw_auth_verify(struct gw_auth *a, const char *tok, size_t len, int64_t *uid,
                                     int64_t *exp)
 {
-    return jwt_auth_verify(&a->jwt, tok, len, time(NULL), uid, exp);
+    return verify(a, tok, len, uid, exp);
 }
 
 /* ---- deleted accounts ------------------------------------------------------ */

@@ -32,6 +32,16 @@ struct gw_auth_config {
     const char *api_key;         /* borrowed: key of the /api/notify/ routes, NULL or "" for none */
     long token_recheck_ms;       /* how often a connection's token expiry is checked */
     double chat_rate_per_ip;     /* --chat-rate-per-ip, for the refusal's log line */
+    int jit_users;               /* pass valid tokens' profile claims on (PROTOCOL.md §6a) */
+};
+
+/* With jit_users: called with the profile claims of every valid token of a
+ * live account the gateway accepts, before the caller acts on it (main.c
+ * publishes them, so they reach the broker ahead of the connection's open
+ * or the request). */
+struct gw_auth_handlers {
+    void (*on_claims)(void *arg, int64_t user_id, const struct jwt_auth_profile *p);
+    void *arg;
 };
 
 struct gw_auth {
@@ -42,6 +52,7 @@ struct gw_auth {
      * loaded from herald:deleted_users and kept current by the broker.
      * Deletions are rare: a sorted array, searched by bisection. */
     struct i64v deleted; /* sorted ids of accounts deleted while we run */
+    struct gw_auth_handlers h;
 };
 
 /* Zeroes a and keeps cfg (its strings borrowed for a's lifetime) and net

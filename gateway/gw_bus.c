@@ -114,6 +114,17 @@ bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_
     return true;
 }
 
+bool gw_bus_notify(struct gw_bus *b, const char *event, const char *json, size_t len)
+{
+    struct ev_args a;
+    if (!stream_ready(b) || !b->pub.up)
+        return false;
+    xadd_start(b, &a);
+    ev_enc_notify(&a, event, json, len);
+    xadd(b, &a);
+    return true;
+}
+
 void gw_bus_close(struct gw_bus *b, uint64_t id, bool recoverable)
 {
     struct ev_args a;

@@ -156,6 +156,11 @@ void gw_bus_stop(struct gw_bus *b);
  * published; false when the bus is not ready, in which case on_ready will ask for it again. */
 bool gw_bus_open(struct gw_bus *b, uint64_t id, int64_t user_id, enum gw_client_kind kind,
                  uint32_t token, const char *offset);
+/* A notify entry (event, JSON body borrowed for the call): a token's
+ * claims for a just-in-time user (PROTOCOL.md §6a), published in order
+ * with the open that follows. false when the bus is not ready (dropped:
+ * the broker then refuses an unknown user's open as unknown-user). */
+bool gw_bus_notify(struct gw_bus *b, const char *event, const char *json, size_t len);
 /* Tells the broker a client closed (best effort: lost while Redis is down,
  * when the lease does the job); recoverable: it may come back within the
  * recovery window (a network close, not the client's own goodbye). */

@@ -394,6 +394,83 @@ static void route_dm_history(struct gw *g, struct gw_conn *c, const struct gw_ro
     json_object_put(args);
 }
 
+/* Parses an id of 1 to 16 digits (at most 2^53 - 1, as tokens carry) from
+ * s/len; 0 when it is not one. */
+static int64_t path_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 16)
+        return 0;
+    int64_t x = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        x = x * 10 + (s[i] - '0');
+    }
+    return x <= JWT_AUTH_MAX_USER_ID ? x : 0;
+}
+
+/*
+ * PUT /api/users/:id {"username","avatar"?}: create or update (201/200);
+ * DELETE /api/users/:id: the account is deleted, as account-deleted
+ * (PROTOCOL.md §6a). The id comes from the path; one in the body is
+ * replaced by it.
+ */
+static void route_users(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
+{
+    const struct http_request *req = rq->http;
+    const char *raw = req->path + strlen(rq->route->path);
+    int64_t id = path_id(raw, req->path_len - strlen(rq->route->path));
+    bool put = ev_is(req->method, req->method_len, "PUT");
+    if (!put && !ev_is(req->method, req->method_len, "DELETE")) {
+        gw_http_error(c, 405, "method-not-allowed", "use PUT or DELETE");
+        return;
+    }
+    if (!api_key_ok(g, c, req, "provisioning"))
+        return;
+    if (!id) {
+        gw_http_error(c, 400, "bad-field", "the path must end in a user id (1..2^53-1)");
+        return;
+    }
+    struct json_object *args =
+        put ? body_object(c, rq->body, rq->body_len) : json_object_new_object();
+    if (!args)
+        return;
+    json_object_object_add(args, "userId", json_object_new_int64(id));
+    relay_request(g, c, put ? "user-put" : "user-delete", 0, args, GW_REQ_PASS);
+    json_object_put(args);
+}
+
+/* PUT / DELETE /api/friendships {"userId","friendId"}. */
+static void route_friendships(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
+{
+    const struct http_request *req = rq->http;
+    bool put = ev_is(req->method, req->method_len, "PUT");
+    if (!put && !ev_is(req->method, req->method_len, "DELETE")) {
+        gw_http_error(c, 405, "method-not-allowed", "use PUT or DELETE");
+        return;
+    }
+    if (!api_key_ok(g, c, req, "provisioning"))
+        return;
+    struct json_object *args = body_object(c, rq->body, rq->body_len);
+    if (!args)
+        return;
+    relay_request(g, c, put ? "friendship-put" : "friendship-delete", 0, args, GW_REQ_PASS);
+    json_object_put(args);
+}
+
+/* POST /api/online-status {"ids":[...]} (at most 1000) -> {"online":[...]}:
+ * one request to the broker, which answers from memory. */
+static void route_online_ids(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
+{
+    if (!api_key_ok(g, c, rq->http, "online-status"))
+        return;
+    struct json_object *args = body_object(c, rq->body, rq->body_len);
+    if (!args)
+        return;
+    relay_request(g, c, rq->route->op, 0, args, GW_REQ_PASS);
+    json_object_put(args);
+}
+
 /* ---- the routes the gateway answers itself ------------------------------------- */
 
 /* /socket.io/: the origin rule before a session exists: a foreign page's
@@ -525,6 +602,9 @@ static const struct gw_route gw_routes[] = {
     /* The notification's name decides 404 before the method decides 405. */
     {"/api/notify/", GW_ROUTE_NAMED, NULL, route_notify, NULL},
     {"/api/dm/history", GW_ROUTE_EXACT, "GET", route_dm_history, "dm-history"},
+    {"/api/users/", GW_ROUTE_NAMED, NULL, route_users, NULL},
+    {"/api/friendships", GW_ROUTE_EXACT, NULL, route_friendships, NULL},
+    {"/api/online-status", GW_ROUTE_EXACT, "POST", route_online_ids, "online-ids"},
     {"/auth/dev-login", GW_ROUTE_EXACT, "POST", route_dev_login, "user"},
     {"/auth/logout", GW_ROUTE_EXACT, "POST", route_logout, NULL},
     {"/users/search", GW_ROUTE_EXACT, "GET", route_search, "search"},

@@ -20,6 +20,7 @@
 #include "log.h"
 
 #include <event2/event.h>
+#include <json-c/json.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,9 @@ static const struct cfg_opt gw_opts[] = {
         "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
         "enable POST /auth/dev-login (demo only)"),
+    OPT("jit-users", CFG_BOOL, jit_users, "off", 0, 0, 0,
+        "send valid tokens' profile claims to the broker, which creates unknown users from "
+        "them (the broker needs it too)"),
     /* Generous for one browser or an office behind NAT, tight for one
      * script opening thousands; behind a load balancer every client has its
      * address: raise both or set 0 (no limit). */
@@ -391,6 +395,23 @@ static void bus_on_deleted(void *arg, int64_t user_id)
  * Returns -1 to go on, or the exit status (0 after --help, 2 for a bad
  * configuration, said on stderr or in the log).
  */
+/* gw_auth: a valid token's profile claims, for the broker's just-in-time
+ * users (PROTOCOL.md §6a), published ahead of what the token is for. */
+static void auth_on_claims(void *arg, int64_t user_id, const struct jwt_auth_profile *p)
+{
+    struct gw *g = arg;
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "userId", json_object_new_int64(user_id));
+    if (p->username[0])
+        json_object_object_add(o, "username", json_object_new_string(p->username));
+    if (p->has_avatar)
+        json_object_object_add(o, "avatar", json_object_new_string(p->avatar));
+    size_t jl;
+    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
+    gw_bus_notify(&g->bus, "jit-user", js, jl);
+    json_object_put(o);
+}
+
 static int configure(struct gw *g, int argc, char **argv)
 {
     int done = cfg_start(gw_opts, sizeof(gw_opts) / sizeof(gw_opts[0]), &g->cfg, argc, argv,
@@ -512,8 +533,10 @@ int main(int argc, char **argv)
         .api_key = g->cfg.api_key,
         .token_recheck_ms = g->cfg.token_recheck_ms,
         .chat_rate_per_ip = g->cfg.chat_rate_per_ip,
+        .jit_users = g->cfg.jit_users,
     };
     gw_auth_init(&g->auth, &acfg, &g->net);
+    g->auth.h = (struct gw_auth_handlers){.on_claims = auth_on_claims, .arg = g};
     if (setup_jwt(g) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);

@@ -158,6 +158,7 @@ static void setup(long grace_ms, long max_rooms)
     b->cfg.chat_history_size = 100;
     b->cfg.dm_retention_days = 30;
     b->cfg.dm_store = 1;
+    b->cfg.hooks_maxlen = 1000;
     b->cfg.public_fields = "userID,userId,id,username,avatar,wins,losses,ratio";
     b->sink = (struct bk_sink){rec_sink, &F.rec};
     F.now = 1000000;
@@ -418,21 +419,38 @@ static void test_presence_commands(void)
     step("open g1 9 guest sio"); /* g1 registered before the transition */
     size_t mark = F.rec.n;
     step("open g1 1 alice");
-    CHECK_INT(F.rec.n - mark, 4);
-    if (F.rec.n - mark == 4) {
+    CHECK_INT(F.rec.n - mark, 6);
+    char want[256];
+    if (F.rec.n - mark == 6) {
         CHECK_STR(F.rec.v[mark].text, "HSET herald:conns:g1 1 1:w:0");
         CHECK_STR(F.rec.v[mark + 1].text, "SADD online_users 1");
+        snprintf(want, sizeof(want), "HSET herald:online_since 1 %lld", (long long)F.now);
+        CHECK_STR(F.rec.v[mark + 2].text, want);
         /* Gateways in id order: g1, g2. */
-        CHECK_STR(F.rec.v[mark + 2].text, "XADD herald:gw:g1 * t all e status d "
+        CHECK_STR(F.rec.v[mark + 3].text, "XADD herald:gw:g1 * t all e status d "
                                           "{\"userId\":1,\"username\":\"alice\",\"status\":"
                                           "\"online\"}");
-        CHECK(strncmp(F.rec.v[mark + 3].text, "XADD herald:gw:g2 ", 18) == 0);
+        CHECK(strncmp(F.rec.v[mark + 4].text, "XADD herald:gw:g2 ", 18) == 0);
+        /* The backend's feed (bk_feed.h) last. */
+        snprintf(want, sizeof(want),
+                 "XADD herald:hooks * t user-online d {\"userId\":1,\"username\":\"alice\"} "
+                 "ts %lld",
+                 (long long)F.now);
+        CHECK_STR(F.rec.v[mark + 5].text, want);
     }
+    int64_t since = F.now;
+    F.now += 5000;
     mark = F.rec.n;
     step("close g1 1");
     CHECK_STR(F.rec.v[mark].text, "HDEL herald:conns:g1 1");
     CHECK_STR(F.rec.v[mark + 1].text, "SREM online_users 1");
-    CHECK(strstr(F.rec.v[mark + 2].text, "\"status\":\"offline\"") != NULL);
+    CHECK_STR(F.rec.v[mark + 2].text, "HDEL herald:online_since 1");
+    CHECK(strstr(F.rec.v[mark + 3].text, "\"status\":\"offline\"") != NULL);
+    snprintf(want, sizeof(want),
+             "XADD herald:hooks * t user-offline d {\"userId\":1,\"username\":\"alice\","
+             "\"onlineSince\":%lld} ts %lld",
+             (long long)since, (long long)F.now);
+    CHECK_STR(F.rec.v[F.rec.n - 1].text, want);
     /* A gateway registers itself once, with its first entry. */
     CHECK_INT(count_since(&F.rec, 0, "SADD herald:gateways g1", NULL), 1);
     CHECK_INT(count_since(&F.rec, 0, "SADD herald:gateways g2", NULL), 1);
