@@ -1,5 +1,6 @@
 /*
- * fuzz_jwt.c - libFuzzer target for jwt_auth_verify().
+ * fuzz_jwt.c - libFuzzer target for jwt_auth_verify_profile() (jwt_auth_verify()
+ * with the profile claims of just-in-time users).
  *
  * Tokens come from peers before authentication, so every byte of one is
  * hostile. Random bytes rarely get past the base64url and JSON checks, and
@@ -167,7 +168,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!tok)
         return 0;
 
-    st = jwt_auth_verify(a, tok, len, FUZZ_NOW, &uid, &exp);
+    struct jwt_auth_profile prof;
+    st = jwt_auth_verify_profile(a, tok, len, FUZZ_NOW, &uid, &exp, &prof);
+    /* The profile: a safe username of at most 64 bytes, an avatar of at
+     * most 512 without a NUL, nothing at all on failure. */
+    size_t nl = strnlen(prof.username, sizeof(prof.username));
+    if (nl > JWT_AUTH_NAME_MAX || (st != JWT_AUTH_OK && (nl || prof.has_avatar)))
+        abort();
+    for (size_t i = 0; i < nl; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+                    prof.username[i]))
+            abort();
+    if (prof.has_avatar && strnlen(prof.avatar, sizeof(prof.avatar)) > JWT_AUTH_AVATAR_MAX)
+        abort();
 
     /* Invariants the gateway relies on. */
     if (strcmp(jwt_auth_status_str(st), "unknown") == 0)

@@ -912,6 +912,80 @@ static void test_sign_hs256(void)
     jwt_auth_free(&a);
 }
 
+/* The profile claims for just-in-time users (jwt_auth_verify_profile). */
+static void test_profile_claims(void)
+{
+    struct jwt_auth a;
+    CHECK_INT(init(&a, "HS256", SECRET, NULL, NULL), 0);
+    static const struct {
+        const char *claims; /* after "sub":"7","exp":... */
+        const char *username;
+        const char *avatar; /* NULL: none */
+    } v[] = {
+        {"", "", NULL},
+        {",\"username\":\"alice\",\"avatar\":\"/a.png\"", "alice", "/a.png"},
+        {",\"preferred_username\":\"bob\",\"picture\":\"https://x/p.png\"", "bob",
+         "https://x/p.png"},
+        {",\"name\":\"Carol Smith\"", "Carol_Smith", NULL},
+        {",\"username\":\"u\",\"preferred_username\":\"p\",\"name\":\"n\"", "u", NULL},
+        /* Not strings, or empty: the next claim. */
+        {",\"username\":7,\"preferred_username\":\"\",\"name\":\"n\"", "n", NULL},
+        {",\"username\":null,\"avatar\":{},\"picture\":\"/p\"", "", "/p"},
+        /* Bytes outside [A-Za-z0-9_.-] (UTF-8, quotes) become '_' (a NUL
+         * never gets this far: libjwt refuses "\u0000" as a bad token). */
+        {",\"username\":\"Zo\u00eb\\\"x\"", "Zo___x", NULL},
+        {",\"username\":\"a.b-c_d\"", "a.b-c_d", NULL},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char pay[512];
+        snprintf(pay, sizeof(pay), "{\"sub\":\"7\",\"exp\":%lld%s}", (long long)NOW + 60,
+                 v[i].claims);
+        char *tok = hs256(pay);
+        struct jwt_auth_profile p;
+        int64_t uid = 0;
+        CHECK_INT(jwt_auth_verify_profile(&a, tok, strlen(tok), NOW, &uid, NULL, &p), JWT_AUTH_OK);
+        CHECK_INT(uid, 7);
+        CHECK_STR(p.username, v[i].username);
+        CHECK_INT(p.has_avatar, v[i].avatar != NULL);
+        if (v[i].avatar)
+            CHECK_STR(p.avatar, v[i].avatar);
+        free(tok);
+    }
+    /* Cut to 64 bytes; a 512-byte avatar fits and a 513-byte one does not. */
+    char pay[2048], longname[100], av[514];
+    memset(longname, 'n', 99);
+    longname[99] = '\0';
+    memset(av, 'a', 513);
+    av[513] = '\0';
+    snprintf(pay, sizeof(pay), "{\"sub\":\"7\",\"exp\":%lld,\"username\":\"%s\",\"avatar\":\"%s\"}",
+             (long long)NOW + 60, longname, av);
+    char *tok = hs256(pay);
+    struct jwt_auth_profile p;
+    CHECK_INT(jwt_auth_verify_profile(&a, tok, strlen(tok), NOW, NULL, NULL, &p), JWT_AUTH_OK);
+    CHECK_INT((long)strlen(p.username), JWT_AUTH_NAME_MAX);
+    CHECK_INT(p.has_avatar, 0);
+    free(tok);
+    av[512] = '\0';
+    snprintf(pay, sizeof(pay), "{\"sub\":\"7\",\"exp\":%lld,\"avatar\":\"%s\"}",
+             (long long)NOW + 60, av);
+    tok = hs256(pay);
+    CHECK_INT(jwt_auth_verify_profile(&a, tok, strlen(tok), NOW, NULL, NULL, &p), JWT_AUTH_OK);
+    CHECK_INT(p.has_avatar, 1);
+    CHECK_INT((long)strlen(p.avatar), JWT_AUTH_AVATAR_MAX);
+    free(tok);
+    /* A refused token yields no profile. */
+    snprintf(pay, sizeof(pay), "{\"sub\":\"7\",\"exp\":%lld,\"username\":\"x\"}",
+             (long long)NOW - 60);
+    tok = hs256(pay);
+    memset(&p, 'x', sizeof(p));
+    CHECK_INT(jwt_auth_verify_profile(&a, tok, strlen(tok), NOW, NULL, NULL, &p),
+              JWT_AUTH_ERR_EXPIRED);
+    CHECK_STR(p.username, "");
+    CHECK_INT(p.has_avatar, 0);
+    free(tok);
+    jwt_auth_free(&a);
+}
+
 static void test_public_key_algs(void)
 {
     EVP_PKEY *rsa = gen_rsa(2048), *rsa2 = gen_rsa(2048), *rsa_small = gen_rsa(1024);
@@ -1053,5 +1127,6 @@ int main(void)
     test_signatures();
     test_sign_hs256();
     test_public_key_algs();
+    test_profile_claims();
     return check_report("test_jwt_auth");
 }

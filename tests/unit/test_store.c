@@ -390,6 +390,87 @@ static void test_update(void)
     tmp_remove(path);
 }
 
+/* Provisioning (bk_store_user_put, bk_store_friend_set): the backend's
+ * ids, idempotent, all or nothing. */
+static void test_provisioning(void)
+{
+    char path[64];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    int64_t alice = bk_store_user_add(&s, "alice", "/a.png");
+    CHECK(alice == 1);
+    struct bk_user_row row, before;
+
+    /* Steps in order; after each, user 500's row reads (name, avatar). */
+    static const struct {
+        const char *username;
+        bool avatar_set;
+        const char *avatar;
+        int expect;
+        const char *err; /* substring of s.err for the negative ones */
+        const char *name_after, *avatar_after;
+        bool has_avatar_after;
+    } steps[] = {
+        {"zoe", false, NULL, BK_PUT_CREATED, NULL, "zoe", "", false},
+        {"zoe", false, NULL, BK_PUT_SAME, NULL, "zoe", "", false},
+        {"zoe", true, NULL, BK_PUT_SAME, NULL, "zoe", "", false}, /* null on null */
+        {"zoe", true, "/z.png", BK_PUT_CHANGED, NULL, "zoe", "/z.png", true},
+        {"zoe", true, "/z.png", BK_PUT_SAME, NULL, "zoe", "/z.png", true},
+        {"zoe2", false, NULL, BK_PUT_CHANGED, NULL, "zoe2", "/z.png", true}, /* avatar kept */
+        {"ZOE2", false, NULL, BK_PUT_CHANGED, NULL, "ZOE2", "/z.png", true}, /* case only */
+        {"zoe2", true, NULL, BK_PUT_CHANGED, NULL, "zoe2", "", false},       /* cleared */
+        {"ALICE", false, NULL, BK_PUT_TAKEN, "taken", "zoe2", "", false},
+        {"a b", false, NULL, BK_PUT_ERROR, "bad username", "zoe2", "", false},
+        {NULL, false, NULL, BK_PUT_ERROR, "required", "zoe2", "", false},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        CHECK_INT(bk_store_user_put(&s, 500, steps[i].username, steps[i].avatar_set,
+                                    steps[i].avatar, NULL),
+                  steps[i].expect);
+        if (steps[i].err)
+            CHECK(strstr(s.err, steps[i].err) != NULL);
+        CHECK_INT(bk_store_user_by_id(&s, 500, &row), 1);
+        CHECK_STR(row.username, steps[i].name_after);
+        CHECK_STR(row.avatar, steps[i].avatar_after);
+        CHECK_INT(row.has_avatar, steps[i].has_avatar_after);
+    }
+    /* before: the row as it was. */
+    CHECK_INT(bk_store_user_put(&s, 500, "zed", false, NULL, &before), BK_PUT_CHANGED);
+    CHECK_STR(before.username, "zoe2");
+    /* A created user has a stats row, like herald-admin's. */
+    long w = -1, l = -1;
+    CHECK_INT(bk_store_stats_get(&s, 500, &w, &l), 1);
+    CHECK(w == 0 && l == 0);
+    /* Bad ids; a created user's name taken by someone: nothing made. */
+    CHECK_INT(bk_store_user_put(&s, 0, "x", false, NULL, NULL), BK_PUT_ERROR);
+    CHECK_INT(bk_store_user_put(&s, -5, "x", false, NULL, NULL), BK_PUT_ERROR);
+    CHECK_INT(bk_store_user_put(&s, 501, "zed", false, NULL, NULL), BK_PUT_TAKEN);
+    CHECK_INT(bk_store_user_by_id(&s, 501, &row), 0);
+
+    /* Friendships by id, both directions, idempotent. */
+    CHECK_INT(bk_store_friend_set(&s, alice, 500, true), 1);
+    CHECK_INT(bk_store_friend_set(&s, 500, alice, true), 0);
+    CHECK_INT(bk_store_are_friends(&s, 500, alice), 1);
+    CHECK_INT(bk_store_are_friends(&s, alice, 500), 1);
+    CHECK_INT(bk_store_friend_set(&s, alice, alice, true), BK_PUT_ERROR);
+    CHECK_INT(bk_store_friend_set(&s, alice, 777, true), BK_FRIEND_UNKNOWN);
+    CHECK(strstr(s.err, "777") != NULL);
+    CHECK_INT(bk_store_friend_set(&s, 500, alice, false), 1);
+    CHECK_INT(bk_store_friend_set(&s, alice, 500, false), 0);
+    CHECK_INT(bk_store_are_friends(&s, alice, 500), 0);
+
+    /* A deleted id is never created again; ids chosen by herald-admin
+     * stay above it. */
+    CHECK_INT(bk_store_user_delete_id(&s, 500), 1);
+    CHECK_INT(bk_store_user_put(&s, 500, "zoe", false, NULL, NULL), BK_PUT_DELETED);
+    CHECK(strstr(s.err, "deleted") != NULL);
+    CHECK_INT(bk_store_user_by_id(&s, 500, &row), 0);
+    CHECK(bk_store_user_add(&s, "next", NULL) == 501);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
 static void test_delete(void)
 {
     char path[64];
@@ -920,6 +1001,7 @@ int main(void)
     test_friends();
     test_stats();
     test_update();
+    test_provisioning();
     test_delete();
     test_search();
     test_migration_v1();
