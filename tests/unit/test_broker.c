@@ -993,6 +993,80 @@ static void test_match_and_delete(void)
     teardown();
 }
 
+/* Provisioning entries (bk_provision.c): created, changed, replayed
+ * without effect, and a change reaches the profile's watchers in the shape
+ * the privacy rule gives them; just-in-time users only when configured. */
+static void test_provisioning(void)
+{
+    setup(0, 4);
+    step("open g1 1 carol");
+    struct bk_user_row row;
+    apply("t notify e user-put d {\"userId\":50,\"username\":\"zed\"}");
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 50, &row), 1);
+    CHECK_STR(row.username, "zed");
+    CHECK_INT(F.b.counters.provisioned, 1);
+    /* Replayed: nothing written, nothing counted. */
+    size_t mark = F.rec.n;
+    apply("t notify e user-put d {\"userId\":50,\"username\":\"zed\"}");
+    CHECK_INT(F.rec.n, mark);
+    CHECK_INT(F.b.counters.provisioned, 1);
+    /* Refused (taken, bad field): nothing changes. */
+    apply("t notify e user-put d {\"userId\":50,\"username\":\"carol\"}");
+    apply("t notify e user-put d {\"userId\":50}");
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 50, &row), 1);
+    CHECK_STR(row.username, "zed");
+    CHECK_INT(F.rec.n, mark);
+
+    /* carol watches zed: a rename reaches her, public fields only. */
+    apply("t msg gw g1 c 1 e watch-profile d {\"userId\":50}");
+    mark = F.rec.n;
+    apply("t notify e user-put d {\"userId\":50,\"username\":\"zed2\",\"avatar\":\"/z\"}");
+    CHECK_STR(find_since(&F.rec, mark, "XADD herald:gw:g1 ", NULL),
+              "XADD herald:gw:g1 * t conn c 1 e profile-update d {\"user\":{\"userID\":50,"
+              "\"userId\":50,\"id\":50,\"username\":\"zed2\",\"avatar\":\"\\/z\"}}");
+    /* Friends now: the full shape, with the friends list, at once. */
+    mark = F.rec.n;
+    applyf("t notify e friendship-put d {\"userId\":50,\"friendId\":%lld}",
+           (long long)uid("carol"));
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 * t conn c 1 e profile-update",
+                     "\"friends\":[{\"id\":3,\"username\":\"carol\"}]") != NULL);
+    CHECK_INT(bk_store_are_friends(&F.b.store, 50, uid("carol")), 1);
+    mark = F.rec.n;
+    applyf("t notify e friendship-put d {\"userId\":%lld,\"friendId\":50}",
+           (long long)uid("carol"));
+    CHECK_INT(F.rec.n, mark); /* already friends: nothing */
+    applyf("t notify e friendship-delete d {\"userId\":50,\"friendId\":%lld}",
+           (long long)uid("carol"));
+    CHECK_INT(bk_store_are_friends(&F.b.store, 50, uid("carol")), 0);
+    const char *pub =
+        find_since(&F.rec, mark, "XADD herald:gw:g1 * t conn c 1 e profile-update", NULL);
+    CHECK(pub != NULL && strstr(pub, "friends") == NULL);
+
+    /* Just-in-time users: ignored unless configured. */
+    apply("t notify e jit-user d {\"userId\":60,\"username\":\"jay\"}");
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 60, &row), 0);
+    F.b.cfg.jit_users = 1;
+    apply("t notify e jit-user d {\"userId\":60,\"username\":\"jay\"}");
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 60, &row), 1);
+    CHECK_STR(row.username, "jay");
+    mark = F.rec.n;
+    apply("t notify e jit-user d {\"userId\":60,\"username\":\"jay\"}");
+    apply("t notify e jit-user d {\"userId\":60}"); /* no claim: the name stays */
+    CHECK_INT(F.rec.n, mark);
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 60, &row), 1);
+    CHECK_STR(row.username, "jay");
+    /* The open that follows its claims is accepted, not kicked. */
+    apply("t open gw g1 c 7 u 60 k ws");
+    CHECK(find_since(&F.rec, mark, "t kick", NULL) == NULL);
+    CHECK(bk_user_find(&F.b, 60) != NULL && bk_user_find(&F.b, 60)->online);
+    /* A deleted account is not created again. */
+    apply("t notify e user-delete d {\"userId\":60}");
+    apply("t notify e jit-user d {\"userId\":60,\"username\":\"jay\"}");
+    CHECK_INT(bk_store_user_by_id(&F.b.store, 60, &row), 0);
+    CHECK_INT(bk_store_is_deleted(&F.b.store, 60), 1);
+    teardown();
+}
+
 /* ---- stored DMs ------------------------------------------------------------------------ */
 
 /* A DM is stored before anything is delivered: one to an offline user is
@@ -1308,6 +1382,7 @@ int main(void)
     test_rooms_privacy();
     test_room_limit();
     test_match_and_delete();
+    test_provisioning();
     test_chat_rate();
     test_resync_writes_connections();
     test_sync();
