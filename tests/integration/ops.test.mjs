@@ -68,6 +68,11 @@ test('herald-admin status prints the broker, online count and each gateway lease
   assert.match(out, /^ +gw-a +1 connections +lease ok/m);
   assert.match(out, /^ +gw-b +0 connections +lease ok/m);
   assert.match(out, /events stream: \d+ entries, pending \d+, lag \d+/);
+  assert.match(out, /^hooks stream: +[1-9]\d* entries$/m, 'dave going online wrote a hook; no group yet');
+  s.redis('XGROUP', 'CREATE', 'herald:hooks', 'crm', '0');
+  const withGroup = execFileSync(path.join(BIN, 'herald-admin'), ['--redis-url', `redis://127.0.0.1:${s.redisPort}`, 'status'], { encoding: 'utf8' });
+  assert.match(withGroup, /^hooks stream: +\d+ entries, group crm pending 0( lag \d+)?$/m, 'the group and what it has not read');
+  s.redis('XGROUP', 'DESTROY', 'herald:hooks', 'crm');
   await dave.close();
 });
 
