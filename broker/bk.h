@@ -345,6 +345,7 @@ struct bk_webhook {
     size_t n;
     int64_t first_ms; /* bk_now() when its first event was read */
     int attempts;     /* failed attempts of this batch so far */
+    int streak;       /* failed attempts since the last delivery, any batch */
     int phase;        /* setup, own pending entries, new entries (bk_webhook.c) */
     bool busy;        /* a command of the read side is outstanding */
     bool waiting;     /* retry_ev is armed */

@@ -387,10 +387,11 @@ static void delivered(struct bk *b)
     ack_ids(w, ids, w->n);
     w->delivered += w->n;
     w->batches++;
-    if (w->attempts > 0)
-        log_info("webhook: delivering again (batch of %zu events delivered after %d failed "
-                 "attempts)",
-                 w->n, w->attempts);
+    if (w->streak > 0)
+        log_info("webhook: delivering again: a batch of %zu events delivered after %d failed "
+                 "attempts",
+                 w->n, w->streak);
+    w->streak = 0;
     batch_clear(w);
     kick(b);
 }
@@ -400,6 +401,7 @@ static void failed(struct bk *b, const char *why, int status)
     struct bk_webhook *w = &b->webhook;
     w->failures++;
     w->attempts++;
+    w->streak++;
     long ms = bk_webhook_backoff_ms(w->attempts, (uint32_t)rand() ^ ((uint32_t)rand() << 16));
     if (status > 0)
         log_warn_rl(1, "webhook: POST to %s:%d%s answered %d; %zu events, retry %d in %ld ms",
