@@ -221,6 +221,16 @@ test('SIGTERM with a request in flight: clean exit, the batch stays pending and 
   await erin.close();
 });
 
+test('a broker that leads without a URL removes the group herald-webhook', async () => {
+  const groups = () => s1.redis('XINFO', 'GROUPS', 'herald:hooks');
+  assert.match(groups(), /herald-webhook/);
+  assert.equal((await s1.broker.stop()).code, 0);
+  await s1.startBroker({ HERALD_WEBHOOK_URL: '' });
+  await waitFor(() => /webhook: no --webhook-url: consumer group herald-webhook removed/.test(s1.broker.tail(100)),
+    { what: 'the group removed', timeout: 10000 });
+  assert.doesNotMatch(groups(), /herald-webhook/);
+});
+
 test('events older than --webhook-retry-s are dropped and counted; delivery goes on after', async () => {
   const r = await receiver();
   const s = await startStack('webhook-drop', r, {
