@@ -253,6 +253,13 @@ test('events older than --webhook-retry-s are dropped and counted; delivery goes
     await waitFor(() => ['after1', 'after2'].every((m) => r.delivered().some((e) => livechat(e, m))),
       { what: 'delivery after the drop', timeout: 10000 });
     assert.ok(!r.delivered().some((e) => e.t === 'livechat' && /^d\d$/.test(e.d.message)), 'dropped events never delivered');
+    // An entry no broker wrote (d not an object) is skipped and counted, the next one delivered.
+    const dropped1 = await metric(s, 'herald_broker_webhook_dropped_total');
+    const bogus = s.redis('XADD', 'herald:hooks', '*', 't', 'livechat', 'd', 'not json', 'ts', String(Date.now())).replace(/^"|"$/g, '');
+    erin.send({ type: 'livechat', message: 'after3' });
+    await waitFor(() => r.delivered().some((e) => livechat(e, 'after3')), { what: 'delivery after a bogus entry', timeout: 10000 });
+    assert.equal(await metric(s, 'herald_broker_webhook_dropped_total'), dropped1 + 1);
+    assert.ok(!r.requests.some((q) => q.events.some((e) => e.id === bogus)), `${bogus} never posted`);
     checkRequests(r, 100);
     assert.match(s.broker.tail(400), /webhook: 3 events dropped/);
     assert.match(s.broker.tail(400), /webhook: POST .* answered 500/);
