@@ -343,16 +343,12 @@ static size_t drop_expired(struct bk *b)
     int64_t oldest = bk_wall_ms(b) - (int64_t)b->cfg.webhook_retry_s * 1000;
     const char *ids[BK_WEBHOOK_BATCH_MAX];
     size_t k = 0, j = 0;
-    for (size_t i = 0; i < w->n; i++) {
+    for (size_t i = 0; i < w->n; i++)
         if (w->ev[i].ts < oldest)
             ids[k++] = w->ev[i].id;
-        else
-            j++;
-    }
     if (k == 0)
         return 0;
     ack_ids(w, ids, k);
-    j = 0;
     for (size_t i = 0; i < w->n; i++) {
         if (w->ev[i].ts < oldest)
             free(w->ev[i].json);

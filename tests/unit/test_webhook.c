@@ -95,6 +95,17 @@ static void test_url(void)
     CHECK(!u.ipv6);
     CHECK_INT(bk_webhook_parse_url("https://h/", &u, &why), -1);
     CHECK(strstr(why, "proxy") != NULL);
+    /* Refused for the right reason, not by luck of a later check. */
+    CHECK_INT(bk_webhook_parse_url("http://evil.com@example.com/", &u, &why), -1);
+    CHECK(strstr(why, "userinfo") != NULL);
+    CHECK_INT(bk_webhook_parse_url("http://u:p@example.com/", &u, &why), -1);
+    CHECK(strstr(why, "userinfo") != NULL);
+    CHECK_INT(bk_webhook_parse_url("http://h:0/", &u, &why), -1);
+    CHECK(strstr(why, "port") != NULL);
+    CHECK_INT(bk_webhook_parse_url("http://h/a b", &u, &why), -1);
+    CHECK(strstr(why, "space") != NULL);
+    CHECK_INT(bk_webhook_parse_url("example.com/", &u, &why), -1);
+    CHECK(strstr(why, "http://") != NULL);
     char *big = malloc(BK_WEBHOOK_URL_MAX + 2);
     memcpy(big, "http://h/", 9);
     memset(big + 9, 'a', BK_WEBHOOK_URL_MAX - 9);
