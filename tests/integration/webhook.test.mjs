@@ -6,7 +6,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { Stack, waitFor, freePort, metrics } from './harness.mjs';
 
 const SECRET = 'webhook-test-secret';
@@ -231,10 +234,14 @@ test('a broker that leads without a URL removes the group herald-webhook', async
   assert.doesNotMatch(groups(), /herald-webhook/);
 });
 
-test('events older than --webhook-retry-s are dropped and counted; delivery goes on after', async () => {
+test('events older than --webhook-retry-s are dropped and counted; delivery goes on after (secret from a file)', async () => {
   const r = await receiver();
+  // This broker reads its secret from a file (with the newline an editor adds).
+  const secretFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'herald-wh-')), 'webhook.secret');
+  fs.writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
   const s = await startStack('webhook-drop', r, {
     HERALD_WEBHOOK_RETRY_S: '1', HERALD_WEBHOOK_FLUSH_MS: '100', HERALD_WEBHOOK_TIMEOUT_MS: '300',
+    HERALD_WEBHOOK_SECRET: '', HERALD_WEBHOOK_SECRET_FILE: secretFile,
   });
   try {
     const erin = await s.connect('erin', 0);
@@ -268,5 +275,6 @@ test('events older than --webhook-retry-s are dropped and counted; delivery goes
   } finally {
     await s.stop();
     r.server.close();
+    fs.rmSync(path.dirname(secretFile), { recursive: true, force: true });
   }
 });
