@@ -224,6 +224,26 @@ test('SIGTERM with a request in flight: clean exit, the batch stays pending and 
   await erin.close();
 });
 
+test('Redis restarts empty: the sender creates its group again and delivers what comes after', async () => {
+  await settled(s1, r1);
+  const alice = await s1.connect('alice', 0);
+  await s1.redisProc.stop();
+  await s1.startRedis();
+  await waitFor(async () => (await fetch(`${s1.gateways[0].url}/healthz`)).status === 200,
+    { what: 'healthy again', timeout: 20000 });
+  await waitFor(() => /herald-webhook/.test(s1.redis('XINFO', 'GROUPS', 'herald:hooks')),
+    { what: 'the group created again', timeout: 10000 });
+  // The first events after the restart may land before the group exists
+  // (created at $): keep sending until one is delivered.
+  let n = 0;
+  await waitFor(() => {
+    alice.send({ type: 'livechat', message: `back${n++}` });
+    return r1.delivered().some((e) => e.t === 'livechat' && /^back\d+$/.test(e.d.message));
+  }, { what: 'delivery after the restart', timeout: 15000, interval: 300 });
+  checkRequests(r1, 5);
+  await alice.close();
+});
+
 test('a broker that leads without a URL removes the group herald-webhook', async () => {
   const groups = () => s1.redis('XINFO', 'GROUPS', 'herald:hooks');
   assert.match(groups(), /herald-webhook/);
