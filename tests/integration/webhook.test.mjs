@@ -244,6 +244,23 @@ test('Redis restarts empty: the sender creates its group again and delivers what
   await alice.close();
 });
 
+test('a standby broker with the same URL sends nothing', async () => {
+  const from = await settled(s1, r1);
+  const active = s1.broker;
+  const standby = await s1.startBroker({ HERALD_CONSUMER: 'broker-2', HERALD_ADMIN_LISTEN: '' });
+  await waitFor(() => /standby: broker broker-1 is active/.test(standby.tail(50)), { what: 'standing by', timeout: 10000 });
+  const bob = await s1.connect('bob', 1);
+  bob.send({ type: 'livechat', message: 'sb1' });
+  await waitFor(() => r1.delivered().some((e) => livechat(e, 'sb1')), { what: 'sb1 delivered', timeout: 10000 });
+  assert.doesNotMatch(standby.tail(200), /webhook: posting/);
+  const consumers = s1.redis('XINFO', 'CONSUMERS', 'herald:hooks', 'herald-webhook');
+  assert.doesNotMatch(consumers, /broker-2/);
+  assert.equal(r1.requests.slice(from).filter((q) => q.events.some((e) => livechat(e, 'sb1'))).length, 1);
+  await bob.close();
+  assert.equal((await standby.stop()).code, 0);
+  s1.broker = active;
+});
+
 test('a broker that leads without a URL removes the group herald-webhook', async () => {
   const groups = () => s1.redis('XINFO', 'GROUPS', 'herald:hooks');
   assert.match(groups(), /herald-webhook/);
