@@ -28,6 +28,7 @@
  *   bk_answer.c    a request's fields and the answer to its sender
  *   bk_out.c       the command sink; everything written to the gateways
  *   bk_feed.c      herald:hooks, the application backend's feed
+ *   bk_webhook.c   herald:hooks POSTed to the backend's URL
  *   bk_admin.c     /metrics and /healthz
  *   bk_store.c     the SQLite user store
  *
@@ -103,6 +104,14 @@ struct bk_config {
     /* The application backend's side (PROTOCOL.md §6a). */
     int jit_users;     /* create unknown users from their token's claims */
     long hooks_maxlen; /* herald:hooks cap (bk_feed.h); 0: no hooks */
+    /* The webhook sender (bk_webhook.h); off without a URL. */
+    const char *webhook_url;
+    const char *webhook_secret;
+    const char *webhook_secret_file;
+    long webhook_batch;      /* events per POST */
+    long webhook_flush_ms;   /* a batch leaves this long after its first event was read */
+    long webhook_retry_s;    /* events older than this are dropped instead of retried */
+    long webhook_timeout_ms; /* one attempt, connect to answer */
 };
 
 struct bk;
@@ -314,6 +323,38 @@ struct bk_feed {
     char lagging[128];       /* the group that held the last trim back */
 };
 
+/* The webhook sender (bk_webhook.c): herald:hooks as signed POSTs. */
+struct bk_webhook_url;
+struct bk_webhook_event;
+struct evdns_base;
+struct evhttp_connection;
+struct evhttp_request;
+struct bk_webhook {
+    struct bk_webhook_url *url; /* owned: parsed at start-up; NULL: off */
+    unsigned char *secret;      /* owned */
+    size_t secret_len;
+    bool running;                   /* started (leading with a URL) */
+    struct rds rd;                  /* its own connection: the blocking XREADGROUP, XACK */
+    struct evdns_base *dns;         /* owned; NULL for a numeric host */
+    struct evhttp_connection *conn; /* owned: kept alive between batches */
+    struct evhttp_request *req;     /* the one in flight (evhttp owns it), or NULL */
+    struct event *retry_ev;         /* owned: backoff, or a setup step again */
+    struct event *deadline_ev;      /* owned: the attempt's overall timeout */
+    /* The batch: at most webhook_batch events, owned, in stream order. */
+    struct bk_webhook_event *ev;
+    size_t n;
+    int64_t first_ms; /* bk_now() when its first event was read */
+    int attempts;     /* failed attempts of this batch so far */
+    int streak;       /* failed attempts since the last delivery, any batch */
+    int phase;        /* setup, own pending entries, new entries (bk_webhook.c) */
+    bool busy;        /* a command of the read side is outstanding */
+    bool waiting;     /* retry_ev is armed */
+    int acking;       /* XACKs not answered yet */
+    const char *err;  /* what evhttp said went wrong with the attempt (static) */
+    char cursor[64];  /* the last pending entry read */
+    uint64_t delivered, batches, failures, dropped; /* /metrics */
+};
+
 /* Most feature hook tables bk_hooks_add() accepts. */
 #define BK_HOOKS_MAX 8
 
@@ -349,6 +390,7 @@ struct bk {
     struct bk_consumer consumer;
     struct bk_lead lead;
     struct bk_feed feed;
+    struct bk_webhook webhook;
     struct evhttp *admin; /* owned: the admin port, or NULL */
     bool stopping;        /* bk_stop() started: no new reads, no lock renewal */
     struct bk_counters counters;

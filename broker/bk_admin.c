@@ -72,6 +72,19 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     metrics_put(o, "herald_broker_hooks_length", "gauge",
                 "Entries in herald:hooks (as last measured, plus those added since).",
                 (long long)b->feed.len);
+    metrics_put(o, "herald_broker_webhook_events_total", "counter",
+                "Events delivered to the webhook (2xx).", (long long)b->webhook.delivered);
+    metrics_put(o, "herald_broker_webhook_batches_total", "counter",
+                "Webhook batches delivered (2xx).", (long long)b->webhook.batches);
+    metrics_put(o, "herald_broker_webhook_failures_total", "counter",
+                "Webhook attempts that failed (not 2xx, refused, reset, timed out).",
+                (long long)b->webhook.failures);
+    metrics_put(o, "herald_broker_webhook_dropped_total", "counter",
+                "Webhook events dropped: older than --webhook-retry-s, or not a hook.",
+                (long long)b->webhook.dropped);
+    metrics_put(o, "herald_broker_webhook_inflight", "gauge",
+                "Webhook events read and not yet acknowledged (the batch in memory).",
+                (long long)b->webhook.n);
     metrics_put(o, "herald_broker_sessions_recovered_total", "counter",
                 "Sessions that came back within the recovery window (no presence transition).",
                 (long long)b->counters.recovered);

@@ -22,6 +22,7 @@
 #include "bk_out.h"
 #include "bk_presence.h"
 #include "bk_rooms.h"
+#include "bk_webhook.h"
 #include "log.h"
 
 #include <event2/event.h>
@@ -309,6 +310,8 @@ static int try_lead(struct bk *b)
     int64_t t0 = bk_now(b);
     int lr = bk_load_state(b, rc);
     long claimed = lr == 0 ? claim_pending(b, rc) : 0;
+    if (lr == 0)
+        bk_webhook_takeover(b, rc);
     redisFree(rc);
     b->lead.rc = NULL;
     if (lr != 0) {
@@ -328,7 +331,7 @@ static int become_leader(struct bk *b)
     snprintf(b->lead.term, sizeof(b->lead.term), "%s %d.%lld", b->cfg.consumer, (int)getpid(),
              (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
-        bk_consumer_start(b) != 0)
+        bk_consumer_start(b) != 0 || bk_webhook_start(b) != 0)
         return -1;
     b->lead.tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval tv = {0, BK_TICK_MS * 1000};
@@ -369,7 +372,7 @@ int bk_init(struct bk *b)
 
 int bk_start(struct bk *b)
 {
-    if (bk_init(b) != 0 || bk_admin_start(b) != 0)
+    if (bk_webhook_check(b) != 0 || bk_init(b) != 0 || bk_admin_start(b) != 0)
         return -1;
     int t = try_lead(b);
     if (t < 0)
@@ -399,6 +402,7 @@ void bk_stop(struct bk *b)
     if (b->lead.tick_ev)
         event_free(b->lead.tick_ev);
     b->lead.tick_ev = NULL;
+    bk_webhook_stop(b);
     rds_free(&b->rd);
     if (b->cmd.up && b->lead.leading && !b->lead.lost_lock) {
         /* A standby takes over at once instead of waiting for the TTL. */

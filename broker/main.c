@@ -100,6 +100,25 @@ static const struct cfg_opt bk_opts[] = {
      * hooks be dropped and counted, never Redis grow without bound. */
     OPT("hooks-maxlen", CFG_INT, hooks_maxlen, "100000", 0, 1000000000, 0,
         "cap on herald:hooks, the backend's feed (0: no hooks)"),
+    /* The webhook sender (bk_webhook.h, docs/API.md "Webhooks"). */
+    OPT("webhook-url", CFG_STR, webhook_url, NULL, 0, 0, 0,
+        "POST herald:hooks as signed JSON batches to this http://host[:port]/path (https: "
+        "through a local TLS proxy); off when unset"),
+    OPT("webhook-secret", CFG_STR, webhook_secret, NULL, 0, 0, CFG_SECRET,
+        "HMAC-SHA256 key of X-Herald-Signature (required with --webhook-url)"),
+    OPT("webhook-secret-file", CFG_STR, webhook_secret_file, NULL, 0, 0, 0,
+        "file holding the webhook secret"),
+    /* 100 small events are a body of about 15 KB: one request a second
+     * carries a busy site's presence and chat. */
+    OPT("webhook-batch", CFG_INT, webhook_batch, "100", 1, 1000, 0, "events per webhook POST"),
+    OPT("webhook-flush-ms", CFG_INT, webhook_flush_ms, "1000", 0, 600000, 0,
+        "a webhook batch is posted this long after its first event was read, if not full before"),
+    /* Five minutes covers a deploy or a restart of the receiver; an event
+     * older than that is news nobody acts on. */
+    OPT("webhook-retry-s", CFG_INT, webhook_retry_s, "300", 1, 604800, 0,
+        "a failed webhook batch is retried until its events are this old, then they are dropped"),
+    OPT("webhook-timeout-ms", CFG_INT, webhook_timeout_ms, "10000", 100, 600000, 0,
+        "one webhook attempt, connect to answer; longer is a failure"),
     OPT("admin-listen", CFG_STR, admin_listen, NULL, 0, 0, 0,
         "host:port for GET /metrics and /healthz (keep it private; off when unset)"),
 };
