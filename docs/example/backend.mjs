@@ -43,8 +43,11 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
 function readSecret() {
   if (process.env.HERALD_JWT_SECRET) return process.env.HERALD_JWT_SECRET;
   if (process.env.HERALD_JWT_SECRET_FILE) {
-    // Herald's gateway uses the file's content without its final newline.
-    return fs.readFileSync(process.env.HERALD_JWT_SECRET_FILE, 'utf8').replace(/\r?\n$/, '');
+    // The gateway takes the file's bytes without the line ends at its end.
+    const bytes = fs.readFileSync(process.env.HERALD_JWT_SECRET_FILE);
+    let n = bytes.length;
+    while (n > 0 && (bytes[n - 1] === 0x0a || bytes[n - 1] === 0x0d)) n--;
+    return bytes.subarray(0, n);
   }
   return '';
 }
@@ -58,7 +61,7 @@ const config = {
   webhookSecret: process.env.HERALD_WEBHOOK_SECRET || '',
   tokenTtl: Number(process.env.TOKEN_TTL || 3600),
 };
-for (const [name, ok] of [['HERALD_API_KEY', config.apiKey], ['HERALD_JWT_SECRET or HERALD_JWT_SECRET_FILE', config.jwtSecret]]) {
+for (const [name, ok] of [['HERALD_API_KEY', config.apiKey], ['HERALD_JWT_SECRET or HERALD_JWT_SECRET_FILE', config.jwtSecret.length > 0]]) {
   if (!ok) {
     console.error(`backend: ${name} is required (see --help)`);
     process.exit(2);
