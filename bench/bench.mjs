@@ -64,7 +64,7 @@ export const SIZES = {
     broadcast: { recipients: 5000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
       bursty: { rate: 500, burst: 10 } },
     dm: { conns: 2000, rate: 2000 },
-    webhook: { rounds: 2, throughput: 200000, batches: [100, 1000], repeats: 3 },
+    webhook: { rounds: 3, throughput: 200000, batches: [100, 1000], repeats: 3 },
     store: { count: 200000 },
   },
   quick: {
