@@ -434,9 +434,13 @@ function webhookReading(by) {
       `more than the ${sig(spread)} ms runs of one series differ by)`);
   }
   const n = Math.min(off.length, hang.length);
+  const all = WH_SERIES.flatMap((k) => (by[k] || []).filter((r) => r.ok));
+  const noisy = all.filter((r) => derive(r).noise > NOISE_FLAG).length;
   return `**Reading.** With the receiver that never answers DM latency was ${parts.join(', ')} without a webhook ` +
     `(${n} run${n > 1 ? 's' : ''} each): ${outside.length ? `outside the run-to-run spread in ${outside.join(' and ')}` :
-      'no difference beyond the spread between runs of the same series, which bounds what these runs can resolve'}.`;
+      'no difference beyond the spread between runs of the same series, which bounds what these runs can resolve'}` +
+    `${noisy ? ` — and ${noisy === all.length ? 'every run' : `${noisy} of the ${all.length} runs`} had other load on the ` +
+      `machine (machine noise ⚠), which widens that spread` : ''}.`;
 }
 
 function webhookSection(results) {
