@@ -17,7 +17,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { BIN, ROOT, SECRET, heraldBenchEnv, serversFor, startStack } from './stack.mjs';
+import { BIN, ROOT, SECRET, heraldBenchEnv, redisCli, serversFor, startHerald, startStack } from './stack.mjs';
+import { startReceiver } from './receiver.mjs';
+import { freePort, metrics, waitFor } from '../tests/integration/harness.mjs';
 import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
 
 // ---- sizes ---------------------------------------------------------------------
@@ -40,6 +42,12 @@ import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARI
 //            bursts of `bursty.burst` at `bursty.rate`.
 // dm:        `conns` connections (conns/2 pairs) sending `rate` DMs/s in all;
 //            Herald runs it twice, the second time with DM storage off.
+// webhook:   the dm load (its conns and rate) against Herald /ws, three
+//            series back to back: no webhook, a webhook receiver that never
+//            answers, one that answers 204 at once; `rounds` times over, so
+//            the report shows the run-to-run spread. Then the sender alone:
+//            `throughput` hook entries appended at once, drained to a 204
+//            receiver, at each of `batches` events per POST, `repeats` times.
 // store:     `count` DMs per batch size into the SQLite store alone
 //            (herald-store-bench), no network.
 //
@@ -56,6 +64,7 @@ export const SIZES = {
     broadcast: { recipients: 5000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
       bursty: { rate: 500, burst: 10 } },
     dm: { conns: 2000, rate: 2000 },
+    webhook: { rounds: 3, throughput: 200000, batches: [100, 1000], repeats: 3 },
     store: { count: 200000 },
   },
   quick: {
@@ -66,9 +75,12 @@ export const SIZES = {
     broadcast: { recipients: 1000, tabs: 100, senders: 4, rates: [100, 500], window: 32,
       bursty: { rate: 500, burst: 10 } },
     dm: { conns: 1000, rate: 1000 },
+    webhook: { rounds: 2, throughput: 20000, batches: [100, 1000], repeats: 1 },
     store: { count: 50000 },
   },
 };
+
+const WEBHOOK_DESC = { off: 'off', hang: 'to a receiver that never answers', ok: 'to a 204 receiver' };
 
 // Herald over both of its dialects, and the reference (Socket.IO only).
 export const TARGETS = [
@@ -130,6 +142,21 @@ function configs(scenario, sz) {
     // for this comparison only): what storing costs per DM.
     out.push({ ...base, series: 'dm-nostore', dmStore: 'off', heraldOnly: true, conns: sz.dm.conns, tabs: 1,
       rate: sz.dm.rate, desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, DMs not stored` });
+  } else if (scenario === 'webhook') {
+    // The dm load with the broker's webhook off, pointed at a receiver that
+    // never answers, and at one that answers 204 at once: whether a hung
+    // endpoint reaches the clients. Herald /ws only (the webhook is the
+    // broker's; the dialect does not matter to it), the three back to back,
+    // `rounds` times, so that the spread between runs of the same series is
+    // there to compare the differences with.
+    const w = sz.webhook || { rounds: 0 };
+    for (let round = 1; round <= w.rounds; round++) {
+      for (const webhook of ['off', 'hang', 'ok']) {
+        out.push({ ...base, series: `wh-${webhook}`, mode: 'dm', webhook, round, heraldOnly: true, protos: ['ws'],
+          conns: sz.dm.conns, tabs: 1, rate: sz.dm.rate,
+          desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, webhook ${WEBHOOK_DESC[webhook]} (round ${round})` });
+      }
+    }
   }
   return out;
 }
@@ -141,7 +168,8 @@ export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
   const runs = [];
   for (const scenario of SCENARIOS.filter((s) => only.includes(s))) {
     for (const cfg of configs(scenario, sz)) {
-      for (const t of targets.filter((x) => !cfg.heraldOnly || x.target === 'herald')) {
+      for (const t of targets.filter((x) => (!cfg.heraldOnly || x.target === 'herald') &&
+        (!cfg.protos || cfg.protos.includes(x.proto)))) {
         const users = Math.ceil(cfg.conns / cfg.tabs) + (cfg.churnUsers || 0);
         runs.push({ scenario, ...t, ...cfg, users, servers: serversFor(cfg.conns),
           procs: loadgenProcs(cfg.conns + (cfg.churnUsers || 0)) });
@@ -153,7 +181,8 @@ export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
 
 // herald-loadgen's command line for `run` against `stack`.
 export function loadgenArgs(run, stack, jsonPath) {
-  const a = ['--mode', run.scenario, '--proto', run.proto, '--ports', stack.ports.join(','),
+  const mode = run.mode || run.scenario;
+  const a = ['--mode', mode, '--proto', run.proto, '--ports', stack.ports.join(','),
     '--secret', stack.secret, '--first-user', String(stack.firstUser),
     '--conns', String(run.conns), '--tabs', String(run.tabs), '--procs', String(run.procs),
     '--settle', String(run.settle), '--duration', String(run.duration), '--drain', String(run.drain),
@@ -163,7 +192,7 @@ export function loadgenArgs(run, stack, jsonPath) {
     a.push('--rate', String(run.rate), '--burst', String(run.burst), '--senders', String(run.senders));
     if (run.window) a.push('--window', String(run.window));
   }
-  if (run.scenario === 'dm') a.push('--rate', String(run.rate));
+  if (mode === 'dm') a.push('--rate', String(run.rate));
   for (const p of stack.measured()) a.push('--pid', `${p.name}=${p.pid}`);
   return a;
 }
@@ -314,6 +343,11 @@ function summaryLine(rec) {
     case 'broadcast':
       return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${Math.round(d.perCpu)} per server CPU-s, p99 ${d.p99.toFixed(2)} ms, ` +
         `undelivered ${d.loss}; ${err}`;
+    case 'webhook': {
+      const w = rec.webhook_metrics?.window || {};
+      return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ` +
+        `webhook in the window: ${w.events ?? '?'} events, ${w.batches ?? '?'} batches, ${w.failures ?? '?'} failures; ${err}`;
+    }
     default:
       return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ${err}`;
   }
@@ -325,11 +359,29 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
   const rec = { ...run, session, sizes, at: new Date().toISOString(), ok: false };
   fs.mkdirSync(logDir, { recursive: true });
   let stack = null;
+  let receiver = null;
+  let sampler = null;
   try {
     const env = run.dmStore ? { HERALD_DM_STORE: run.dmStore } : {};
+    if (run.webhook) {
+      // Every webhook run has the admin port, the one without a webhook too
+      // (same broker work for /metrics in all three series).
+      env.HERALD_ADMIN_LISTEN = `127.0.0.1:${await freePort()}`;
+      if (run.webhook !== 'off') {
+        receiver = await startReceiver(run.webhook);
+        env.HERALD_WEBHOOK_URL = receiver.url;
+        env.HERALD_WEBHOOK_SECRET = WEBHOOK_SECRET;
+      }
+    }
     stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET, env });
-    rec.lg = await runLoadgen(run, stack, { bin, dir: logDir, quiet });
-    rec.ok = true;
+    if (run.webhook) sampler = startWebhookSampler(`http://${env.HERALD_ADMIN_LISTEN}`);
+    const t0 = Date.now();
+    try {
+      rec.lg = await runLoadgen(run, stack, { bin, dir: logDir, quiet });
+      rec.ok = true;
+    } finally {
+      if (sampler) rec.webhook_metrics = await webhookWindow(sampler, run, rec.lg, t0, stack);
+    }
   } catch (e) {
     rec.error = e.message;
     if (e.summary) rec.lg = e.summary;
@@ -339,6 +391,169 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
     rec.problems = await stack.stop();
     if (rec.problems.length && !quiet) process.stderr.write(`  stack: ${rec.problems.join('\n  ')}\n`);
   }
+  if (receiver) {
+    await receiver.stop();
+    rec.receiver = receiver.summary();
+  }
+  return rec;
+}
+
+// ---- the webhook runs ----------------------------------------------------------------
+//
+// The broker's webhook counters (GET /metrics on its admin port) sampled
+// every SAMPLE_MS while the load generator runs, so that the report can give
+// their growth over the measurement window alone: the window is placed from
+// herald-loadgen's summary (ramp_s, then the settle period, then measure_s
+// from the start of its process), and the counters are interpolated between
+// the two samples around each end.
+const WEBHOOK_SECRET = 'herald-benchmark-webhook-secret';
+const SAMPLE_MS = 200;
+const WH_METRICS = {
+  events: 'herald_broker_webhook_events_total',
+  batches: 'herald_broker_webhook_batches_total',
+  failures: 'herald_broker_webhook_failures_total',
+  dropped: 'herald_broker_webhook_dropped_total',
+  inflight: 'herald_broker_webhook_inflight',
+};
+
+async function webhookCounters(adminUrl) {
+  const m = await metrics(adminUrl);
+  const out = { t: Date.now() };
+  for (const [k, name] of Object.entries(WH_METRICS)) out[k] = m.get(name) ?? null;
+  return out;
+}
+
+function startWebhookSampler(adminUrl) {
+  const s = { adminUrl, samples: [], errors: 0, stopped: false };
+  s.done = (async () => {
+    while (!s.stopped) {
+      try { s.samples.push(await webhookCounters(adminUrl)); } catch { s.errors++; }
+      await new Promise((r) => setTimeout(r, SAMPLE_MS));
+    }
+  })();
+  return s;
+}
+
+// Counter k at time t (ms), linear between the samples around it.
+function counterAt(samples, k, t) {
+  const xs = samples.filter((x) => x[k] !== null);
+  if (!xs.length) return null;
+  if (t <= xs[0].t) return xs[0][k];
+  for (let i = 1; i < xs.length; i++) {
+    if (xs[i].t >= t) {
+      const a = xs[i - 1], b = xs[i];
+      return b.t === a.t ? b[k] : a[k] + ((b[k] - a[k]) * (t - a.t)) / (b.t - a.t);
+    }
+  }
+  return xs[xs.length - 1][k];
+}
+
+// Stops the sampler; returns {window: {s, events, batches, failures,
+// dropped}, total: {...}, rss_kb_end: {broker, redis}, samples, sample_errors}.
+async function webhookWindow(sampler, run, lg, t0, stack) {
+  sampler.stopped = true;
+  await sampler.done;
+  const out = { samples: sampler.samples.length, sample_errors: sampler.errors };
+  try { out.total = await webhookCounters(sampler.adminUrl); } catch (e) { out.error = e.message; }
+  const rss = {};
+  for (const p of stack.measured().filter((x) => x.name === 'broker' || x.name === 'redis')) {
+    try { rss[p.name] = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'))[1]); } catch { /* gone */ }
+  }
+  out.rss_kb_end = rss;
+  if (lg && lg.measure_s > 0) {
+    const start = t0 + (lg.ramp_s + run.settle) * 1000;
+    const end = start + lg.measure_s * 1000;
+    out.window = { s: lg.measure_s };
+    for (const k of ['events', 'batches', 'failures', 'dropped']) {
+      const a = counterAt(sampler.samples, k, start), b = counterAt(sampler.samples, k, end);
+      out.window[k] = a === null || b === null ? null : b - a;
+    }
+  }
+  return out;
+}
+
+// ---- the webhook sender alone ----------------------------------------------------------
+//
+// Redis and a broker (no gateways) with the webhook on and a 204 receiver;
+// once the broker has created its group on herald:hooks, `n` hook entries
+// are appended at once (redis-cli --pipe) and the receiver times the first
+// to the n-th event: events/s the sender delivers while it drains a backlog,
+// one request in flight, `batch` events per POST.
+export const WEBHOOK_STREAM = 'herald:hooks';
+
+function respCommand(args) {
+  let out = `*${args.length}\r\n`;
+  for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+  return out;
+}
+
+export async function runWebhookThroughput({ bin = BIN, n, batch, logDir }) {
+  fs.mkdirSync(logDir, { recursive: true });
+  const rec = { n, batch, ok: false };
+  const receiver = await startReceiver('ok');
+  let stack = null;
+  try {
+    const admin = `127.0.0.1:${await freePort()}`;
+    stack = await startHerald({
+      servers: 0, users: 0, logDir, bin, secret: SECRET,
+      env: {
+        HERALD_ADMIN_LISTEN: admin, HERALD_WEBHOOK_URL: receiver.url, HERALD_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        HERALD_WEBHOOK_BATCH: String(batch), HERALD_HOOKS_MAXLEN: String(n + 100000),
+      },
+    });
+    await waitFor(() => redisCli(stack.redisPort, 'XINFO', 'GROUPS', WEBHOOK_STREAM).includes('herald-webhook'),
+      { what: 'the broker\'s group herald-webhook on herald:hooks', timeout: 15000, interval: 20 });
+    const now = Date.now();
+    const chunks = [];
+    for (let i = 0; i < n; i++) {
+      const d = JSON.stringify({ id: i + 1, userId: 1 + (i % 1000), user: `lg${1 + (i % 1000)}`, message: `webhook bench ${i}`, ts: now });
+      chunks.push(respCommand(['XADD', WEBHOOK_STREAM, '*', 't', 'livechat', 'd', d, 'ts', String(now)]));
+    }
+    const input = chunks.join('');
+    const pid = (name) => stack.measured().find((p) => p.name === name).pid;
+    const cpuOf = (name) => procCpu(fs.readFileSync(`/proc/${pid(name)}/stat`, 'utf8'));
+    const cpu0 = { broker: cpuOf('broker'), redis: cpuOf('redis') };
+    const t0 = process.hrtime.bigint();
+    const piped = await new Promise((resolve, reject) => {
+      const c = spawn('redis-cli', ['-p', String(stack.redisPort), '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      c.stdout.on('data', (x) => { out += x; });
+      c.stderr.on('data', (x) => { out += x; });
+      c.on('error', reject);
+      c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`redis-cli --pipe exited ${code}: ${out}`))));
+      c.stdin.end(input);
+    });
+    const tAppended = process.hrtime.bigint();
+    const m = /errors: (\d+), replies: (\d+)/.exec(piped);
+    if (!m || Number(m[1]) !== 0 || Number(m[2]) !== n) throw new Error(`redis-cli --pipe: ${piped.trim()}`);
+    // Generous: at 2 000 events/s (a tenth of what it does here) plus a minute.
+    await receiver.waitEvents(n, 60000 + n / 2);
+    const cpu1 = { broker: cpuOf('broker'), redis: cpuOf('redis') };
+    const span = Number(receiver.lastAt - receiver.firstAt) / 1e9;
+    const total = await webhookCounters(`http://${admin}`);
+    Object.assign(rec, {
+      received: receiver.events, requests: receiver.requests, out_of_order: receiver.outOfOrder,
+      first_batch: receiver.firstBatch,
+      append_s: Number(tAppended - t0) / 1e9,
+      first_s: Number(receiver.firstAt - t0) / 1e9,
+      last_s: Number(receiver.lastAt - t0) / 1e9,
+      span_s: span,
+      // The first batch arrives at firstAt: the rest took the span.
+      events_per_s: span > 0 ? (n - receiver.firstBatch) / span : null,
+      cpu_s: { broker: cpu1.broker - cpu0.broker, redis: cpu1.redis - cpu0.redis },
+      metrics: total,
+    });
+    rec.ok = receiver.events === n && receiver.outOfOrder === 0 && total.events === n && total.failures === 0;
+    if (!rec.ok) {
+      rec.error = `received ${receiver.events} of ${n}, ${receiver.outOfOrder} out of order, broker counted ` +
+        `${total.events} delivered and ${total.failures} failures`;
+    }
+  } catch (e) {
+    rec.error = e.message;
+  }
+  if (stack) rec.problems = await stack.stop();
+  await receiver.stop();
+  if (rec.problems?.length) { rec.ok = false; rec.error = rec.error || rec.problems.join('; '); }
   return rec;
 }
 
@@ -369,6 +584,10 @@ Scenarios (sizes in bench/bench.mjs, SIZES):
   dm         pairs of users on different server processes exchange DMs;
              latency and loss; Herald also with DM storage off (the cost
              of storing per DM)
+  webhook    the dm load (Herald /ws) with the broker's webhook off, pointed
+             at a receiver that never answers, and at a 204 receiver, back to
+             back; then the sender alone: events/s drained from a backlog of
+             hook entries to a 204 receiver, per batch size
   store      stored DMs/s into the broker's SQLite store alone
              (herald-store-bench), per transaction size
 
@@ -469,6 +688,23 @@ async function main() {
     }
     records.push(rec);
   }
+  let webhook = null;
+  if (only.includes('webhook') && o.target !== 'reference' && !interrupted) {
+    const w = SIZES[sizes].webhook;
+    webhook = { session, sizes, at: new Date().toISOString(), ok: true, runs: [] };
+    for (let rep = 1; rep <= w.repeats && !interrupted; rep++) {
+      for (const batch of w.batches) {
+        process.stderr.write(`webhook: ${w.throughput} hook entries drained to a 204 receiver, batch ${batch} ` +
+          `(${rep}/${w.repeats}) ...\n`);
+        const r = await runWebhookThroughput({ bin, n: w.throughput, batch, logDir: path.join(logRoot, `webhook-throughput-${batch}-${rep}`) });
+        r.repeat = rep;
+        webhook.runs.push(r);
+        process.stderr.write(r.ok ? `webhook:   ${Math.round(r.events_per_s)} events/s, ${r.requests} requests, ` +
+          `appended in ${r.append_s.toFixed(2)} s, last event at ${r.last_s.toFixed(2)} s\n` : `webhook:   failed: ${r.error}\n`);
+        if (!r.ok) webhook.ok = false;
+      }
+    }
+  }
   let store = null;
   if (only.includes('store') && o.target !== 'reference' && !interrupted) {
     process.stderr.write(`store: herald-store-bench, ${SIZES[sizes].store.count} DMs per batch size, ` +
@@ -495,19 +731,24 @@ async function main() {
   const all = [...kept, ...records].sort((a, b) => SCENARIOS.indexOf(a.scenario) - SCENARIOS.indexOf(b.scenario));
   const sessions = { ...(previous.meta?.sessions || {}), [session]: { sizes, wall_s: wall, only, target: o.target } };
   const storeSession = (store || previous.store)?.session;
-  for (const s of Object.keys(sessions)) if (!all.some((r) => r.session === s) && s !== storeSession) delete sessions[s];
+  const webhookSession = (webhook || previous.webhook_throughput)?.session;
+  for (const s of Object.keys(sessions)) {
+    if (!all.some((r) => r.session === s) && s !== storeSession && s !== webhookSession) delete sessions[s];
+  }
   const results = {
     meta: { ...machineInfo(), session, sizes, wall_s: wall, herald_env: benchEnvShown(),
       command: `node bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(), sessions },
     sizes: SIZES,
     runs: all,
     store: store || previous.store,
+    webhook_throughput: webhook || previous.webhook_throughput,
   };
   fs.mkdirSync(path.dirname(o.results), { recursive: true });
   fs.writeFileSync(o.results, `${JSON.stringify(results, null, 1)}\n`);
   await writeReport(results, o.report, o.results);
   process.stdout.write(scenarioMarkdown(results, only));
-  const failed = [...records.filter((r) => !r.ok), ...(store && !store.ok ? [store] : [])];
+  const failed = [...records.filter((r) => !r.ok), ...(store && !store.ok ? [store] : []),
+    ...(webhook ? webhook.runs.filter((r) => !r.ok) : [])];
   process.stderr.write(`bench: ${records.length} runs in ${(wall / 60).toFixed(1)} min, ${failed.length} failed; ` +
     `results ${path.relative(process.cwd(), o.results)}, report ${path.relative(process.cwd(), o.report)}\n`);
   if (failed.length || o['keep-logs']) process.stderr.write(`bench: process logs kept in ${logRoot}\n`);

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'store'];
+export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'webhook', 'store'];
 const TARGET_KEYS = ['herald/ws', 'herald/sio', 'reference/sio'];
 const TARGET_NAMES = { 'herald/ws': 'Herald /ws', 'herald/sio': 'Herald Socket.IO', 'reference/sio': 'reference' };
 // Above this a load generator worker was busy most of the window: it may
@@ -92,7 +92,7 @@ export function derive(r) {
     d.perCpu = d.cpu.total > 0 ? (lg.received || 0) / d.cpu.total : 0;
     d.expected = (lg.sent || 0) * held;
     d.loss = d.expected - (lg.received_after_drain || 0);
-  } else if (r.scenario === 'dm') {
+  } else if (r.scenario === 'dm' || r.scenario === 'webhook') {
     d.loss = (lg.sent || 0) - (lg.received_after_drain || 0);
     d.cpuPer1k = lg.sent > 0 ? (1000 * d.cpu.total) / lg.sent : 0;
   }
@@ -406,7 +406,137 @@ function storeSection(results) {
   return s;
 }
 
-const SECTION = { idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection, store: storeSection };
+// ---- the webhook -------------------------------------------------------------------------
+
+const WH_SERIES = ['wh-off', 'wh-hang', 'wh-ok'];
+const WH_NAMES = { 'wh-off': 'off', 'wh-hang': 'never answers', 'wh-ok': '204 at once' };
+const median = (xs) => { const a = [...xs].sort((x, y) => x - y); return a.length ? a[Math.floor((a.length - 1) / 2)] : null; };
+const range = (xs) => (xs.length ? `${sig(Math.min(...xs))}–${sig(Math.max(...xs))}` : DASH);
+
+// The reading of the comparison, from the figures alone: are the hanging
+// receiver's DM p50 and p99 outside the range of the runs without a
+// webhook, and by more than runs of the same series differ among themselves?
+function webhookReading(by) {
+  const off = (by['wh-off'] || []).filter((r) => r.ok).map(derive);
+  const hang = (by['wh-hang'] || []).filter((r) => r.ok).map(derive);
+  if (!off.length || !hang.length) return '';
+  const series = WH_SERIES.map((k) => (by[k] || []).filter((r) => r.ok).map(derive)).filter((ds) => ds.length);
+  const parts = [];
+  const outside = [];
+  for (const p of ['p50', 'p99']) {
+    const o = off.map((d) => d[p]), h = hang.map((d) => d[p]);
+    // The largest difference between two runs of the same series.
+    const spread = Math.max(...series.map((ds) => Math.max(...ds.map((d) => d[p])) - Math.min(...ds.map((d) => d[p]))));
+    const gap = Math.min(...h) > Math.max(...o) ? Math.min(...h) - Math.max(...o)
+      : Math.max(...h) < Math.min(...o) ? Math.min(...o) - Math.max(...h) : 0;
+    parts.push(`${p} ${range(h)} ms against ${range(o)} ms`);
+    if (gap > spread) outside.push(`${p} (${Math.min(...h) > Math.max(...o) ? 'higher' : 'lower'} by ${sig(gap)} ms, ` +
+      `more than the ${sig(spread)} ms runs of one series differ by)`);
+  }
+  const n = Math.min(off.length, hang.length);
+  const all = WH_SERIES.flatMap((k) => (by[k] || []).filter((r) => r.ok));
+  const noisy = all.filter((r) => derive(r).noise > NOISE_FLAG).length;
+  return `**Reading.** With the receiver that never answers DM latency was ${parts.join(', ')} without a webhook ` +
+    `(${n} run${n > 1 ? 's' : ''} each): ${outside.length ? `outside the run-to-run spread in ${outside.join(' and ')}` :
+      'no difference beyond the spread between runs of the same series, which bounds what these runs can resolve'}` +
+    `${noisy ? ` — and ${noisy === all.length ? 'every run' : `${noisy} of the ${all.length} runs`} had other load on the ` +
+      `machine (machine noise ⚠), which widens that spread` : ''}.`;
+}
+
+function webhookSection(results) {
+  const runs = results.runs.filter((r) => r.scenario === 'webhook');
+  const tp = results.webhook_throughput;
+  if (!runs.length && !tp) return '';
+  let s = `### Webhook
+
+${runs.length ? sessionNote(results, 'webhook') : ''}` +
+    `The broker posts every hook (presence transitions, DMs, live chat, deletions) to the backend's URL, one request ` +
+    `in flight, from its own event loop (docs/API.md "Webhooks"). The claim to check is that a webhook endpoint that ` +
+    `hangs never reaches the clients. So the DM load of the dm scenario runs against Herald /ws three times back to ` +
+    `back in one session — *off*: no webhook; *never answers*: pointed at a receiver (in the bench process) that reads ` +
+    `each request and never answers, so every attempt runs into the 10 s timeout and is retried with backoff for the ` +
+    `whole run; *204 at once*: a receiver that answers at once (it checks no signature) — and the three are repeated, ` +
+    `so that a difference can be told from the spread between runs of the same series. Every DM is a hook, so with a ` +
+    `webhook the broker posts about as many events per second as DMs are sent. The broker's webhook counters ` +
+    `(admin port \`/metrics\`) are sampled every 0.2 s and taken over the measurement window. Broker RSS: at the ` +
+    `start of the measurement and after the drain.\n\n`;
+  const by = {};
+  for (const r of runs) (by[r.series] ||= []).push(r);
+  if (runs.length) {
+    const rows = [];
+    const rounds = [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b);
+    for (const round of rounds) {
+      for (const series of WH_SERIES) {
+        for (const r of runs.filter((x) => x.round === round && x.series === series)) {
+          const d = derive(r);
+          const lg = r.lg || {};
+          const w = r.webhook_metrics?.window || {};
+          const brokerCores = lg.measure_s > 0 && d.cpu.broker !== null ? d.cpu.broker / lg.measure_s : null;
+          const rss = (k) => (lg.rss_kb_held?.[k] ? `${num(lg.rss_kb_held[k] / 1024, 1)} → ${r.webhook_metrics?.rss_kb_end?.[k] ? num(r.webhook_metrics.rss_kb_end[k] / 1024, 1) : '?'}` : DASH);
+          rows.push([String(round), WH_NAMES[series], r.ok ? num(lg.sent_rate) : DASH, r.ok ? num(lg.recv_rate) : DASH,
+            r.ok ? sig(d.p50) : DASH, r.ok ? `**${sig(d.p99)}**` : DASH, r.ok ? sig(d.p999) : DASH, r.ok ? sig(d.max) : DASH,
+            r.ok ? `**${num(d.loss)}**` : DASH, r.ok ? num(brokerCores, 2) : DASH, r.ok ? num(d.cores, 2) : DASH, r.ok ? rss('broker') : DASH,
+            series === 'wh-off' ? DASH : (w.events === null || w.events === undefined ? '?' : num(w.events / w.s)),
+            series === 'wh-off' ? DASH : num(w.failures), series === 'wh-off' ? DASH : num(r.webhook_metrics?.total?.failures),
+            num(d.errors), util(d), noise(d)]);
+        }
+      }
+    }
+    const cfg = runs[0];
+    s += `${num(cfg.conns / 2)} pairs, ${num(cfg.rate)} DMs/s offered, ${cfg.servers} gateways:\n\n`;
+    s += table(['round', 'webhook receiver', 'DMs sent/s', 'DMs received/s', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms', 'lost',
+      'broker CPU cores', 'server CPU cores', 'broker RSS MiB', 'webhook events/s delivered', 'webhook failures (window)',
+      'webhook failures (whole run)', 'errors', 'loadgen util', 'machine noise'], rows);
+    const sum = WH_SERIES.filter((k) => by[k]?.some((r) => r.ok)).map((k) => {
+      const ds = by[k].filter((r) => r.ok).map(derive);
+      return [WH_NAMES[k], String(ds.length), sig(median(ds.map((d) => d.p50))), range(ds.map((d) => d.p50)),
+        `**${sig(median(ds.map((d) => d.p99)))}**`, range(ds.map((d) => d.p99)), range(ds.map((d) => d.max))];
+    });
+    s += '\n\nPer series (median and range over the rounds):\n\n';
+    s += table(['webhook receiver', 'runs', 'p50 ms median', 'p50 ms range', 'p99 ms median', 'p99 ms range', 'max ms range'], sum);
+    const reading = webhookReading(by);
+    if (reading) s += `\n\n${reading}`;
+    s += failedNote(runs);
+  }
+  if (tp) {
+    s += '\n\n#### The sender alone: events/s drained to a local receiver\n\n';
+    if (tp.session !== results.meta?.session) s += `_Measured in session ${tp.session} (${tp.sizes} sizes)._\n\n`;
+    const ok = tp.runs.filter((r) => r.ok);
+    const n = tp.runs[0]?.n;
+    s += `Redis and a broker, no gateways, with the webhook pointed at a receiver in the bench process that parses each ` +
+      `batch, counts its events, checks their ids grow and answers 204. Once the broker has created its group on ` +
+      `\`herald:hooks\`, ${num(n)} live chat hook entries (about 130 bytes of \`d\` each) are appended at once ` +
+      `(\`redis-cli --pipe\`); events/s is (N − the first batch) ÷ the time from the first request to the one that ` +
+      `brought the N-th event: the sender draining a backlog, one request in flight, per \`--webhook-batch\`. ` +
+      `Each run a fresh stack; broker and Redis CPU over the same time (appending included). The receiver shares ` +
+      `the machine's 2 cores with the broker and Redis. *ms per request*: the span ÷ (requests − 1), one request in ` +
+      `flight: the time from one answer to the next (read, encode, sign, POST, answer, acknowledge).\n\n`;
+    const batches = [...new Set(tp.runs.map((r) => r.batch))];
+    const reps = Math.max(...tp.runs.map((r) => r.repeat || 1));
+    const rows = batches.map((b) => {
+      const rs = tp.runs.filter((r) => r.batch === b);
+      const good = rs.filter((r) => r.ok);
+      const rates = good.map((r) => r.events_per_s);
+      const med = median(rates);
+      const m = good.find((r) => r.events_per_s === med);
+      return [num(b), ...Array.from({ length: reps }, (_, i) => { const r = rs.find((x) => (x.repeat || 1) === i + 1); return r ? (r.ok ? num(r.events_per_s) : 'failed') : DASH; }),
+        med === null ? DASH : `**${num(med)}**`, m ? num(m.requests) : DASH,
+        m ? `${sig(m.append_s)} / ${sig(m.last_s)}` : DASH,
+      m && m.requests > 1 ? sig((1000 * m.span_s) / (m.requests - 1)) : DASH,
+        m ? sig((1e6 * m.cpu_s.broker) / m.n) : DASH, m ? sig((1e6 * m.cpu_s.redis) / m.n) : DASH,
+        good.length ? `${good.length === rs.length ? 'all' : `${good.length} of ${rs.length} runs:`} ${num(n)}, in order` : DASH];
+    });
+    s += table(['events per POST', ...Array.from({ length: reps }, (_, i) => `run ${i + 1} events/s`), 'median events/s',
+      'requests (median run)', 'appended / last event at s (median run)', 'ms per request (median run)', 'broker CPU-µs per event', 'Redis CPU-µs per event',
+      'received'], rows);
+    const bad = tp.runs.filter((r) => !r.ok);
+    if (bad.length) s += `\n\nFailed: ${bad.map((r) => `batch ${r.batch} run ${r.repeat}: ${r.error}`).join('; ')}.`;
+  }
+  return s;
+}
+
+const SECTION = { idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection,
+  webhook: webhookSection, store: storeSection };
 
 // The tables of the given scenarios, as Markdown (what scripts/bench-* print).
 export function scenarioMarkdown(results, only = SCENARIOS) {
@@ -773,7 +903,7 @@ notes section.
 \`\`\`sh
 scripts/bench            # every scenario at full size (Herald /ws, Herald Socket.IO, reference)
 scripts/bench --quick    # small sizes, under 5 minutes
-scripts/bench-idle       # one scenario: also bench-presence, bench-broadcast, bench-dm
+scripts/bench-idle       # one scenario: also bench-presence, bench-broadcast, bench-dm, bench-webhook
 \`\`\`
 
 \`scripts/bench\` installs what is missing (Debian packages incl. \`gnuplot-nox\`, the npm packages of the
@@ -801,6 +931,7 @@ ${methodSection(results)}
   out.push(`${presenceSection(results)}${plot('presence-latency.png')}${plot('presence-fast.png')}`);
   out.push(`${broadcastSection(results)}${plot('broadcast-efficiency.png')}${plot('broadcast-latency.png')}`);
   out.push(`${dmSection(results)}${plot('dm-latency.png')}`);
+  out.push(webhookSection(results));
   out.push(storeSection(results));
   out.push(`${NOTES_OPEN}\n${notes}\n${NOTES_CLOSE}\n`);
   return out.filter(Boolean).join('\n\n');

@@ -147,7 +147,7 @@ class Proc {
   }
 }
 
-function redisCli(port, ...args) {
+export function redisCli(port, ...args) {
   return execFileSync('redis-cli', ['-p', String(port), ...args], {
     encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'],
   }).trim();

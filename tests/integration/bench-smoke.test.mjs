@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN } from '../../bench/stack.mjs';
-import { planRuns, runOnce, TARGETS } from '../../bench/bench.mjs';
+import { planRuns, runOnce, runWebhookThroughput, TARGETS } from '../../bench/bench.mjs';
 import { machineInfo, writeReport } from '../../bench/report.mjs';
 
 const OUT = process.env.HERALD_TEST_OUT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../out');
@@ -27,8 +27,13 @@ const SMOKE = {
   broadcast: { recipients: 100, tabs: 10, senders: 2, rates: [], window: 4, bursty: { rate: 20, burst: 5 } },
   dm: { conns: 100, rate: 100 },
 };
+// The webhook scenario: the dm load above, one round of its three series;
+// the sender alone drains WEBHOOK_N entries.
+const WEBHOOK = { rounds: 1 };
+const WEBHOOK_N = 2000;
 
 const records = [];
+let webhookThroughput = null; // the sender alone, for the report test
 
 function checkRun(rec) {
   const what = `${rec.scenario} ${rec.target}/${rec.proto} ${rec.desc}`;
@@ -58,6 +63,23 @@ function checkRun(rec) {
       assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
       break;
     }
+    case 'webhook': {
+      // The DM checks below, and the webhook counters: counts, no timings.
+      const wm = rec.webhook_metrics;
+      assert.ok(wm && wm.total && wm.window, `${what}: no webhook metrics (${JSON.stringify(wm)})`);
+      if (rec.webhook === 'ok') {
+        assert.ok(wm.total.events > 0, `${what}: no webhook event delivered`);
+        assert.equal(rec.receiver.events, wm.total.events, `${what}: receiver and broker counts`);
+        assert.equal(rec.receiver.out_of_order, 0, `${what}: events out of order`);
+        assert.equal(wm.total.failures, 0, `${what}: webhook failures`);
+      } else if (rec.webhook === 'hang') {
+        assert.ok(wm.total.failures >= 0 && wm.total.events === 0, `${what}: ${JSON.stringify(wm.total)}`);
+        assert.ok(rec.receiver.requests >= 1, `${what}: the hanging receiver got no request`);
+      } else {
+        assert.equal(wm.total.events, 0, `${what}: webhook events without a webhook`);
+      }
+    }
+    // falls through
     case 'dm':
       assert.ok(lg.sent > 0, `${what}: nothing sent`);
       assert.equal(lg.received_after_drain, lg.sent, `${what}: DMs sent and received (loss)`);
@@ -87,6 +109,30 @@ test('benchmark scenarios, tiny', { concurrency: true, timeout: 180000 }, async 
   })));
 });
 
+// The webhook scenario (Herald /ws only) and the sender alone, while the
+// other targets' scenarios run (one more stack beside them).
+test('webhook scenario, tiny', { timeout: 120000 }, async (t) => {
+  const runs = planRuns({ ...SMOKE, webhook: WEBHOOK }, { only: ['webhook'] });
+  assert.deepEqual(runs.map((r) => `${r.target}/${r.proto} ${r.series}`),
+    ['herald/ws wh-off', 'herald/ws wh-hang', 'herald/ws wh-ok']);
+  for (const run of runs) {
+    const logDir = path.join(OUT, 'bench-smoke', `webhook-${run.series}`);
+    const rec = await runOnce(run, { logDir, quiet: true, session: 'smoke' });
+    records.push(rec);
+    checkRun(rec);
+  }
+  await t.test('the sender alone delivers every entry, in order', async () => {
+    const r = await runWebhookThroughput({ n: WEBHOOK_N, batch: 100, logDir: path.join(OUT, 'bench-smoke', 'webhook-throughput') });
+    assert.ok(r.ok, r.error);
+    assert.equal(r.received, WEBHOOK_N);
+    assert.equal(r.out_of_order, 0);
+    assert.equal(r.metrics.events, WEBHOOK_N);
+    assert.ok(r.requests >= WEBHOOK_N / 100, `${r.requests} requests`);
+    assert.ok(r.events_per_s > 0);
+    webhookThroughput = { session: 'smoke', sizes: 'smoke', ok: true, runs: [{ ...r, repeat: 1 }] };
+  });
+});
+
 test('report.mjs renders the tables and plots, and keeps the notes', { timeout: 60000 }, async () => {
   // Runs after the scenario tests (node:test runs top-level tests in order).
   assert.ok(records.length > 0, 'no runs to report');
@@ -94,11 +140,12 @@ test('report.mjs renders the tables and plots, and keeps the notes', { timeout: 
   try {
     const report = path.join(dir, 'BENCHMARKS.md');
     fs.writeFileSync(report, 'old\n<!-- notes -->\nhand-written, keep me\n<!-- /notes -->\nold\n');
-    const results = { meta: { ...machineInfo(), session: 'smoke', sizes: 'smoke', wall_s: 1 }, sizes: { smoke: SMOKE }, runs: records };
+    const results = { meta: { ...machineInfo(), session: 'smoke', sizes: 'smoke', wall_s: 1 }, sizes: { smoke: SMOKE }, runs: records,
+      webhook_throughput: webhookThroughput };
     const { plots } = await writeReport(results, report, path.join(dir, 'bench/results.json'));
     const md = fs.readFileSync(report, 'utf8');
     for (const h of ['## Machine', '## Targets', '## Method', '### Idle connections', '### Presence',
-      '### Broadcast (live chat)', '### Direct messages']) {
+      '### Broadcast (live chat)', '### Direct messages', '### Webhook', '#### The sender alone']) {
       assert.ok(md.includes(h), `report lacks ${h}`);
     }
     for (const name of ['Herald /ws', 'Herald Socket.IO', 'reference']) {
