@@ -83,6 +83,13 @@ struct bk_config {
     const char *log_level;
     const char *log_file;
     long presence_grace_ms;
+    /* PROTOCOL.md §2: who hears a transition ("all", "related": bk_init
+     * sets scope_related), the presence list bound, and how long
+     * transitions may be held to be written together (0: at once). */
+    const char *presence_scope;
+    int scope_related;
+    long max_presence_watch;
+    long presence_flush_ms;
     long gateway_lease_ms;
     long stream_maxlen;
     long gw_stream_maxlen;
@@ -147,6 +154,11 @@ struct bk_user {
     bool queued;             /* in the matchmaking queue (bk_match.c) */
     bool deleted;            /* account deleted: going offline without grace */
     int64_t online_since_ms; /* wall clock, while online; 0 unknown */
+    /* Coalescing (presence_flush_ms): what clients last heard, and whether
+     * a transition waits for the next flush (on b->presence_pending). */
+    bool announced;
+    bool pending;
+    TAILQ_ENTRY(bk_user) pend;
     TAILQ_ENTRY(bk_user) queue;
     char username[BK_USERNAME_MAX + 1];
 };
@@ -159,7 +171,8 @@ struct bk_conn {
     LIST_ENTRY(bk_conn) gw_link;
     LIST_ENTRY(bk_conn) user_link;
     LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in (bk_rooms.c) */
-    uint16_t nrooms;              /* at most max_rooms (4096) */
+    uint16_t nrooms;              /* profile rooms: at most max_rooms (4096) */
+    uint16_t npresence;           /* presence watches: at most max_presence_watch */
     char kind;                    /* 'w' raw, 's' Socket.IO */
     uint8_t flags;                /* BK_CONN_* */
     /* The session's recovery token (the gateway's, in its pid); 0: none.
@@ -200,10 +213,17 @@ struct bk_room {
     LIST_HEAD(, bk_member) members;
 };
 
+/* Why a connection is in a room: it watches the profile (watch-profile:
+ * profile events and, in scope related, presence) or only the user's
+ * presence (watch-presence, PROTOCOL.md §2). */
+#define BK_WATCH_PROFILE 0
+#define BK_WATCH_PRESENCE 1
+
 /* One connection in one room (on both lists). */
 struct bk_member {
     struct bk_room *room; /* borrowed */
     struct bk_conn *conn; /* borrowed */
+    uint8_t kind;         /* BK_WATCH_* */
     LIST_ENTRY(bk_member) in_room;
     LIST_ENTRY(bk_member) in_conn;
 };
@@ -373,6 +393,8 @@ struct bk {
     struct bk_user_tree users;
     struct bk_conn_tree conns;
     struct bk_grace_list grace;
+    struct bk_grace_list presence_pending; /* users with a held transition */
+    int64_t presence_flush_at_ms;          /* when they are written */
     size_t nonline;
     /* Detached connections (owned records), oldest first. */
     struct bk_detached_tree detached;

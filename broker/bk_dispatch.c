@@ -47,6 +47,8 @@ static const struct route msg_routes[] = {
     {"direct_message", GUESTS_MAY_NOT, bk_chat_direct},
     {"watch-profile", NULL, bk_rooms_watch},
     {"unwatch-profile", NULL, bk_rooms_unwatch},
+    {"watch-presence", NULL, bk_rooms_watch_presence},
+    {"unwatch-presence", NULL, bk_rooms_unwatch_presence},
     {"join-matchmaking", GUESTS_MAY_NOT_PLAY, bk_match_join},
     {"leave-matchmaking", GUESTS_MAY_NOT_PLAY, bk_match_leave},
     {"whoami", NULL, bk_lookup_whoami},

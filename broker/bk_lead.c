@@ -194,6 +194,9 @@ static void on_lock_confirmed(redisAsyncContext *ac, void *reply, void *priv)
     } else {
         bk_load_resync(b);
     }
+    /* Every gateway's online list starts again from ours (a new broker,
+     * or Redis back, maybe empty): what it heard before may be stale. */
+    bk_online_list(b, NULL);
     bk_consumer_resume(b);
 }
 
@@ -364,6 +367,14 @@ int bk_init(struct bk *b)
         b->sink.arg = &b->cmd;
     }
     bk_presence_init(b);
+    const char *scope = b->cfg.presence_scope ? b->cfg.presence_scope : "all";
+    if (strcmp(scope, "all") != 0 && strcmp(scope, "related") != 0) {
+        log_error("bad --presence-scope \"%s\": all or related", scope);
+        return -1;
+    }
+    b->cfg.scope_related = strcmp(scope, "related") == 0;
+    if (b->cfg.max_presence_watch <= 0)
+        b->cfg.max_presence_watch = 1000;
     for (size_t i = 0; i < sizeof(bk_features) / sizeof(bk_features[0]); i++)
         if (bk_hooks_add(b, bk_features[i]) != 0)
             return -1;

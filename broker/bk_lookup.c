@@ -10,6 +10,7 @@
 
 #include "bk_out.h"
 #include "bk_presence.h"
+#include "i64v.h"
 #include "log.h"
 
 #include <json-c/json.h>
@@ -21,25 +22,75 @@
 /* The answer's length cap: a page asks for the names on its online list. */
 #define BK_GET_USERS_MAX 100
 
+/* bk_store_friends_each() callback: a friend of the asking user. */
+static void related_friend_id(void *arg, int64_t id, const char *username)
+{
+    (void)username;
+    if (i64v_push(arg, id) != 0)
+        log_warn_rl(1, "out of memory: a friend left out of get-online-users");
+}
+
+/* Scope related: the ids the connection relates to (its user, the user's
+ * friends, the profiles it watches, its presence list), sorted, each
+ * once: O(friends + watches), never O(online users). */
+static void related_ids(struct bk *b, const struct bk_conn *c, struct i64v *ids)
+{
+    if (c->user) {
+        i64v_push(ids, c->user->id);
+        if (bk_store_friends_each(&b->store, c->user->id, related_friend_id, ids) < 0)
+            log_error("friends of %lld: %s", (long long)c->user->id, b->store.err);
+    }
+    struct bk_member *m;
+    LIST_FOREACH(m, &c->rooms, in_conn)
+    i64v_push(ids, m->room->target);
+    struct i64v sorted = {0};
+    for (size_t i = 0; i < ids->n; i++)
+        if (i64v_insert_sorted(&sorted, ids->v[i]) < 0)
+            break;
+    i64v_free(ids);
+    *ids = sorted;
+}
+
 void bk_lookup_online_users(struct bk *b, const struct bk_origin *o, struct json_object *args)
 {
     (void)args;
     const struct bk_conn *c = o->c;
-    /* "users":[ ids ] built directly: ids are integers, nothing to escape. */
-    size_t cap = 32 + b->nonline * 21, len = 0;
+    struct i64v related = {0};
+    if (b->cfg.scope_related)
+        related_ids(b, c, &related);
+    /* "users":[ ids ] built directly: ids are integers, nothing to escape.
+     * In scope all this is the whole list: the gateways answer it from
+     * their own copy (gw_online.h) and ask here only while theirs loads. */
+    size_t n = b->cfg.scope_related ? related.n : b->nonline;
+    size_t cap = 32 + n * 21, len = 0;
     char *buf = malloc(cap);
-    if (!buf)
+    if (!buf) {
+        i64v_free(&related);
         return;
-    len += (size_t)snprintf(buf, cap, "{\"users\":[");
-    struct bk_user *u;
-    bool first = true;
-    RB_FOREACH(u, bk_user_tree, &b->users)
-    {
-        if (!u->online || len + 24 > cap)
-            continue;
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", first ? "" : ",", (long long)u->id);
-        first = false;
     }
+    len += (size_t)snprintf(buf, cap, "{\"users\":[");
+    bool first = true;
+    if (b->cfg.scope_related) {
+        for (size_t i = 0; i < related.n; i++) {
+            const struct bk_user *u = bk_user_find(b, related.v[i]);
+            if (!u || !u->online)
+                continue;
+            len += (size_t)snprintf(buf + len, cap - len, "%s%lld", first ? "" : ",",
+                                    (long long)u->id);
+            first = false;
+        }
+    } else {
+        struct bk_user *u;
+        RB_FOREACH(u, bk_user_tree, &b->users)
+        {
+            if (!u->online || len + 24 > cap)
+                continue;
+            len += (size_t)snprintf(buf + len, cap - len, "%s%lld", first ? "" : ",",
+                                    (long long)u->id);
+            first = false;
+        }
+    }
+    i64v_free(&related);
     len += (size_t)snprintf(buf + len, cap - len, "]}");
     if (c->kind == 's') {
         /* Socket.IO: callback(number[]) -> ack arguments [[ids]]. */

@@ -186,6 +186,127 @@ void bk_announce_deleted(struct bk *b, int64_t id)
     xadd_all(b, &a);
 }
 
+static size_t
+targets_walk(struct bk_targets *t,
+             void (*fn)(const struct bk_gw *gw, const char *ids, size_t il, void *arg), void *arg);
+
+/* The fields of a status entry (event.h) up to c. */
+static void status_fields(struct ev_args *a, int64_t user, bool online, const char *json, size_t jl)
+{
+    ev_args_init(a);
+    ev_args_adds(a, "t");
+    ev_args_adds(a, "status");
+    ev_args_adds(a, "u");
+    ev_args_add_i64(a, user);
+    ev_args_adds(a, "s");
+    ev_args_adds(a, online ? "1" : "0");
+    ev_args_adds(a, "e");
+    ev_args_adds(a, "status");
+    ev_args_adds(a, "d");
+    ev_args_add(a, json, jl);
+}
+
+struct status_ctx {
+    struct bk *b;
+    struct ev_args *a;
+    int argc;                  /* the fields before c */
+    const struct bk_gw **sent; /* the gateways written to */
+    size_t nsent;
+};
+
+static void status_fn(const struct bk_gw *gw, const char *ids, size_t il, void *arg)
+{
+    struct status_ctx *s = arg;
+    s->a->argc = s->argc;
+    ev_args_adds(s->a, "c");
+    ev_args_add(s->a, ids, il);
+    xadd_gw(s->b, gw, s->a);
+    s->sent[s->nsent++] = gw;
+}
+
+size_t bk_status(struct bk *b, int64_t user, bool online, const char *json, size_t jl,
+                 struct bk_targets *t)
+{
+    struct ev_args a;
+    status_fields(&a, user, online, json, jl);
+    if (!t) {
+        xadd_all(b, &a);
+        return 0;
+    }
+    /* Every gateway hears the transition (its online list follows it);
+     * only the named connections get the event. */
+    size_t ngw = 0, reached;
+    struct bk_gw *gw;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    ngw++;
+    const struct bk_gw **sent = calloc(ngw ? ngw : 1, sizeof(*sent));
+    struct status_ctx s = {.b = b, .a = &a, .argc = a.argc, .sent = sent};
+    reached = sent ? targets_walk(t, status_fn, &s) : 0;
+    RB_FOREACH(gw, bk_gw_tree, &b->gws)
+    {
+        bool done = false;
+        for (size_t i = 0; i < s.nsent && !done; i++)
+            done = s.sent[i] == gw;
+        if (done)
+            continue;
+        a.argc = s.argc;
+        ev_args_adds(&a, "c");
+        ev_args_adds(&a, "0"); /* no connection here: the list only */
+        xadd_gw(b, gw, &a);
+    }
+    free(sent);
+    return reached;
+}
+
+/* The online list in chunks of BK_ONLINE_CHUNK ids: "online" entries, s
+ * a bit set: 1 the first (start afresh), 2 the last (the list is whole). */
+#define BK_ONLINE_CHUNK 4096
+
+static void online_chunk(struct bk *b, const struct bk_gw *gw, const char *ids, size_t il,
+                         bool first, bool last)
+{
+    struct ev_args a;
+    ev_args_init(&a);
+    ev_args_adds(&a, "t");
+    ev_args_adds(&a, "online");
+    ev_args_adds(&a, "s");
+    ev_args_add_i64(&a, (first ? 1 : 0) | (last ? 2 : 0));
+    ev_args_adds(&a, "c");
+    if (il)
+        ev_args_add(&a, ids, il);
+    else
+        ev_args_adds(&a, "0");
+    if (gw)
+        xadd_gw(b, gw, &a);
+    else
+        xadd_all(b, &a);
+}
+
+void bk_online_list(struct bk *b, const struct bk_gw *gw)
+{
+    char *ids = malloc(BK_ONLINE_CHUNK * 21 + 1);
+    if (!ids) {
+        log_error("out of memory: the online list was not sent");
+        return;
+    }
+    size_t il = 0, n = 0;
+    bool first = true;
+    struct bk_user *u;
+    RB_FOREACH(u, bk_user_tree, &b->users)
+    {
+        if (!u->online)
+            continue;
+        il += (size_t)sprintf(ids + il, "%s%lld", il ? "," : "", (long long)u->id);
+        if (++n == BK_ONLINE_CHUNK) {
+            online_chunk(b, gw, ids, il, first, false);
+            first = false;
+            il = n = 0;
+        }
+    }
+    online_chunk(b, gw, ids, il, first, true);
+    free(ids);
+}
+
 /* ---- target sets ------------------------------------------------------------ */
 
 void bk_targets_add(struct bk_targets *t, struct bk_conn *c)

@@ -33,6 +33,21 @@ void bk_cmd_strs(struct bk *b, int argc, const char *const *argv);
 
 /* ---- entries for the gateways -------------------------------------------- */
 
+/*
+ * A presence transition of user (PROTOCOL.md §2): a "status" entry to
+ * every gateway, which keeps its online list by it. t NULL: the event is
+ * for every connection (scope all); else only for the connections in t
+ * (scope related; t is emptied), and a gateway with none of them gets the
+ * entry with c "0". Returns the connections named.
+ */
+struct bk_targets;
+size_t bk_status(struct bk *b, int64_t user, bool online, const char *json, size_t jl,
+                 struct bk_targets *t);
+/* The whole online list as "online" entries (event.h) to gateway gw, or to
+ * every gateway when gw is NULL: after a gateway's hello, and after the
+ * broker loaded or rewrote its state, so every gateway's list starts from
+ * the broker's. */
+void bk_online_list(struct bk *b, const struct bk_gw *gw);
 /* Event to every gateway (t = "all" or "auth"). */
 void bk_broadcast(struct bk *b, const char *t, const char *event, const char *json, size_t jl);
 /* Event to one connection. */

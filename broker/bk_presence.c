@@ -143,8 +143,38 @@ int64_t bk_wall_ms(const struct bk *b)
 
 /* ---- transitions ---------------------------------------------------------- */
 
-/* The status event of u to every connection, guests included. */
-static void announce(struct bk *b, struct bk_user *u, bool online)
+/* bk_store_friends_each() callback: the friend's tabs hear the user. */
+struct related_ctx {
+    struct bk *b;
+    struct bk_targets *t;
+};
+
+static void related_friend(void *arg, int64_t id, const char *username)
+{
+    (void)username;
+    struct related_ctx *r = arg;
+    const struct bk_user *f = bk_user_find(r->b, id);
+    if (f)
+        bk_targets_add_user(r->t, f);
+}
+
+/* Scope related (PROTOCOL.md §2): u's own tabs, its friends' tabs, and
+ * whoever watches it (the features' watchers hooks). O(friends + watchers),
+ * never O(connections). */
+static void related_targets(struct bk *b, struct bk_user *u, struct bk_targets *t)
+{
+    bk_targets_add_user(t, u);
+    struct related_ctx r = {b, t};
+    if (bk_store_friends_each(&b->store, u->id, related_friend, &r) < 0)
+        log_error("friends of %lld: %s (their tabs miss this transition)", (long long)u->id,
+                  b->store.err);
+    HOOKS_EACH(b, watchers, b, u->id, t);
+}
+
+/* Writes u's transition: the status event (to every connection in scope
+ * all, to the related ones in scope related; every gateway's online list
+ * follows it), and the hook. */
+static void emit(struct bk *b, struct bk_user *u, bool online)
 {
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "userId", json_object_new_int64(u->id));
@@ -152,11 +182,59 @@ static void announce(struct bk *b, struct bk_user *u, bool online)
     json_object_object_add(o, "status", json_object_new_string(online ? "online" : "offline"));
     size_t jl;
     const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
-    bk_broadcast(b, "all", "status", js, jl);
+    if (b->cfg.scope_related) {
+        struct bk_targets t = {0};
+        related_targets(b, u, &t);
+        bk_status(b, u->id, online, js, jl, &t);
+        bk_targets_free(&t);
+    } else {
+        bk_status(b, u->id, online, js, jl, NULL);
+    }
     json_object_put(o);
+    u->announced = online;
     bk_feed_presence(b, u->id, u->username, online, u->online_since_ms);
     b->counters.transitions++;
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
+}
+
+/* A transition of u: written at once, or with presence_flush_ms held until
+ * the next flush, where only a user whose state differs from what clients
+ * last heard is written (a flap inside the window writes nothing). */
+static void announce(struct bk *b, struct bk_user *u, bool online)
+{
+    if (b->cfg.presence_flush_ms <= 0) {
+        emit(b, u, online);
+        return;
+    }
+    if (!u->pending) {
+        u->pending = true;
+        TAILQ_INSERT_TAIL(&b->presence_pending, u, pend);
+    }
+    if (!b->presence_flush_at_ms)
+        b->presence_flush_at_ms = bk_now(b) + b->cfg.presence_flush_ms;
+}
+
+static void user_release(struct bk *b, struct bk_user *u);
+
+/* Writes every held transition whose user's state changed since clients
+ * last heard it, in the order the users first changed. */
+static void presence_flush(struct bk *b)
+{
+    struct bk_user *u;
+    size_t flaps = 0;
+    b->presence_flush_at_ms = 0;
+    while ((u = TAILQ_FIRST(&b->presence_pending)) != NULL) {
+        TAILQ_REMOVE(&b->presence_pending, u, pend);
+        u->pending = false;
+        if (u->online != u->announced)
+            emit(b, u, u->online);
+        else
+            flaps++;
+        user_release(b, u);
+    }
+    if (flaps)
+        log_debug("presence flush: %zu users came back to what was announced: nothing written",
+                  flaps);
 }
 
 /* SADD or SREM u in online_users. */
@@ -201,14 +279,16 @@ static void set_offline(struct bk *b, struct bk_user *u)
     if (u->online)
         b->nonline--;
     u->online = false;
+    /* online_since_ms stays until the transition is written (it may be
+     * held: coalescing); the next set_online replaces it. */
     announce(b, u, false);
-    u->online_since_ms = 0;
 }
 
 /* Frees u when nothing refers to it any more. */
 static void user_release(struct bk *b, struct bk_user *u)
 {
-    if (u->nconns == 0 && !u->online && !u->in_grace && !u->queued && LIST_EMPTY(&u->conns)) {
+    if (u->nconns == 0 && !u->online && !u->in_grace && !u->queued && !u->pending &&
+        LIST_EMPTY(&u->conns)) {
         RB_REMOVE(bk_user_tree, &b->users, u);
         free(u);
     }
@@ -243,6 +323,8 @@ static void last_conn_gone(struct bk *b, struct bk_user *u)
 
 void bk_presence_tick(struct bk *b, int64_t now)
 {
+    if (b->presence_flush_at_ms && now >= b->presence_flush_at_ms)
+        presence_flush(b);
     detached_expire(b, now);
     struct bk_user *u;
     while ((u = TAILQ_FIRST(&b->grace)) != NULL && u->grace_until_ms <= now) {
@@ -293,6 +375,7 @@ void bk_user_loaded_online(struct bk *b, struct bk_user *u)
     if (u->online)
         return;
     u->online = true;
+    u->announced = true; /* the broker before us announced it */
     b->nonline++;
 }
 
@@ -799,6 +882,8 @@ void bk_presence_hello(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
         gw_clear(b, gw, false);
     }
     bk_welcome(b, gw);
+    /* Its online list starts from ours; the status entries keep it. */
+    bk_online_list(b, gw);
 }
 
 /* Closes connection e->conn of gw: the store failed (f < 0) or does not
@@ -996,6 +1081,7 @@ void bk_presence_init(struct bk *b)
     RB_INIT(&b->users);
     RB_INIT(&b->conns);
     TAILQ_INIT(&b->grace);
+    TAILQ_INIT(&b->presence_pending);
 }
 
 void bk_presence_free(struct bk *b)

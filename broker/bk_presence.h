@@ -18,6 +18,8 @@
 
 #include "bk.h"
 
+struct bk_targets;
+
 /*
  * What a feature does when the shared state changes under it. A static
  * table per feature; every member may be NULL. Called in registration
@@ -51,6 +53,9 @@ struct bk_hooks {
     /* Redis came back, maybe empty: write the feature's keys again, through
      * the sink, inside the caller's MULTI. */
     void (*resync)(struct bk *b);
+    /* Scope related: add to t the connections that hear user's presence
+     * because of this feature (rooms: profile and presence watchers). */
+    void (*watchers)(struct bk *b, int64_t user, struct bk_targets *t);
     /* Every tick of the timer (about 20 ms), now from bk_now(). */
     void (*tick)(struct bk *b, int64_t now);
     /* bk_stop(): free the feature's part; connections and users still

@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "<conn id>:<user id>": two 20-digit numbers, a colon, the NUL. */
+/* "<conn id>:[p]<user id>": two 20-digit numbers, a colon, the presence
+ * mark, the NUL. */
 #define BK_WATCH_FIELD_MAX 48
 
 static int room_cmp(const struct bk_room *a, const struct bk_room *b)
@@ -123,7 +124,10 @@ size_t bk_rooms_deliver_about(struct bk *b, int64_t target, const char *event,
     struct bk_member *m;
     if (room)
         LIST_FOREACH(m, &room->members, in_room)
-    bk_targets_add(sees_full(&friends, target, m->conn) ? &tf : &tp, m->conn);
+        {
+            if (m->kind == BK_WATCH_PROFILE)
+                bk_targets_add(sees_full(&friends, target, m->conn) ? &tf : &tp, m->conn);
+        }
     size_t reached = bk_targets_send_json(b, &tf, event, full);
     reached += bk_targets_send_json(b, &tp, event, pub);
     bk_targets_free(&tf);
@@ -134,9 +138,12 @@ size_t bk_rooms_deliver_about(struct bk *b, int64_t target, const char *event,
 
 /* ---- rooms -------------------------------------------------------------------- */
 
-static void watch_field(char *buf, size_t size, const struct bk_conn *c, int64_t target)
+/* A profile watch is "<conn>:<target>", a presence watch "<conn>:p<target>". */
+static void watch_field(char *buf, size_t size, const struct bk_conn *c, int64_t target,
+                        uint8_t kind)
 {
-    snprintf(buf, size, "%llu:%lld", (unsigned long long)c->id, (long long)target);
+    snprintf(buf, size, "%llu:%s%lld", (unsigned long long)c->id,
+             kind == BK_WATCH_PRESENCE ? "p" : "", (long long)target);
 }
 
 static void watch_key(char *buf, size_t size, const struct bk_gw *gw)
@@ -145,22 +152,29 @@ static void watch_key(char *buf, size_t size, const struct bk_gw *gw)
 }
 
 /* HSET (join) or HDEL (leave) the membership of c in room target. */
-static void watch_write(struct bk *b, bool join, const struct bk_conn *c, int64_t target)
+static void watch_write(struct bk *b, bool join, const struct bk_conn *c, int64_t target,
+                        uint8_t kind)
 {
     char key[256], field[BK_WATCH_FIELD_MAX];
     watch_key(key, sizeof(key), c->gw);
-    watch_field(field, sizeof(field), c, target);
+    watch_field(field, sizeof(field), c, target, kind);
     const char *argv[] = {join ? "HSET" : "HDEL", key, field, "1"};
     bk_cmd_strs(b, join ? 4 : 3, argv);
 }
 
-static struct bk_member *member_find(struct bk_conn *c, int64_t target)
+static struct bk_member *member_find(struct bk_conn *c, int64_t target, uint8_t kind)
 {
     struct bk_member *m;
     LIST_FOREACH(m, &c->rooms, in_conn)
-    if (m->room->target == target)
+    if (m->room->target == target && m->kind == kind)
         return m;
     return NULL;
+}
+
+/* The counter of c's memberships of that kind. */
+static uint16_t *member_count(struct bk_conn *c, uint8_t kind)
+{
+    return kind == BK_WATCH_PRESENCE ? &c->npresence : &c->nrooms;
 }
 
 static void room_free_if_empty(struct bk *b, struct bk_room *room)
@@ -172,13 +186,15 @@ static void room_free_if_empty(struct bk *b, struct bk_room *room)
     }
 }
 
-/* Puts c in watching-user-<target>. Returns 1 joined, 0 already there, -1
- * at the room limit (or out of memory). persist: HSET the membership. */
-static int room_join(struct bk *b, struct bk_conn *c, int64_t target, bool persist)
+/* Puts c in watching-user-<target> for kind. Returns 1 joined, 0 already
+ * there, -1 at the limit of that kind (or out of memory). persist: HSET the
+ * membership. */
+static int room_join(struct bk *b, struct bk_conn *c, int64_t target, uint8_t kind, bool persist)
 {
-    if (member_find(c, target))
+    if (member_find(c, target, kind))
         return 0;
-    if (c->nrooms >= b->cfg.max_rooms)
+    if (*member_count(c, kind) >=
+        (kind == BK_WATCH_PRESENCE ? b->cfg.max_presence_watch : b->cfg.max_rooms))
         return -1;
     struct bk_room *room = room_find(b, target);
     if (!room) {
@@ -197,11 +213,12 @@ static int room_join(struct bk *b, struct bk_conn *c, int64_t target, bool persi
     }
     m->room = room;
     m->conn = c;
+    m->kind = kind;
     LIST_INSERT_HEAD(&room->members, m, in_room);
     LIST_INSERT_HEAD(&c->rooms, m, in_conn);
-    c->nrooms++;
+    (*member_count(c, kind))++;
     if (persist)
-        watch_write(b, true, c, target);
+        watch_write(b, true, c, target, kind);
     return 1;
 }
 
@@ -210,7 +227,7 @@ static void member_free(struct bk *b, struct bk_member *m)
     struct bk_room *room = m->room;
     LIST_REMOVE(m, in_room);
     LIST_REMOVE(m, in_conn);
-    m->conn->nrooms--;
+    (*member_count(m->conn, m->kind))--;
     free(m);
     room_free_if_empty(b, room);
 }
@@ -218,10 +235,10 @@ static void member_free(struct bk *b, struct bk_member *m)
 /* One HDEL with every room field of connection c. */
 static void watch_delete_all(struct bk *b, struct bk_conn *c)
 {
-    size_t n = (size_t)c->nrooms + 2;
+    size_t nm = (size_t)c->nrooms + c->npresence, n = nm + 2;
     const char **argv = calloc(n, sizeof(*argv));
     size_t *lens = calloc(n, sizeof(*lens));
-    char *fields = malloc((size_t)c->nrooms * BK_WATCH_FIELD_MAX);
+    char *fields = malloc(nm * BK_WATCH_FIELD_MAX);
     char key[256];
     if (argv && lens && fields) {
         watch_key(key, sizeof(key), c->gw);
@@ -232,7 +249,7 @@ static void watch_delete_all(struct bk *b, struct bk_conn *c)
         LIST_FOREACH(m, &c->rooms, in_conn)
         {
             char *f = fields + (i - 2) * BK_WATCH_FIELD_MAX;
-            watch_field(f, BK_WATCH_FIELD_MAX, c, m->room->target);
+            watch_field(f, BK_WATCH_FIELD_MAX, c, m->room->target, m->kind);
             argv[i++] = f;
         }
         for (size_t j = 0; j < n; j++)
@@ -247,7 +264,7 @@ static void watch_delete_all(struct bk *b, struct bk_conn *c)
 /* Hook conn_closing: the connection leaves every room. */
 static void rooms_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
 {
-    if (c->nrooms == 0)
+    if (LIST_EMPTY(&c->rooms))
         return;
     if (persist)
         watch_delete_all(b, c);
@@ -261,7 +278,7 @@ static void rooms_conn_closing(struct bk *b, struct bk_conn *c, bool persist)
  * written again under its new gateway. */
 static void rooms_conn_persist(struct bk *b, struct bk_conn *c, bool keep)
 {
-    if (c->nrooms == 0)
+    if (LIST_EMPTY(&c->rooms))
         return;
     if (!keep) {
         watch_delete_all(b, c);
@@ -269,7 +286,7 @@ static void rooms_conn_persist(struct bk *b, struct bk_conn *c, bool keep)
     }
     struct bk_member *m;
     LIST_FOREACH(m, &c->rooms, in_conn)
-    watch_write(b, true, c, m->room->target);
+    watch_write(b, true, c, m->room->target, m->kind);
 }
 
 /* ---- the snapshot ---------------------------------------------------------------- */
@@ -386,7 +403,7 @@ void bk_rooms_watch(struct bk *b, const struct bk_origin *o, struct json_object 
         bk_answer_error(b, o, 404, "unknown-user", "no such user");
         return;
     }
-    if (room_join(b, o->c, target, true) < 0) {
+    if (room_join(b, o->c, target, BK_WATCH_PROFILE, true) < 0) {
         bk_answer_error(b, o, 429, "too-many-rooms", "this connection watches too many profiles");
         return;
     }
@@ -406,12 +423,89 @@ void bk_rooms_unwatch(struct bk *b, const struct bk_origin *o, struct json_objec
     int64_t target;
     if (!target_of(b, o, args, &target))
         return;
-    struct bk_member *m = member_find(o->c, target);
+    struct bk_member *m = member_find(o->c, target, BK_WATCH_PROFILE);
     if (m) {
-        watch_write(b, false, o->c, target);
+        watch_write(b, false, o->c, target, BK_WATCH_PROFILE);
         member_free(b, m);
     }
     BK_ANSWER_OK_LIT(b, o, "{\"ok\":true}");
+}
+
+/* The ids of args.userIds (1..max of them), into ids (caller frees). false
+ * after answering bad-field. */
+static bool user_ids_of(struct bk *b, const struct bk_origin *o, struct json_object *args,
+                        struct i64v *ids)
+{
+    struct json_object *v;
+    size_t n = 0;
+    bool ok = args && json_object_object_get_ex(args, "userIds", &v) &&
+              json_object_is_type(v, json_type_array) &&
+              (n = json_object_array_length(v)) <= (size_t)b->cfg.max_presence_watch;
+    for (size_t i = 0; ok && i < n; i++) {
+        int64_t id;
+        ok = bk_id_value(json_object_array_get_idx(v, i), &id) && i64v_push(ids, id) == 0;
+    }
+    if (!ok) {
+        i64v_free(ids);
+        bk_answer_error(b, o, 400, "bad-field", "userIds must be an array of user ids");
+    }
+    return ok;
+}
+
+void bk_rooms_watch_presence(struct bk *b, const struct bk_origin *o, struct json_object *args)
+{
+    struct i64v ids = {0};
+    if (!user_ids_of(b, o, args, &ids))
+        return;
+    /* All or nothing: count what is new first. */
+    size_t fresh = 0;
+    for (size_t i = 0; i < ids.n; i++)
+        fresh += member_find(o->c, ids.v[i], BK_WATCH_PRESENCE) == NULL;
+    if (o->c->npresence + fresh > (size_t)b->cfg.max_presence_watch) {
+        i64v_free(&ids);
+        bk_answer_error(b, o, 429, "too-many-rooms",
+                        "this connection's presence list is full (max_presence_watch)");
+        return;
+    }
+    struct json_object *online = json_object_new_array(), *r = json_object_new_object();
+    for (size_t i = 0; i < ids.n; i++) {
+        room_join(b, o->c, ids.v[i], BK_WATCH_PRESENCE, true);
+        const struct bk_user *u = bk_user_find(b, ids.v[i]);
+        if (u && u->online)
+            json_object_array_add(online, json_object_new_int64(ids.v[i]));
+    }
+    /* The answer says who of them is online now: from here on their
+     * transitions follow. */
+    json_object_object_add(r, "ok", json_object_new_boolean(1));
+    json_object_object_add(r, "online", online);
+    bk_answer_json(b, o, r);
+    json_object_put(r);
+    i64v_free(&ids);
+}
+
+void bk_rooms_unwatch_presence(struct bk *b, const struct bk_origin *o, struct json_object *args)
+{
+    struct i64v ids = {0};
+    if (!user_ids_of(b, o, args, &ids))
+        return;
+    for (size_t i = 0; i < ids.n; i++) {
+        struct bk_member *m = member_find(o->c, ids.v[i], BK_WATCH_PRESENCE);
+        if (m) {
+            watch_write(b, false, o->c, ids.v[i], BK_WATCH_PRESENCE);
+            member_free(b, m);
+        }
+    }
+    i64v_free(&ids);
+    BK_ANSWER_OK_LIT(b, o, "{\"ok\":true}");
+}
+
+void bk_rooms_add_watchers(struct bk *b, int64_t target, struct bk_targets *t)
+{
+    struct bk_room *room = room_find(b, target);
+    struct bk_member *m;
+    if (room)
+        LIST_FOREACH(m, &room->members, in_room)
+    bk_targets_add(t, m->conn);
 }
 
 /* ---- hooks ----------------------------------------------------------------------- */
@@ -432,8 +526,9 @@ static void rooms_gw_loaded(struct bk *b, struct bk_gw *gw, redisContext *rc)
         uint64_t cid = strtoull(h->element[j]->str, &colon, 10);
         if (*colon != ':')
             continue;
+        uint8_t kind = colon[1] == 'p' ? BK_WATCH_PRESENCE : BK_WATCH_PROFILE;
         struct bk_conn *c = bk_conn_find(b, gw, cid);
-        if (c && room_join(b, c, strtoll(colon + 1, NULL, 10), false) == 1)
+        if (c && room_join(b, c, strtoll(colon + 1 + kind, NULL, 10), kind, false) == 1)
             n++;
     }
     freeReplyObject(h);
@@ -459,7 +554,7 @@ static void rooms_resync(struct bk *b)
             if (m->conn->flags & BK_CONN_DETACHED)
                 continue; /* in memory only: Redis never holds it */
             watch_key(key, sizeof(key), m->conn->gw);
-            watch_field(field, sizeof(field), m->conn, room->target);
+            watch_field(field, sizeof(field), m->conn, room->target, m->kind);
             bk_cmd_strs(b, 4, (const char *[]){"HSET", key, field, "1"});
         }
     }
@@ -474,7 +569,7 @@ static void rooms_free(struct bk *b)
         while ((m = LIST_FIRST(&room->members)) != NULL) {
             LIST_REMOVE(m, in_room);
             LIST_REMOVE(m, in_conn);
-            m->conn->nrooms--;
+            (*member_count(m->conn, m->kind))--;
             free(m);
         }
         RB_REMOVE(bk_room_tree, &b->rooms.tree, room);
@@ -487,8 +582,14 @@ static void rooms_free(struct bk *b)
     b->rooms.public_fields = NULL;
 }
 
+static void rooms_watchers(struct bk *b, int64_t user, struct bk_targets *t)
+{
+    bk_rooms_add_watchers(b, user, t);
+}
+
 const struct bk_hooks bk_rooms_hooks = {
     .name = "rooms",
+    .watchers = rooms_watchers,
     .init = rooms_init,
     .conn_closing = rooms_conn_closing,
     .conn_persist = rooms_conn_persist,

@@ -25,6 +25,17 @@ extern const struct bk_hooks bk_rooms_hooks;
  * when not in it). args may be NULL (bad-field). */
 void bk_rooms_watch(struct bk *b, const struct bk_origin *o, struct json_object *args);
 void bk_rooms_unwatch(struct bk *b, const struct bk_origin *o, struct json_object *args);
+/* watch-presence {userIds} (at most max_presence_watch in the list, all or
+ * nothing: 429 too-many-rooms past it): the connection hears those users'
+ * transitions in scope related; answered {ok, online: [those online]}.
+ * unwatch-presence {userIds}: forgets them (ok also for ids not listed). */
+void bk_rooms_watch_presence(struct bk *b, const struct bk_origin *o, struct json_object *args);
+void bk_rooms_unwatch_presence(struct bk *b, const struct bk_origin *o, struct json_object *args);
+/* Adds every connection watching user target (its profile or its
+ * presence) to t: who hears target's transitions in scope related besides
+ * target's own tabs and friends. */
+struct bk_targets;
+void bk_rooms_add_watchers(struct bk *b, int64_t target, struct bk_targets *t);
 
 /*
  * Sends event about user target to the room watching-user-<target> and to

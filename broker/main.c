@@ -36,6 +36,17 @@ static const struct cfg_opt bk_opts[] = {
         "append logs to this file instead of stderr (SIGHUP reopens it)"),
     OPT("presence-grace-ms", CFG_INT, presence_grace_ms, "1500", 0, 600000, 0,
         "offline debounce: a reconnect within this announces nothing"),
+    /* all: the seeds' rule, every connection hears every transition. related:
+     * a connection hears its own user, its user's friends, the profiles it
+     * watches and its watch-presence list: O(friends) per transition. */
+    OPT("presence-scope", CFG_STR, presence_scope, "all", 0, 0, 0,
+        "who hears a presence transition: all (every connection) or related (own user, "
+        "friends, watched profiles, watch-presence list); give the gateways the same"),
+    OPT("max-presence-watch", CFG_INT, max_presence_watch, "1000", 1, 100000, 0,
+        "users one connection may keep in its watch-presence list"),
+    OPT("presence-flush-ms", CFG_INT, presence_flush_ms, "0", 0, 60000, 0,
+        "hold presence transitions this long and write them together; a user back to what "
+        "was announced inside it writes nothing (0: at once)"),
     OPT("gateway-lease-ms", CFG_INT, gateway_lease_ms, "10000", 300, 600000, 0,
         "a gateway whose lease lapsed this long is dead: its users go offline"),
     /* The cap on herald:events is the gateways' (they refuse new client

@@ -439,7 +439,10 @@ void ev_enc_deleted(struct ev_args *a, int64_t user)
  * Socket.IO). whoami and get-users exist on Socket.IO only (the web page
  * uses them); ping and refresh-token are answered by the gateway. */
 static const struct ev_client_event client_events[] = {
-    {"get_online_users", "get-online-users", "get_online_users", EV_ANSWER_BROKER, 0},
+    {"get_online_users", "get-online-users", "get_online_users", EV_ANSWER_ONLINE, 0},
+    {"get_online_count", "get-online-count", NULL, EV_ANSWER_ONLINE, EV_CLIENT_COUNT},
+    {"watch-presence", "watch-presence", "watch-presence", EV_ANSWER_BROKER, 0},
+    {"unwatch-presence", "unwatch-presence", "unwatch-presence", EV_ANSWER_BROKER, 0},
     {"livechat", "livechat", "livechat", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
     {"direct_message", "direct_message", "direct_message", EV_ANSWER_BROKER, EV_CLIENT_CHAT},
     {"watch-profile", "watch-profile", "watch-profile", EV_ANSWER_BROKER, 0},

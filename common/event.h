@@ -49,6 +49,14 @@
  *          valid token's claims, ahead of the open they belong to
  *
  * herald:gw:<id> (broker -> one gateway), t is one of:
+ *   status a presence transition of user u (s 1 online, 0 offline):  u s e d [c]
+ *          the gateway's online list follows it; event e with data d
+ *          to every connection (no c: scope all) or to those in c
+ *          (scope related; "0" when none of them is here)
+ *   online the broker's whole online list, in chunks: c the ids       s c
+ *          ("0" for none), s bit 1 the first chunk (start afresh),
+ *          bit 2 the last (the list is whole); after "welcome" and
+ *          whenever a broker loaded or rewrote its state
  *   all    event e with data d to every connection                e d
  *   auth   the same, authenticated connections only               e d
  *   conn   event e with data d to the connections in c (comma list) c e d [r]
@@ -252,8 +260,11 @@ enum ev_client_answer {
     EV_ANSWER_BROKER,        /* relayed as a msg entry under `broker` */
     EV_ANSWER_PING,          /* the gateway answers pong (PROTOCOL.md §2) */
     EV_ANSWER_REFRESH_TOKEN, /* the gateway checks the new token (§1) */
+    EV_ANSWER_ONLINE,        /* from the gateway's online list (§2); a question it
+                              * cannot answer is relayed under `broker` */
 };
-#define EV_CLIENT_CHAT 0x01u /* a chat message: takes from the per-address bucket */
+#define EV_CLIENT_CHAT 0x01u  /* a chat message: takes from the per-address bucket */
+#define EV_CLIENT_COUNT 0x02u /* get-online-count: the number, not the list */
 struct ev_client_event {
     const char *raw;    /* borrowed (static) */
     const char *sio;    /* borrowed (static) */

@@ -4,6 +4,7 @@
 #include "i64v.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Room for one more element. Returns 0 or -1 (a unchanged). */
 static int grow(struct i64v *a)
@@ -29,20 +30,40 @@ int i64v_push(struct i64v *a, int64_t x)
     return 0;
 }
 
+size_t i64v_lower_bound(const struct i64v *a, int64_t x)
+{
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int i64v_insert_sorted(struct i64v *a, int64_t x)
 {
-    if (i64v_has_sorted(a, x))
+    size_t i = i64v_lower_bound(a, x);
+    if (i < a->n && a->v[i] == x)
         return 0;
     if (grow(a) != 0)
         return -1;
-    size_t i = a->n;
-    while (i > 0 && a->v[i - 1] > x) {
-        a->v[i] = a->v[i - 1];
-        i--;
-    }
+    memmove(a->v + i + 1, a->v + i, (a->n - i) * sizeof(*a->v));
     a->v[i] = x;
     a->n++;
     return 1;
+}
+
+bool i64v_remove_sorted(struct i64v *a, int64_t x)
+{
+    size_t i = i64v_lower_bound(a, x);
+    if (i == a->n || a->v[i] != x)
+        return false;
+    memmove(a->v + i, a->v + i + 1, (a->n - i - 1) * sizeof(*a->v));
+    a->n--;
+    return true;
 }
 
 bool i64v_has_sorted(const struct i64v *a, int64_t x)

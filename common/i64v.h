@@ -23,8 +23,12 @@ struct i64v {
 int i64v_push(struct i64v *a, int64_t x);
 /* Inserts x at its place in a sorted array, unless present. Returns 1 when
  * inserted, 0 when already there, -1 when out of memory (a unchanged).
- * Linear in n: for sets that change rarely and are read often. */
+ * Linear in n (one memmove): for sets read more often than changed. */
 int i64v_insert_sorted(struct i64v *a, int64_t x);
+/* The first index of a sorted array whose value is >= x (n when none). */
+size_t i64v_lower_bound(const struct i64v *a, int64_t x);
+/* Removes x from a sorted array; false when it was not there. */
+bool i64v_remove_sorted(struct i64v *a, int64_t x);
 /* Whether x is in a sorted array (binary search). */
 bool i64v_has_sorted(const struct i64v *a, int64_t x);
 /* Frees the storage and empties a; a zeroed a is a no-op. */

@@ -16,6 +16,7 @@
 #include "gw_bus.h"
 #include "gw_eio.h"
 #include "gw_net.h"
+#include "gw_online.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -61,6 +62,7 @@ struct gw_config {
     long sio_connect_timeout_ms;
     int dev_login;
     int jit_users;
+    const char *presence_scope; /* "all" or "related" (the broker's too) */
     const char *metrics_allow;
     long conns_per_ip;
     double conn_rate_per_ip;
@@ -84,6 +86,7 @@ struct gw {
     struct gw_auth auth;        /* identity, deleted accounts, token lifecycle */
     struct gw_bus bus;          /* Redis */
     struct gw_recover *recover; /* owned: sessions coming back (gw_recover.c) */
+    struct gw_online online;    /* who is online, from our stream (gw_online.c) */
     char id[128];               /* this gateway's id (--gateway-id or host-pid) */
     int port;                   /* the port actually bound */
     int64_t started_ms;

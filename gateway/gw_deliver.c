@@ -10,6 +10,7 @@
  */
 #include "gw_deliver.h"
 #include "gw_metrics.h"
+#include "gw_online.h"
 #include "gw_recover.h"
 #include "gw_routes.h"
 #include "gw_sio.h"
@@ -35,12 +36,34 @@ static void deliver_to_ids(struct gw *g, const struct ev_entry *e)
     gw_ws_render_release(&raw);
 }
 
+/* A "status" entry names its connections (scope related) or none (to
+ * everyone, scope all). */
+static bool status_named(const struct ev_entry *e)
+{
+    return e->conns != NULL;
+}
+
 void gw_deliver_entry(struct gw *g, const struct ev_entry *e)
 {
     bool auth = ev_is(e->type, e->type_len, "auth");
     if (auth || ev_is(e->type, e->type_len, "all")) {
         g->n_deliveries += gw_sio_broadcast(g, e);
         g->n_deliveries += gw_ws_broadcast(g, e, auth);
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "status")) {
+        /* Our online list follows every transition, whoever hears it. */
+        gw_online_status(&g->online, e->user, e->status == 1);
+        if (status_named(e)) {
+            deliver_to_ids(g, e);
+        } else {
+            g->n_deliveries += gw_sio_broadcast(g, e);
+            g->n_deliveries += gw_ws_broadcast(g, e, false);
+        }
+        return;
+    }
+    if (ev_is(e->type, e->type_len, "online")) {
+        gw_online_list(&g->online, e);
         return;
     }
     if (e->ms > 0)
@@ -73,13 +96,14 @@ void gw_deliver_entry(struct gw *g, const struct ev_entry *e)
 void gw_deliver_one(struct gw *g, uint64_t id, const struct ev_entry *e)
 {
     bool auth = ev_is(e->type, e->type_len, "auth");
-    if (auth || ev_is(e->type, e->type_len, "all")) {
+    bool status = ev_is(e->type, e->type_len, "status");
+    if (auth || ev_is(e->type, e->type_len, "all") || (status && !status_named(e))) {
         if (!gw_sio_send_one(g, id, e, auth))
             gw_ws_send_one(g, id, e, auth);
         g->n_deliveries++;
         return;
     }
-    if (!(ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
+    if (!(status || ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
           ev_is(e->type, e->type_len, "kick")))
         return;
     const char *p = e->conns, *end = e->conns + e->conns_len;

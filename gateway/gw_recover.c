@@ -345,9 +345,11 @@ static void replay_page(struct gw *g, struct rec *r);
 /* Whether e (from the old stream) is for this session. */
 static bool entry_for(const struct rec *r, const struct ev_entry *e)
 {
-    if (ev_is(e->type, e->type_len, "all") || ev_is(e->type, e->type_len, "auth"))
-        return true;
-    if (ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
+    bool status = ev_is(e->type, e->type_len, "status");
+    if (ev_is(e->type, e->type_len, "all") || ev_is(e->type, e->type_len, "auth") ||
+        (status && !e->conns))
+        return true; /* to everyone there (a status without c: scope all) */
+    if (status || ev_is(e->type, e->type_len, "conn") || ev_is(e->type, e->type_len, "ack") ||
         ev_is(e->type, e->type_len, "kick")) {
         const char *p = e->conns, *end = e->conns + e->conns_len;
         uint64_t id;

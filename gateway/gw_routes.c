@@ -459,7 +459,8 @@ static void route_friendships(struct gw *g, struct gw_conn *c, const struct gw_r
 }
 
 /* POST /api/online-status {"ids":[...]} (at most 1000) -> {"online":[...]}:
- * one request to the broker, which answers from memory. */
+ * from this gateway's online list (gw_online.h); relayed to the broker,
+ * which answers from memory, only while the list is loading. */
 static void route_online_ids(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
     if (!api_key_ok(g, c, rq->http, "online-status"))
@@ -467,8 +468,30 @@ static void route_online_ids(struct gw *g, struct gw_conn *c, const struct gw_ro
     struct json_object *args = body_object(c, rq->body, rq->body_len);
     if (!args)
         return;
-    relay_request(g, c, rq->route->op, 0, args, GW_REQ_PASS);
+    if (!g->online.known) {
+        relay_request(g, c, rq->route->op, 0, args, GW_REQ_PASS);
+        json_object_put(args);
+        return;
+    }
+    if (!gw_online_ids_valid(args)) {
+        json_object_put(args);
+        gw_http_error(c, 400, "bad-field", "ids must be an array of at most 1000 user ids");
+        return;
+    }
+    int64_t next;
+    size_t len;
+    char *v = gw_online_answer(&g->online, GW_ONLINE_IDS, args, 0, 0, 0, &next, &len);
     json_object_put(args);
+    char *out = v ? malloc(len + 16) : NULL;
+    if (!out) {
+        free(v);
+        gw_http_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    int n = snprintf(out, len + 16, "{\"online\":%s}", v);
+    gw_http_respond(c, 200, "application/json", NULL, out, (size_t)n, true);
+    free(out);
+    free(v);
 }
 
 /* ---- the routes the gateway answers itself ------------------------------------- */

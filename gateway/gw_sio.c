@@ -343,6 +343,53 @@ static void answer_error(struct gw_sess *s, int64_t ack, const char *word, const
     send_sio(s, ack >= 0 ? SIO_ACK : SIO_EVENT, ack, buf, n);
 }
 
+/*
+ * get-online-users (every form) and get-online-count from the gateway's
+ * own list (gw_online.h): true when answered here (or refused), false when
+ * the broker must answer (the whole list in scope related: the user's
+ * related users are the broker's to know; or our list is not known yet).
+ */
+static bool online_question(struct gw *g, struct gw_sess *s, const struct ev_client_event *ev,
+                            struct json_object *arg, int64_t ack, int64_t self)
+{
+    enum gw_online_form form;
+    int64_t cursor, next;
+    long limit;
+    const char *why;
+    if (gw_online_parse(arg, ev->flags & EV_CLIENT_COUNT, &form, &cursor, &limit, &why) != 0) {
+        answer_error(s, ack, "bad-field", why);
+        return true;
+    }
+    bool related = g->cfg.presence_scope && strcmp(g->cfg.presence_scope, "related") == 0;
+    if (form == GW_ONLINE_ALL && (related || !g->online.known))
+        return false;
+    if (!g->online.known) {
+        answer_error(s, ack, "unavailable", "the online list is loading: try again");
+        return true;
+    }
+    if (ack < 0)
+        return true; /* a question without a callback has no one to answer */
+    size_t len;
+    char *v = gw_online_answer(&g->online, form, arg, cursor, limit, self, &next, &len);
+    char *out = v ? malloc(len + 64) : NULL;
+    if (!out) {
+        free(v);
+        answer_error(s, ack, "unavailable", "out of memory");
+        return true;
+    }
+    int n;
+    if (form == GW_ONLINE_PAGE && next)
+        n = snprintf(out, len + 64, "[{\"users\":%s,\"next\":%lld}]", v, (long long)next);
+    else if (form == GW_ONLINE_PAGE)
+        n = snprintf(out, len + 64, "[{\"users\":%s,\"next\":null}]", v);
+    else
+        n = snprintf(out, len + 64, "[%s]", v);
+    send_sio(s, SIO_ACK, ack, out, (size_t)n);
+    free(out);
+    free(v);
+    return true;
+}
+
 static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struct gw_sio *st,
                      const struct sio_packet *p)
 {
@@ -365,6 +412,9 @@ static void on_event(struct gw *g, struct gw_sess *s, struct gw_conn *via, struc
         send_sio(s, SIO_EVENT, -1, err, sizeof(err) - 1);
     } else if (ev->answer == EV_ANSWER_REFRESH_TOKEN) {
         refresh_token(g, s, st, arg, p->ack_id);
+    } else if (ev->answer == EV_ANSWER_ONLINE &&
+               online_question(g, s, ev, arg, p->ack_id, st->life.user_id)) {
+        /* answered from our own list */
     } else if (ev->answer == EV_ANSWER_PING) {
         /* The application-level ping of PROTOCOL.md §2, answered here: it
          * proves the path browser-gateway is alive, faster than Engine.IO's

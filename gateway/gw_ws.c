@@ -234,6 +234,51 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
     }
 }
 
+/* get_online_users (every form) and get_online_count from the gateway's
+ * own list; false when the broker must answer (see gw_sio.c). */
+static bool online_question(struct gw *g, struct gw_conn *c, const struct ev_client_event *ev,
+                            struct json_object *arg)
+{
+    enum gw_online_form form;
+    int64_t cursor, next;
+    long limit;
+    const char *why;
+    if (gw_online_parse(arg, ev->flags & EV_CLIENT_COUNT, &form, &cursor, &limit, &why) != 0) {
+        send_raw_error(c, "bad-field", why);
+        return true;
+    }
+    bool related = g->cfg.presence_scope && strcmp(g->cfg.presence_scope, "related") == 0;
+    if (form == GW_ONLINE_ALL && (related || !g->online.known))
+        return false;
+    if (!g->online.known) {
+        send_raw_error(c, "unavailable", "the online list is loading: try again");
+        return true;
+    }
+    size_t len;
+    struct gw_ws_client *cl = c->app;
+    char *v = gw_online_answer(&g->online, form, arg, cursor, limit, cl->life.user_id, &next, &len);
+    char *out = v ? malloc(len + 96) : NULL;
+    if (!out) {
+        free(v);
+        send_raw_error(c, "unavailable", "out of memory");
+        return true;
+    }
+    int n;
+    if (form == GW_ONLINE_COUNT)
+        n = snprintf(out, len + 96, "{\"type\":\"online_count\",\"count\":%s}", v);
+    else if (form == GW_ONLINE_PAGE && next)
+        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":%lld}", v,
+                     (long long)next);
+    else if (form == GW_ONLINE_PAGE)
+        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":null}", v);
+    else
+        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s}", v);
+    gw_ws_send_text(c, out, (size_t)n);
+    free(out);
+    free(v);
+    return true;
+}
+
 void gw_ws_on_message(struct gw *g, struct gw_conn *c, uint8_t opcode, const uint8_t *data,
                       size_t len)
 {
@@ -257,6 +302,8 @@ void gw_ws_on_message(struct gw *g, struct gw_conn *c, uint8_t opcode, const uin
         gw_ws_send_text(c, pong, sizeof(pong) - 1);
     } else if (ev->answer == EV_ANSWER_REFRESH_TOKEN) {
         refresh_token(g, c, obj);
+    } else if (ev->answer == EV_ANSWER_ONLINE && online_question(g, c, ev, obj)) {
+        /* answered from our own list */
     } else if ((ev->flags & EV_CLIENT_CHAT) && !gw_auth_chat_allowed(&g->auth, c)) {
         send_raw_error(c, "rate-limited", "too many messages from this address: slow down");
     } else {

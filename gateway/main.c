@@ -120,6 +120,9 @@ static const struct cfg_opt gw_opts[] = {
         "a Socket.IO session must CONNECT within this"),
     OPT("dev-login", CFG_BOOL, dev_login, "false", 0, 0, 0,
         "enable POST /auth/dev-login (demo only)"),
+    OPT("presence-scope", CFG_STR, presence_scope, "all", 0, 0, 0,
+        "all or related: give the broker the same (only related makes the full online list "
+        "the broker's to answer)"),
     OPT("jit-users", CFG_BOOL, jit_users, "off", 0, 0, 0,
         "send valid tokens' profile claims to the broker, which creates unknown users from "
         "them (the broker needs it too)"),
@@ -539,6 +542,11 @@ int main(int argc, char **argv)
     g->auth.h = (struct gw_auth_handlers){.on_claims = auth_on_claims, .arg = g};
     if (setup_jwt(g) != 0)
         return 2;
+    if (strcmp(g->cfg.presence_scope, "all") != 0 &&
+        strcmp(g->cfg.presence_scope, "related") != 0) {
+        log_error("bad --presence-scope \"%s\": all or related", g->cfg.presence_scope);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     g->base = event_base_new();
@@ -564,6 +572,7 @@ cleanup:
         gw_eio_free(&g->eio);
     gw_net_free(&g->net);
     gw_recover_free(g);
+    gw_online_free(&g->online);
     gw_bus_stop(&g->bus);
     gw_auth_free(&g->auth);
     if (drain_ev)

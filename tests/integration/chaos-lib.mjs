@@ -6,8 +6,10 @@
 // Messages. Every DM or livechat message carries a unique id in its text
 // ("<scenario>#<n>"). Per message: sent; then its answer, one of
 //   accepted  Socket.IO callback {ok:true}; raw /ws (no answer on success):
-//             the `get_online_users` sent right behind it was answered with
-//             no error frame in between. The broker answers a connection's
+//             the probe sent right behind it (`get_chat_history` of one
+//             message: a round trip through the broker; the online list is
+//             the gateway's own) was answered with no error frame in
+//             between. The broker answers a connection's
 //             events in order, and the gateway refuses at once and in order,
 //             so with one message in flight per raw client (a raw peer sends
 //             its next only after this outcome) an error frame before that
@@ -58,11 +60,16 @@ import {
   Stack, Proc, Client, waitFor, sioClient, sioConnected,
 } from './harness.mjs';
 
+// The raw clients' round trip through the broker: the smallest request it
+// answers (one message of the live chat history).
+const PROBE = { type: 'get_chat_history', limit: 1 };
+
 // ---- sizes ----------------------------------------------------------------
 
 // HERALD_CHAOS_SCALE: unset/"small" (default, inside scripts/test) or
 // "full" (scripts/chaos): hundreds of clients, thousands of messages, a 30 s
 // Redis outage.
+
 export const FULL = /^(full|1|large)$/i.test(process.env.HERALD_CHAOS_SCALE || '');
 export const SIZES = FULL ? {
   peers: 200, // per scenario, spread over both gateways
@@ -182,6 +189,7 @@ export class Peer {
       const c = await this.s.connect(this.name, gi);
       this.conn = c;
       c.pending = []; // the message (or probe) waiting for its outcome
+      c.lists = []; // askOnline()s waiting for their online_users answer
       c.ws.on('message', (data, bin) => { if (!bin) this.onRaw(JSON.parse(data.toString()), no, c); });
       c.ws.on('close', (code) => this.onClosed(code, no, c));
     } else {
@@ -205,7 +213,7 @@ export class Peer {
           if (a) a[1] = Date.now();
           this.opens.push({ t: Date.now(), gi, auto: true });
         };
-        sock.timeout(5000).emitWithAck('get-online-users').then(back, back);
+        sock.timeout(5000).emitWithAck('whoami').then(back, back);
       });
       await sioConnected(sock, timeout);
     }
@@ -223,6 +231,9 @@ export class Peer {
     if (m.type === 'status_update') this.onStatus(m, no);
     else if (m.type === 'direct_message' || m.type === 'livechat') this.chaos.ledger.deliver(m.message, this);
     else if (m.type === 'online_users') {
+      const w = c.lists.shift();
+      if (w) w.resolve(m);
+    } else if (m.type === 'chat_history') {
       const head = c.pending.shift();
       if (head && head.probe) head.resolve(m);
       else if (head) this.chaos.ledger.answered(head, head.error ? 'refused' : 'accepted', head.error);
@@ -230,7 +241,7 @@ export class Peer {
       const head = c.pending[0];
       if (head && head.probe) {
         c.pending.shift();
-        head.reject(new Error(`get_online_users refused: ${m.code}`));
+        head.reject(new Error(`the probe was refused: ${m.code}`));
       } else if (head && !head.error) {
         head.error = m.code; // the message's; its probe's answer or error follows
       } else if (head) {
@@ -285,7 +296,7 @@ export class Peer {
       this.conn.pending.push(msg);
       if (kind === 'dm') this.conn.send({ type: 'direct_message', to: to.name, message: msg.id });
       else this.conn.send({ type: 'livechat', message: msg.id });
-      this.conn.send({ type: 'get_online_users' });
+      this.conn.send(PROBE);
     } else {
       const ev = kind === 'dm' ? ['direct_message', { to: to.name, message: msg.id }] : ['livechat', { message: msg.id }];
       const conn = this.connNo;
@@ -301,23 +312,31 @@ export class Peer {
     return msg;
   }
 
-  // The online users as the broker answers them (through this peer).
+  // The online users as this peer's gateway answers them from its own list,
+  // asked after a round trip through the broker (so the list has every
+  // transition the broker wrote before it).
   async askOnline(timeout = 3000) {
     if (!this.connected) throw new Error(`${this.name} is not connected`);
-    if (this.kind === 'sio') return (await this.conn.timeout(timeout).emitWithAck('get-online-users')).map(Number);
+    if (this.kind === 'sio') {
+      await this.conn.timeout(timeout).emitWithAck('whoami');
+      return (await this.conn.timeout(timeout).emitWithAck('get-online-users')).map(Number);
+    }
     // Queued behind a message in flight, if any: its answer is the next
-    // online_users after that message's.
+    // chat_history after that message's.
     const c = this.conn;
     let resolve, reject;
     const answered = new Promise((rs, rj) => { resolve = rs; reject = rj; });
     answered.catch(() => {});
     c.pending.push({ probe: true, resolve, reject });
-    c.send({ type: 'get_online_users' });
+    c.send(PROBE);
     let t;
-    const late = new Promise((_, rj) => { t = setTimeout(() => rj(new Error('timed out waiting for online_users')), timeout); });
+    const late = new Promise((_, rj) => { t = setTimeout(() => rj(new Error('timed out waiting for the probe')), timeout); });
     late.catch(() => {});
     try {
-      const ans = await Promise.race([answered, late]);
+      await Promise.race([answered, late]);
+      const list = new Promise((rs, rj) => c.lists.push({ resolve: rs, reject: rj }));
+      c.send({ type: 'get_online_users' });
+      const ans = await Promise.race([list, late]);
       return ans.users.map(Number);
     } finally { clearTimeout(t); }
   }

@@ -292,10 +292,16 @@ export class Client {
   statuses(userId) {
     return this.messages.filter((m) => m.type === 'status_update' && m.userId === userId).map((m) => m.status);
   }
-  // Round trip through the broker: everything the broker did before it read
-  // this request has reached this client once the answer is here.
-  sync(timeout = 8000) {
-    const n = this.messages.length;
+  // Round trip through the broker (a one-message chat history: the online
+  // list is the gateway's own, PROTOCOL.md §2): everything the broker did
+  // before it read this request has reached this client once the answer
+  // is here. Resolves with the online list asked for after that, which
+  // follows every transition delivered so far.
+  async sync(timeout = 8000) {
+    let n = this.messages.length;
+    this.send({ type: 'get_chat_history', limit: 1 });
+    await this.next((m) => (m.type === 'chat_history' || m.type === 'error') && this.messages.indexOf(m) >= n, timeout, 'chat_history');
+    n = this.messages.length;
     this.send({ type: 'get_online_users' });
     return this.next((m) => m.type === 'online_users' && this.messages.indexOf(m) >= n, timeout, 'online_users');
   }
@@ -445,7 +451,11 @@ export function sioAck(sock, event, ...args) {
 }
 
 // Round trip through the broker (get-online-users is relayed to it).
-export function sioSync(sock) { return sioAck(sock, 'get-online-users'); }
+// The same for Socket.IO: whoami is the broker's, the list the gateway's.
+export async function sioSync(sock) {
+  await sioAck(sock, 'whoami');
+  return sioAck(sock, 'get-online-users');
+}
 
 // Resolves with the args of the first event `name` (index >= from in
 // .events, already received or future) for which pred(...args) holds.

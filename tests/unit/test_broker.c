@@ -133,6 +133,10 @@ static int64_t fake_now(void *arg)
 }
 
 /* A fresh broker: grace period in ms, at most max_rooms rooms a connection. */
+/* The presence options the next setup() uses (then reset). */
+static const char *setup_scope;
+static long setup_flush_ms;
+
 static void setup(long grace_ms, long max_rooms)
 {
     memset(&F, 0, sizeof(F));
@@ -160,6 +164,11 @@ static void setup(long grace_ms, long max_rooms)
     b->cfg.dm_store = 1;
     b->cfg.hooks_maxlen = 1000;
     b->cfg.public_fields = "userID,userId,id,username,avatar,wins,losses,ratio";
+    b->cfg.presence_scope = setup_scope ? setup_scope : "all";
+    b->cfg.presence_flush_ms = setup_flush_ms;
+    b->cfg.max_presence_watch = 3;
+    setup_scope = NULL;
+    setup_flush_ms = 0;
     b->sink = (struct bk_sink){rec_sink, &F.rec};
     F.now = 1000000;
     b->clock = (struct bk_clock){fake_now, &F.now};
@@ -427,7 +436,7 @@ static void test_presence_commands(void)
         snprintf(want, sizeof(want), "HSET herald:online_since 1 %lld", (long long)F.now);
         CHECK_STR(F.rec.v[mark + 2].text, want);
         /* Gateways in id order: g1, g2. */
-        CHECK_STR(F.rec.v[mark + 3].text, "XADD herald:gw:g1 * t all e status d "
+        CHECK_STR(F.rec.v[mark + 3].text, "XADD herald:gw:g1 * t status u 1 s 1 e status d "
                                           "{\"userId\":1,\"username\":\"alice\",\"status\":"
                                           "\"online\"}");
         CHECK(strncmp(F.rec.v[mark + 4].text, "XADD herald:gw:g2 ", 18) == 0);
@@ -483,10 +492,12 @@ static void test_replay(void)
         apply(e);
         size_t mark = F.rec.n, online = F.b.nonline, conns = nconns();
         apply(e);
-        /* A hello is answered every time (welcome), and changes nothing. */
-        if (strncmp(e, "t hello ", 8) == 0 && F.rec.n == mark + 1 &&
-            strstr(F.rec.v[mark].text, " t welcome"))
-            mark++;
+        /* A hello is answered every time (welcome and the online list),
+         * and changes nothing. */
+        if (strncmp(e, "t hello ", 8) == 0 && F.rec.n == mark + 2 &&
+            strstr(F.rec.v[mark].text, " t welcome") &&
+            strstr(F.rec.v[mark + 1].text, " t online s 3 c "))
+            mark += 2;
         if (F.rec.n != mark) {
             fprintf(stderr, "  replaying \"%s\" wrote:\n", e);
             rec_dump(&F.rec, mark);
@@ -1067,6 +1078,129 @@ static void test_provisioning(void)
     teardown();
 }
 
+/* ---- presence scope and coalescing (PROTOCOL.md §2) ------------------------------- */
+
+/* The c list of the last status entry about user on gateway gw since mark,
+ * or NULL (none; "all" when the entry names no connection). */
+static const char *status_conns(size_t mark, const char *gw, int64_t user, char *buf, size_t size)
+{
+    char head[64];
+    snprintf(head, sizeof(head), "XADD herald:gw:%s * t status u %lld ", gw, (long long)user);
+    const char *found = NULL;
+    for (size_t i = mark; i < F.rec.n; i++)
+        if (strncmp(F.rec.v[i].text, head, strlen(head)) == 0)
+            found = F.rec.v[i].text;
+    if (!found)
+        return NULL;
+    const char *c = strstr(found, "} c ");
+    if (!c)
+        return "all";
+    snprintf(buf, size, "%s", c + 4);
+    return buf;
+}
+
+static void test_scope_related(void)
+{
+    setup_scope = "related";
+    setup(0, 4);
+    char buf[128];
+    /* bob (a friend of alice), carol (not), a guest; carol's g2 tab keeps
+     * alice in its presence list, a guest's watches alice's profile. */
+    step("open g1 10 bob");
+    step("open g1 11 carol");
+    step("open g2 20 carol sio");
+    step("open g2 21 guest");
+    applyf("t msg gw g2 c 20 e watch-presence d {\"userIds\":[%lld,99]} r 1",
+           (long long)uid("alice"));
+    CHECK(find_since(&F.rec, 0, "HSET herald:watch:g2 20:p1 1", NULL) != NULL);
+    CHECK(find_since(&F.rec, 0, "t ack c 20 r 1 d [{\"ok\":true,\"online\":[]}]", NULL) != NULL);
+    size_t mark = F.rec.n;
+    step("open g1 1 alice");
+    /* Every gateway hears it (its online list); only the related get it. */
+    CHECK_STR(status_conns(mark, "g1", uid("alice"), buf, sizeof(buf)), "1,10");
+    CHECK_STR(status_conns(mark, "g2", uid("alice"), buf, sizeof(buf)), "20");
+    /* The whole list in scope related: the asker's related online users
+     * (bob: himself and his friend alice; carol: alice, in her list). */
+    mark = F.rec.n;
+    apply("t msg gw g1 c 10 e get_online_users");
+    apply("t msg gw g2 c 20 e get_online_users r 7");
+    CHECK(find_since(&F.rec, mark, "t conn c 10 e online_users d {\"users\":[1,2]}", NULL) != NULL);
+    CHECK(find_since(&F.rec, mark, "t ack c 20 r 7 d [[1,3]]", NULL) != NULL);
+    /* carol's transition: only her own tabs (nobody relates to her). */
+    mark = F.rec.n;
+    step("open g1 12 carol");
+    CHECK(status_conns(mark, "g1", uid("carol"), buf, sizeof(buf)) == NULL); /* not new */
+    step("close g1 11");
+    step("close g1 12");
+    step("close g2 20");
+    CHECK_STR(status_conns(mark, "g1", uid("carol"), buf, sizeof(buf)), "0");
+    CHECK_STR(status_conns(mark, "g2", uid("carol"), buf, sizeof(buf)), "0");
+    /* The presence list is bounded (3 here), all or nothing. */
+    step("open g2 22 guest sio");
+    mark = F.rec.n;
+    apply("t msg gw g2 c 22 e watch-presence d {\"userIds\":[1,2,3,4]} r 2");
+    CHECK(find_since(&F.rec, mark, "t ack c 22 r 2", "bad-field") != NULL); /* over the bound */
+    apply("t msg gw g2 c 22 e watch-presence d {\"userIds\":[2,3]} r 3");
+    mark = F.rec.n;
+    apply("t msg gw g2 c 22 e watch-presence d {\"userIds\":[3,4,5]} r 4");
+    CHECK(find_since(&F.rec, mark, "t ack c 22 r 4", "too-many-rooms") != NULL);
+    CHECK(find_since(&F.rec, mark, "HSET herald:watch:g2 22:p", NULL) == NULL);
+    apply("t msg gw g2 c 22 e watch-profile d {\"userId\":1}");
+    apply("t msg gw g2 c 22 e unwatch-presence d {\"userIds\":[1,2,3]}");
+    CHECK_INT(bk_conn_find(&F.b, bk_gw_find(&F.b, "g2", 2), 22)->npresence, 0);
+    /* Profile watchers hear the presence too. */
+    mark = F.rec.n;
+    step("close g1 1");
+    CHECK_STR(status_conns(mark, "g1", uid("alice"), buf, sizeof(buf)), "10");
+    CHECK_STR(status_conns(mark, "g2", uid("alice"), buf, sizeof(buf)), "22");
+    teardown();
+
+    /* Scope all: one status entry per gateway naming no connection. */
+    setup(0, 4);
+    mark = F.rec.n;
+    step("open g1 1 alice");
+    CHECK_STR(status_conns(mark, "g1", uid("alice"), buf, sizeof(buf)), "all");
+    teardown();
+}
+
+static void test_presence_flush(void)
+{
+    setup_flush_ms = 100;
+    setup(0, 4);
+    step("open g2 9 bob");
+    wait_ms(100);
+    size_t mark = F.rec.n;
+    step("open g1 1 alice");
+    /* Online in Redis at once; the event waits for the flush. */
+    CHECK(find_since(&F.rec, mark, "SADD online_users 1", NULL) != NULL);
+    CHECK(find_since(&F.rec, mark, " t status u 1 ", NULL) == NULL);
+    wait_ms(99);
+    CHECK(find_since(&F.rec, mark, " t status u 1 ", NULL) == NULL);
+    wait_ms(1);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 * t status u 1 s 1 ", NULL), 1);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:hooks * t user-online", NULL), 1);
+    /* A flap inside one window writes nothing; SREM/SADD still happen. */
+    mark = F.rec.n;
+    step("close g1 1");
+    step("open g1 2 alice");
+    wait_ms(100);
+    CHECK(find_since(&F.rec, mark, " t status u 1 ", NULL) == NULL);
+    CHECK(find_since(&F.rec, mark, "XADD herald:hooks", NULL) == NULL);
+    CHECK(find_since(&F.rec, mark, "SREM online_users 1", NULL) != NULL);
+    CHECK_INT(F.b.nonline, 2);
+    /* Two users in one window: both written, in the order they changed. */
+    mark = F.rec.n;
+    step("close g2 9");
+    step("close g1 2");
+    wait_ms(100);
+    const char *first = find_since(&F.rec, mark, "XADD herald:gw:g1 * t status", NULL);
+    CHECK(first != NULL && strstr(first, " u 2 s 0 ") != NULL);
+    CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 * t status u 1 s 0 ", NULL), 1);
+    /* Nothing held: the users are gone. */
+    CHECK(bk_user_find(&F.b, 1) == NULL && bk_user_find(&F.b, 2) == NULL);
+    teardown();
+}
+
 /* ---- stored DMs ------------------------------------------------------------------------ */
 
 /* A DM is stored before anything is delivered: one to an offline user is
@@ -1383,6 +1517,8 @@ int main(void)
     test_room_limit();
     test_match_and_delete();
     test_provisioning();
+    test_scope_related();
+    test_presence_flush();
     test_chat_rate();
     test_resync_writes_connections();
     test_sync();

@@ -118,10 +118,15 @@ conn.addEventListener('state', (e) => renderConn(e.detail));
 conn.addEventListener('connect', async () => {
   state.onlineKnown = false;
   try {
-    const [ids, me] = await Promise.all([conn.request('get-online-users'), whoami()]);
-    state.online = new Set(Array.isArray(ids) ? ids : []);
-    state.onlineKnown = true;
-    state.onlineEver = true;
+    // The list is applied the moment it arrives: a status event that comes
+    // after it (before whoami's answer, say) is newer and must not be
+    // overwritten by it.
+    const list = conn.request('get-online-users').then((ids) => {
+      state.online = new Set(Array.isArray(ids) ? ids : []);
+      state.onlineKnown = true;
+      state.onlineEver = true;
+    });
+    const [, me] = await Promise.all([list, whoami()]);
     state.authenticated = Boolean(me);
     if (!me && state.me) setMe(null); // the cookie expired or was cleared elsewhere
     if (me && (!state.me || state.me.id !== me.id)) setMe(me); // e.g. the application's cookie
