@@ -197,6 +197,17 @@ static void emit(struct bk *b, struct bk_user *u, bool online)
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
 }
 
+void bk_presence_tell(struct bk *b, const struct bk_user *about, const struct bk_user *to)
+{
+    if (!about->announced || LIST_EMPTY(&to->conns))
+        return;
+    char js[192];
+    int n = snprintf(js, sizeof(js), "{\"userId\":%lld,\"username\":\"%s\",\"status\":\"online\"}",
+                     (long long)about->id, about->username);
+    HERALD_ASSERT(n > 0 && (size_t)n < sizeof(js)); /* usernames need no escaping */
+    bk_to_user(b, to, "status", js, (size_t)n);
+}
+
 /* A transition of u: written at once, or with presence_flush_ms held until
  * the next flush, where only a user whose state differs from what clients
  * last heard is written (a flap inside the window writes nothing). */

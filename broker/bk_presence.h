@@ -175,6 +175,11 @@ void bk_presence_close(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
  * re-announcing every connection, so stream order makes it exact. */
 void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e);
 
+/* Scope related: user to has just come to relate to user about (a
+ * friendship made): to's tabs get about's status now, if online as
+ * announced, since they heard none of its transitions before. */
+void bk_presence_tell(struct bk *b, const struct bk_user *about, const struct bk_user *to);
+
 /* ---- time ------------------------------------------------------------------ */
 
 /* Grace periods that ended by now take their users offline. */

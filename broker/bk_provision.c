@@ -135,6 +135,13 @@ static void friend_set(struct bk *b, const struct bk_origin *o, struct json_obje
          * the public one; both friends lists change. */
         b->counters.provisioned++;
         size_t n = bk_rooms_profile_changed(b, a) + bk_rooms_profile_changed(b, f);
+        const struct bk_user *ua = bk_user_find(b, a), *uf = bk_user_find(b, f);
+        if (on && b->cfg.scope_related && ua && uf) {
+            /* Each now hears the other's transitions: tell them where
+             * they stand. */
+            bk_presence_tell(b, ua, uf);
+            bk_presence_tell(b, uf, ua);
+        }
         log_info("users %lld and %lld are %s: %zu connections told", (long long)a, (long long)f,
                  on ? "friends" : "no longer friends", n);
     }

@@ -1126,6 +1126,14 @@ static void test_scope_related(void)
     apply("t msg gw g2 c 20 e get_online_users r 7");
     CHECK(find_since(&F.rec, mark, "t conn c 10 e online_users d {\"users\":[1,2]}", NULL) != NULL);
     CHECK(find_since(&F.rec, mark, "t ack c 20 r 7 d [[1,3]]", NULL) != NULL);
+    /* A friendship made: each side is told where the other stands. */
+    mark = F.rec.n;
+    apply("t notify e friendship-put d {\"userId\":1,\"friendId\":3}");
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 * t conn c 11 e status",
+                     "{\"userId\":1,\"username\":\"alice\",\"status\":\"online\"}") != NULL);
+    CHECK(find_since(&F.rec, mark, "XADD herald:gw:g1 * t conn c 1 e status",
+                     "{\"userId\":3,\"username\":\"carol\",\"status\":\"online\"}") != NULL);
+    apply("t notify e friendship-delete d {\"userId\":1,\"friendId\":3}");
     /* carol's transition: only her own tabs (nobody relates to her). */
     mark = F.rec.n;
     step("open g1 12 carol");
