@@ -56,6 +56,8 @@ test('scope related: friends, watched profiles and the watch-presence list hear 
     { what: 'the guest hears erin (in its presence list)' });
   const r = await httpOn(s, 'PUT', 0, '/api/friendships', { body: { userId: A, friendId: E }, bearer: API_KEY });
   assert.equal(r.status, 200, r.text);
+  await erin.next(is('status_update', (m) => m.userId === A && m.status === 'online'), 5000, 'erin told alice is online');
+  await alice.next(is('status_update', (m) => m.userId === E && m.status === 'online'), 5000, 'alice told erin is online');
   await erin.sync();
   await alice.close();
   for (const [c, who] of [[bob, 'bob (friend)'], [carol, 'carol (watch-presence)'], [erin, 'erin (new friend)']]) {
