@@ -95,26 +95,7 @@ void bk_answer_http(struct bk *b, const struct bk_origin *o, int status, struct 
 
 bool bk_id_value(struct json_object *v, int64_t *id)
 {
-    if (json_object_is_type(v, json_type_int)) {
-        *id = json_object_get_int64(v);
-        return *id > 0;
-    }
-    if (json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        size_t n = (size_t)json_object_get_string_len(v);
-        /* 18 digits cannot overflow 63 bits. */
-        if (n == 0 || n > 18)
-            return false;
-        int64_t x = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                return false;
-            x = x * 10 + (s[i] - '0');
-        }
-        *id = x;
-        return x > 0;
-    }
-    return false;
+    return ev_json_id(v, id);
 }
 
 bool bk_id_field(struct json_object *o, const char *key, int64_t *id)

@@ -537,6 +537,29 @@ const struct ev_name *ev_name_find(const char *logical, size_t len)
     return NULL;
 }
 
+bool ev_json_id(struct json_object *v, int64_t *id)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        *id = json_object_get_int64(v);
+        return *id > 0;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return false;
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    /* 18 digits cannot overflow 63 bits. */
+    if (n == 0 || n > 18)
+        return false;
+    int64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        x = x * 10 + (s[i] - '0');
+    }
+    *id = x;
+    return x > 0;
+}
+
 struct json_object *ev_json_parse(const char *json, size_t len, int want)
 {
     if (!json || len == 0 || len > INT32_MAX)

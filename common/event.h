@@ -318,6 +318,9 @@ const struct ev_name *ev_name_find(const char *logical, size_t len);
  * frees with json_object_put()), or NULL.
  */
 struct json_object *ev_json_parse(const char *json, size_t len, int want);
+/* A user id in JSON: a positive integer, or a string of at most 18 digits
+ * (JavaScript clients send either). true with *id set, false otherwise. */
+bool ev_json_id(struct json_object *v, int64_t *id);
 
 /*
  * Reads a client's raw-endpoint JSON event: an object with a string "type".

@@ -96,29 +96,6 @@ int gw_online_parse(struct json_object *arg, bool count, enum gw_online_form *fo
     return 0;
 }
 
-/* A user id of a question: a positive integer or a string of digits. */
-static bool id_value(struct json_object *v, int64_t *id)
-{
-    if (json_object_is_type(v, json_type_int)) {
-        *id = json_object_get_int64(v);
-        return *id > 0;
-    }
-    if (!json_object_is_type(v, json_type_string))
-        return false;
-    const char *s = json_object_get_string(v);
-    size_t n = (size_t)json_object_get_string_len(v);
-    if (n == 0 || n > 18)
-        return false;
-    int64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        x = x * 10 + (s[i] - '0');
-    }
-    *id = x;
-    return x > 0;
-}
-
 bool gw_online_ids_valid(struct json_object *arg)
 {
     struct json_object *v;
@@ -127,7 +104,7 @@ bool gw_online_ids_valid(struct json_object *arg)
         return false;
     for (size_t i = 0; i < json_object_array_length(v); i++) {
         int64_t id;
-        if (!id_value(json_object_array_get_idx(v, i), &id))
+        if (!ev_json_id(json_object_array_get_idx(v, i), &id))
             return false;
     }
     return true;
@@ -195,7 +172,7 @@ char *gw_online_answer(const struct gw_online *o, enum gw_online_form form, stru
         return NULL;
     for (size_t i = 0; i < n; i++) {
         int64_t id;
-        if (id_value(json_object_array_get_idx(v, i), &id) &&
+        if (ev_json_id(json_object_array_get_idx(v, i), &id) &&
             (id == self || i64v_has_sorted(&o->ids, id)))
             hit[k++] = id;
     }

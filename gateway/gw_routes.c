@@ -415,17 +415,26 @@ static int64_t path_id(const char *s, size_t len)
  * (PROTOCOL.md §6a). The id comes from the path; one in the body is
  * replaced by it.
  */
+/* The provisioning routes' common start: PUT (*put true) or DELETE, with
+ * the API key. false after answering 405 or the key's refusal. */
+static bool provisioning_ok(struct gw *g, struct gw_conn *c, const struct http_request *req,
+                            bool *put)
+{
+    *put = ev_is(req->method, req->method_len, "PUT");
+    if (!*put && !ev_is(req->method, req->method_len, "DELETE")) {
+        gw_http_error(c, 405, "method-not-allowed", "use PUT or DELETE");
+        return false;
+    }
+    return api_key_ok(g, c, req, "provisioning");
+}
+
 static void route_users(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
     const struct http_request *req = rq->http;
     const char *raw = req->path + strlen(rq->route->path);
     int64_t id = path_id(raw, req->path_len - strlen(rq->route->path));
-    bool put = ev_is(req->method, req->method_len, "PUT");
-    if (!put && !ev_is(req->method, req->method_len, "DELETE")) {
-        gw_http_error(c, 405, "method-not-allowed", "use PUT or DELETE");
-        return;
-    }
-    if (!api_key_ok(g, c, req, "provisioning"))
+    bool put;
+    if (!provisioning_ok(g, c, req, &put))
         return;
     if (!id) {
         gw_http_error(c, 400, "bad-field", "the path must end in a user id (1..2^53-1)");
@@ -443,13 +452,8 @@ static void route_users(struct gw *g, struct gw_conn *c, const struct gw_route_r
 /* PUT / DELETE /api/friendships {"userId","friendId"}. */
 static void route_friendships(struct gw *g, struct gw_conn *c, const struct gw_route_req *rq)
 {
-    const struct http_request *req = rq->http;
-    bool put = ev_is(req->method, req->method_len, "PUT");
-    if (!put && !ev_is(req->method, req->method_len, "DELETE")) {
-        gw_http_error(c, 405, "method-not-allowed", "use PUT or DELETE");
-        return;
-    }
-    if (!api_key_ok(g, c, req, "provisioning"))
+    bool put;
+    if (!provisioning_ok(g, c, rq->http, &put))
         return;
     struct json_object *args = body_object(c, rq->body, rq->body_len);
     if (!args)
