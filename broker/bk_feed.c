@@ -6,7 +6,6 @@
 #include "bk_feed.h"
 
 #include "bk_out.h"
-#include "bk_presence.h"
 #include "log.h"
 
 #include <json-c/json.h>
@@ -70,11 +69,11 @@ void bk_feed_add(struct bk *b, const char *event, const char *js, size_t jl, int
     f->added++;
 }
 
-void bk_feed_presence(struct bk *b, int64_t id, const char *username, bool online, int64_t since_ms)
+void bk_feed_presence(struct bk *b, int64_t id, const char *username, bool online, int64_t since_ms,
+                      int64_t ts)
 {
     if (b->cfg.hooks_maxlen <= 0)
         return;
-    int64_t ts = bk_wall_ms(b);
     char js[192];
     int n;
     if (online)

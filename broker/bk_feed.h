@@ -32,10 +32,10 @@
  * (ms since the epoch). Dropped and counted when the stream is full;
  * nothing when hooks are off (hooks_maxlen 0). */
 void bk_feed_add(struct bk *b, const char *event, const char *js, size_t jl, int64_t ts);
-/* A presence transition of user id; since_ms: when it went online (offline
- * events; 0 unknown). */
-void bk_feed_presence(struct bk *b, int64_t id, const char *username, bool online,
-                      int64_t since_ms);
+/* A presence transition of user id at ts (ms since the epoch); since_ms:
+ * when it went online (offline events; 0 unknown). */
+void bk_feed_presence(struct bk *b, int64_t id, const char *username, bool online, int64_t since_ms,
+                      int64_t ts);
 /* Once a second while leading: trim what every group acknowledged, learn
  * the length (and so whether the stream is full). */
 void bk_feed_trim(struct bk *b);

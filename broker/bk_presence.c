@@ -192,7 +192,7 @@ static void emit(struct bk *b, struct bk_user *u, bool online)
     }
     json_object_put(o);
     u->announced = online;
-    bk_feed_presence(b, u->id, u->username, online, u->online_since_ms);
+    bk_feed_presence(b, u->id, u->username, online, u->online_since_ms, bk_wall_ms(b));
     b->counters.transitions++;
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
 }
