@@ -55,6 +55,7 @@ struct gw_config {
     long max_message;
     long max_message_unauth;
     long output_cap;
+    long write_delay_us;
     long header_timeout_ms;
     long request_timeout_ms;
     long stream_maxlen;

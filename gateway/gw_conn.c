@@ -157,7 +157,17 @@ void gw_conn_mark_dirty(struct gw_conn *c)
     c->flags |= GW_CONN_DIRTY;
     c->next_dirty = c->net->dirty;
     c->net->dirty = c;
-    event_active(c->net->flush_ev, EV_TIMEOUT, 0);
+    struct gw_net *n = c->net;
+    if (n->flush_armed)
+        return; /* the flush already due takes this one too */
+    n->flush_armed = true;
+    if (n->lim.write_delay_us > 0) {
+        /* Bounded from the first dirty connection: never pushed back. */
+        struct timeval tv = {n->lim.write_delay_us / 1000000, n->lim.write_delay_us % 1000000};
+        event_add(n->flush_ev, &tv);
+    } else {
+        event_active(n->flush_ev, EV_TIMEOUT, 0);
+    }
 }
 
 /* A slow consumer is cut: what it has not been sent yet is dropped, so
@@ -289,6 +299,8 @@ void gw_conn_flush(struct gw_conn *c)
             iov[n].iov_len = o->buf->len - o->off;
         }
         ssize_t w = writev(c->fd, iov, n);
+        if (w > 0)
+            c->net->n_writes++;
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -328,6 +340,7 @@ void gw_net_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct gw_conn *c = n->dirty;
     n->dirty = NULL;
+    n->flush_armed = false;
     while (c) {
         struct gw_conn *next = c->next_dirty;
         c->flags &= ~(unsigned)GW_CONN_DIRTY;

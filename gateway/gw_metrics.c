@@ -123,6 +123,9 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
                 (unsigned long long)g->bus.n_published);
     metrics_put(o, "herald_gateway_entries_in_total", "counter", "Entries read from our stream.",
                 (unsigned long long)g->bus.n_entries_in);
+    metrics_put(o, "herald_gateway_writes_total", "counter",
+                "Writes to client sockets (writev calls); deliveries per write is the coalescing.",
+                (unsigned long long)g->net.n_writes);
     metrics_put(o, "herald_gateway_deliveries_total", "counter",
                 "Events delivered to client connections.", (unsigned long long)g->n_deliveries);
     metrics_put(o, "herald_gateway_output_queued_bytes", "gauge",

@@ -161,6 +161,10 @@ struct gw_limits {
     double conn_rate_per_ip; /* new connections per second per address (0: no limit) */
     double chat_rate_per_ip; /* chat messages per second per address (0: no limit) */
     long chat_burst_per_ip;  /* ... at once */
+    /* Output is written this long after the first event that made a
+     * connection dirty, so that the events of the next instants share its
+     * write (0: at the end of the loop iteration that queued it). */
+    long write_delay_us;
 };
 
 struct gw_net_handlers {
@@ -206,6 +210,7 @@ struct gw_net {
     struct gw_conn_list conns; /* owns every connection */
     struct gw_conn_tree by_id; /* the same connections, by id */
     struct gw_conn *dirty;     /* borrowed: head of the flush list */
+    bool flush_armed;          /* flush_ev is active or its delay runs */
     struct gw_conn *dead;      /* borrowed: head of the reap list (each freed there) */
     uint64_t next_id;
     size_t nconns;
@@ -217,6 +222,7 @@ struct gw_net {
     void (*on_readable)(struct gw_conn *c);
     /* Counters for /metrics and logs. */
     uint64_t n_accepted, n_msgs_in, n_frames_out, n_slow_cut, n_ip_refused;
+    uint64_t n_writes;                /* writev() calls that wrote something */
     uint64_t n_limit[GW_LIMIT_COUNT]; /* refusals by limit */
     struct gw_ip_table ips;           /* per-address limits */
 };

@@ -97,6 +97,11 @@ static const struct cfg_opt gw_opts[] = {
         "WebSocket message cap (close 1009 above)"),
     OPT("output-cap", CFG_INT, output_cap, "1048576", 4096, 1073741824, 0,
         "per-connection output queue cap; slow consumers over it are closed"),
+    /* Write coalescing for every broadcast: at low rates each delivery
+     * would otherwise be one send() per connection. */
+    OPT("write-delay-us", CFG_INT, write_delay_us, "0", 0, 100000, 0,
+        "write a connection's output this long after its first queued event, so that events "
+        "of the next instants share the write (0: at the end of the loop iteration)"),
     OPT("header-timeout-ms", CFG_INT, header_timeout_ms, "10000", 100, 600000, 0,
         "a request head must arrive within this (slowloris)"),
     OPT("request-timeout-ms", CFG_INT, request_timeout_ms, "5000", 100, 600000, 0,
@@ -464,6 +469,7 @@ static int start(struct gw *g, const char *host, int port)
         .conn_rate_per_ip = g->cfg.conn_rate_per_ip,
         .chat_rate_per_ip = g->cfg.chat_rate_per_ip,
         .chat_burst_per_ip = g->cfg.chat_burst_per_ip,
+        .write_delay_us = g->cfg.write_delay_us,
     };
     struct gw_net_handlers h = {
         .on_request = net_on_request,

@@ -178,3 +178,24 @@ test('the gateways\' lists are exact after Redis restarts empty and after a gate
   }, { what: 'lists exact after the pause', timeout: 20000 });
   await Promise.all([alice.close(), s.dave.close()]);
 });
+
+test('write coalescing: with --write-delay-us the events of the next instants share one write per connection', async () => {
+  const s = await stack('scope-writes', { HERALD_WRITE_DELAY_US: '100000' });
+  const gwA = s.gateways[0];
+  const receivers = [];
+  for (const name of ['alice', 'bob', 'carol', 'dave']) receivers.push(await s.connect(name, 0));
+  const sender = await s.connect('erin', 1);
+  await Promise.all(receivers.map((r) => r.sync()));
+  const before = await metrics(gwA.url);
+  for (let i = 0; i < 5; i++) sender.send({ type: 'livechat', message: `burst ${i}` });
+  await Promise.all(receivers.map((r) => r.next(is('livechat', (m) => m.message === 'burst 4'), 5000, 'the burst')));
+  const after = await metrics(gwA.url);
+  const writes = after.get('herald_gateway_writes_total') - before.get('herald_gateway_writes_total');
+  const deliveries = after.get('herald_gateway_deliveries_total') - before.get('herald_gateway_deliveries_total');
+  assert.equal(deliveries, 5 * receivers.length);
+  // Five events in a few milliseconds, a 100 ms window: one write each
+  // (two if the burst straddles a window's end).
+  assert.ok(writes <= 2 * receivers.length, `${writes} writes for ${deliveries} deliveries`);
+  console.log(`# write coalescing: ${deliveries} deliveries in ${writes} writes`);
+  await Promise.all([...receivers, sender].map((c) => c.close()));
+});
