@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { BIN, ROOT, SECRET, heraldBenchEnv, redisCli, serversFor, startHerald, startStack } from './stack.mjs';
 import { startReceiver } from './receiver.mjs';
 import { freePort, metrics, waitFor } from '../tests/integration/harness.mjs';
-import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
+import { derive, machineInfo, NOISE_FLAG, scaleKeptUp, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
 
 // ---- sizes ---------------------------------------------------------------------
 //
@@ -50,6 +50,15 @@ import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARI
 //            receiver, at each of `batches` events per POST, `repeats` times.
 // store:     `count` DMs per batch size into the SQLite store alone
 //            (herald-store-bench), no network.
+// scale:     Herald /ws only, `conns` connections (multiples of 6) of
+//            conns/2 users with 1, 2 or 3 tabs, each user with `friends`
+//            friends (a ring: herald-admin friend bulk), scope related; user
+//            sessions of `sessionMin` minutes (conns/(60 × sessionMin)
+//            connections close and reopen per second, a user's tabs
+//            together, `offline` s apart), `dmPer1k` DMs/s and `watchPer1k`
+//            watch-profile changes/s per 1 000 connections. Then the same in
+//            scope all at each of `allConns`, to find the largest that keeps
+//            up; `time` its own (a large ramp needs a longer settle).
 //
 // Why tabs: the contract announces every user's first connection to every
 // connection, so a ramp of N distinct users costs O(N^2) deliveries (60 000
@@ -66,6 +75,8 @@ export const SIZES = {
     dm: { conns: 2000, rate: 2000 },
     webhook: { rounds: 3, throughput: 200000, batches: [100, 1000], repeats: 3 },
     store: { count: 200000 },
+    scale: { conns: [30000, 100002], allConns: [5004, 10002, 20004], friends: 50, sessionMin: 20, offline: 2,
+      dmPer1k: 1, watchPer1k: 1, time: { settle: 5, measure: 30, drain: 3 } },
   },
   quick: {
     time: { settle: 1, measure: 4, drain: 1.5, hold: 1 },
@@ -77,6 +88,8 @@ export const SIZES = {
     dm: { conns: 1000, rate: 1000 },
     webhook: { rounds: 2, throughput: 20000, batches: [100, 1000], repeats: 1 },
     store: { count: 50000 },
+    scale: { conns: [6000], allConns: [3000], friends: 50, sessionMin: 20, offline: 1,
+      dmPer1k: 2, watchPer1k: 2, time: { settle: 2, measure: 8, drain: 2 } },
   },
 };
 
@@ -142,6 +155,22 @@ function configs(scenario, sz) {
     // for this comparison only): what storing costs per DM.
     out.push({ ...base, series: 'dm-nostore', dmStore: 'off', heraldOnly: true, conns: sz.dm.conns, tabs: 1,
       rate: sz.dm.rate, desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, DMs not stored` });
+  } else if (scenario === 'scale') {
+    const c = sz.scale;
+    if (!c) return out;
+    const t2 = { ...base, ...(c.time ? { settle: c.time.settle, duration: c.time.measure, drain: c.time.drain } : {}) };
+    const one = (conns, scope) => {
+      // A session ends and begins again: the user's tabs (2 on average)
+      // close and reopen, so conns/(60 × sessionMin) reconnects/s is half
+      // as many sessions/s.
+      const reconnects = conns / (60 * c.sessionMin);
+      return { ...t2, series: scope, scope, heraldOnly: true, protos: ['ws'], conns, tabs: 2,
+        friends: c.friends, rate: reconnects / 2, offline: c.offline,
+        dmRate: (conns / 1000) * c.dmPer1k, watchRate: (conns / 1000) * c.watchPer1k,
+        desc: `${conns} conns scope ${scope}, ${c.friends} friends, ${reconnects.toFixed(1)} reconnects/s` };
+    };
+    for (const conns of c.conns) out.push(one(conns, 'related'));
+    for (const conns of c.allConns || []) out.push(one(conns, 'all'));
   } else if (scenario === 'webhook') {
     // The dm load with the broker's webhook off, pointed at a receiver that
     // never answers, and at one that answers 204 at once: whether a hung
@@ -193,6 +222,12 @@ export function loadgenArgs(run, stack, jsonPath) {
     if (run.window) a.push('--window', String(run.window));
   }
   if (mode === 'dm') a.push('--rate', String(run.rate));
+  if (mode === 'scale') {
+    // Source addresses spread over 127.0.0.2..127.0.0.251 (250 of them) so
+    // that no (source, gateway) pair comes near its ephemeral ports.
+    a.push('--rate', String(run.rate), '--dm-rate', String(run.dmRate), '--watch-rate', String(run.watchRate),
+      '--offline', String(run.offline), '--sources', '250');
+  }
   for (const p of stack.measured()) a.push('--pid', `${p.name}=${p.pid}`);
   return a;
 }
@@ -343,6 +378,10 @@ function summaryLine(rec) {
     case 'broadcast':
       return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${Math.round(d.perCpu)} per server CPU-s, p99 ${d.p99.toFixed(2)} ms, ` +
         `undelivered ${d.loss}; ${err}`;
+    case 'scale':
+      return `held ${rec.lg.held}/${rec.conns}, ${d.userKB.toFixed(2)} KB/conn user space, ${d.kernelKB.toFixed(2)} KB/conn kernel, ` +
+        `presence p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} p999 ${d.p999.toFixed(2)} ms, ` +
+        `${Math.round(rec.lg.recv_rate)} deliveries/s, server ${d.cores.toFixed(2)} cores; ${err}`;
     case 'webhook': {
       const w = rec.webhook_metrics?.window || {};
       return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ` +
@@ -363,6 +402,7 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
   let sampler = null;
   try {
     const env = run.dmStore ? { HERALD_DM_STORE: run.dmStore } : {};
+    if (run.scope) env.HERALD_PRESENCE_SCOPE = run.scope; // broker and gateways alike
     if (run.webhook) {
       // Every webhook run has the admin port, the one without a webhook too
       // (same broker work for /metrics in all three series).
@@ -373,7 +413,7 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
         env.HERALD_WEBHOOK_SECRET = WEBHOOK_SECRET;
       }
     }
-    stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET, env });
+    stack = await startStack(run.target, { servers: run.servers, users: run.users, friends: run.friends || 0, logDir, bin, secret: SECRET, env });
     if (run.webhook) sampler = startWebhookSampler(`http://${env.HERALD_ADMIN_LISTEN}`);
     const t0 = Date.now();
     try {
@@ -590,6 +630,11 @@ Scenarios (sizes in bench/bench.mjs, SIZES):
              hook entries to a 204 receiver, per batch size
   store      stored DMs/s into the broker's SQLite store alone
              (herald-store-bench), per transaction size
+  scale      Herald /ws at up to 100 000 connections: users with 1-3 tabs
+             and ~50 friends, 20-minute sessions, DMs and profile watches,
+             scope related; then scope all at smaller sizes. Connections
+             held, memory per connection, presence latency from each
+             transition to each related watcher, deliveries/s, server CPU
 
 Progress: one line per run on stderr, then herald-loadgen's own lines. At the
 end the tables of the scenarios that ran are printed on stdout. Binaries come
@@ -664,8 +709,17 @@ async function main() {
   // --quick stays under 5 minutes).
   const maxRetries = o.quick ? 2 : Math.ceil(runs.length / 10);
   let retries = 0;
+  // Scale in scope all: sizes ascending; past the first that did not keep up
+  // the larger ones are skipped (their ramp alone is O(conns²) deliveries).
+  let allFailedAt = null;
   for (let i = 0; i < runs.length && !interrupted; i++) {
     const run = runs[i];
+    if (run.scenario === 'scale' && run.scope === 'all' && allFailedAt !== null) {
+      process.stderr.write(`[${i + 1}/${runs.length}] ${run.scenario} ${run.desc}: skipped (scope all did not keep up at ` +
+        `${allFailedAt} conns)\n`);
+      records.push({ ...run, session, sizes, ok: false, skipped: true, error: `skipped: scope all did not keep up at ${allFailedAt} conns` });
+      continue;
+    }
     process.stderr.write(`[${i + 1}/${runs.length}] ${run.scenario} ${run.target}/${run.proto} ${run.desc} ` +
       `(${run.servers} ${run.target === 'herald' ? 'gateways' : 'processes'}) ...\n`);
     const slug = `${String(i + 1).padStart(2, '0')}-${run.scenario}-${run.target}-${run.proto}-${run.conns}`;
@@ -686,6 +740,7 @@ async function main() {
         rec.noise_after_retry = again.ok ? derive(again).noise : null;
       }
     }
+    if (rec.scenario === 'scale' && rec.scope === 'all' && !scaleKeptUp(rec)) allFailedAt = rec.conns;
     records.push(rec);
   }
   let webhook = null;
