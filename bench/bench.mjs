@@ -59,6 +59,12 @@ import { derive, machineInfo, NOISE_FLAG, scaleKeptUp, scenarioMarkdown, writeRe
 //            watch-profile changes/s per 1 000 connections. Then the same in
 //            scope all at each of `allConns`, to find the largest that keeps
 //            up; `time` its own (a large ramp needs a longer settle).
+// floor:     at each of `conns`: herald-floor-probe (one small send() to
+//            each of N loopback connections, `rounds` times: the kernel's
+//            floor), and one Herald gateway (scope all) holding N
+//            connections while one user goes offline and online: the time
+//            from a transition to its last delivery, and the server CPU per
+//            delivery, against that floor.
 //
 // Why tabs: the contract announces every user's first connection to every
 // connection, so a ramp of N distinct users costs O(N^2) deliveries (60 000
@@ -75,6 +81,7 @@ export const SIZES = {
     dm: { conns: 2000, rate: 2000 },
     webhook: { rounds: 3, throughput: 200000, batches: [100, 1000], repeats: 3 },
     store: { count: 200000 },
+    floor: { conns: [1000, 10000], rounds: 9 },
     scale: { conns: [30000, 100002], allConns: [5004, 10002, 20004], friends: 50, sessionMin: 20, offline: 2,
       dmPer1k: 1, watchPer1k: 1, time: { settle: 5, measure: 30, drain: 3 } },
   },
@@ -88,6 +95,7 @@ export const SIZES = {
     dm: { conns: 1000, rate: 1000 },
     webhook: { rounds: 2, throughput: 20000, batches: [100, 1000], repeats: 1 },
     store: { count: 50000 },
+    floor: { conns: [1000], rounds: 5 },
     scale: { conns: [6000], allConns: [3000], friends: 50, sessionMin: 20, offline: 1,
       dmPer1k: 2, watchPer1k: 2, time: { settle: 2, measure: 8, drain: 2 } },
   },
@@ -155,6 +163,15 @@ function configs(scenario, sz) {
     // for this comparison only): what storing costs per DM.
     out.push({ ...base, series: 'dm-nostore', dmStore: 'off', heraldOnly: true, conns: sz.dm.conns, tabs: 1,
       rate: sz.dm.rate, desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, DMs not stored` });
+  } else if (scenario === 'floor') {
+    for (const conns of sz.floor?.conns || []) {
+      // One gateway; conns/10 users of 10 tabs, so the ramp announces 10
+      // users only; one churning user, ~1 transition per second (the rate is
+      // per worker pair: the one churning user sits on one of the two).
+      out.push({ ...base, settle: 1, duration: 6, drain: 1, series: 'floor', mode: 'presence', heraldOnly: true,
+        protos: ['ws'], servers: 1, conns, tabs: Math.max(1, Math.floor(conns / 10)), churnUsers: 1, rate: 2,
+        desc: `${conns} conns on one gateway, one transition/s to all (scope all)` });
+    }
   } else if (scenario === 'scale') {
     const c = sz.scale;
     if (!c) return out;
@@ -200,7 +217,7 @@ export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
       for (const t of targets.filter((x) => (!cfg.heraldOnly || x.target === 'herald') &&
         (!cfg.protos || cfg.protos.includes(x.proto)))) {
         const users = Math.ceil(cfg.conns / cfg.tabs) + (cfg.churnUsers || 0);
-        runs.push({ scenario, ...t, ...cfg, users, servers: serversFor(cfg.conns),
+        runs.push({ scenario, ...t, ...cfg, users, servers: cfg.servers ?? serversFor(cfg.conns),
           procs: loadgenProcs(cfg.conns + (cfg.churnUsers || 0)) });
       }
     }
@@ -216,7 +233,7 @@ export function loadgenArgs(run, stack, jsonPath) {
     '--conns', String(run.conns), '--tabs', String(run.tabs), '--procs', String(run.procs),
     '--settle', String(run.settle), '--duration', String(run.duration), '--drain', String(run.drain),
     '--label', `${run.target}/${run.proto}`, '--json', jsonPath];
-  if (run.scenario === 'presence') a.push('--churn-users', String(run.churnUsers), '--rate', String(run.rate));
+  if (mode === 'presence') a.push('--churn-users', String(run.churnUsers), '--rate', String(run.rate));
   if (run.scenario === 'broadcast') {
     a.push('--rate', String(run.rate), '--burst', String(run.burst), '--senders', String(run.senders));
     if (run.window) a.push('--window', String(run.window));
@@ -252,6 +269,17 @@ export function runStoreBench({ bin = BIN, count, dir } = {}) {
     out.push(JSON.parse(text));
   }
   return out;
+}
+
+// ---- the kernel's floor --------------------------------------------------------------
+//
+// herald-floor-probe (bench/floor_probe.c): CPU per send() of a small message
+// to each of N loopback connections and the time to the last arrival, the
+// medians of `rounds` rounds, one JSON line per N.
+export function runFloorProbe({ bin = BIN, conns, rounds }) {
+  const text = execFileSync(path.join(bin, 'herald-floor-probe'), ['--conns', conns.join(','), '--rounds', String(rounds)],
+    { encoding: 'utf8', timeout: 120000 });
+  return text.trim().split('\n').map((l) => JSON.parse(l));
 }
 
 // ---- CPU of everything else -------------------------------------------------------
@@ -309,7 +337,8 @@ export function runLoadgen(run, stack, { bin = BIN, dir, quiet = false } = {}) {
   const args = loadgenArgs(run, stack, json);
   if (quiet) args.push('--quiet');
   // Generous: a slow ramp (the reference at 60 000 connections) plus phases.
-  const limit = (60 + run.conns / 100 + run.settle + run.duration + run.drain) * 1000;
+  // Scale waits up to 600 s more for the ramp's announcements to stop.
+  const limit = (60 + run.conns / 100 + run.settle + run.duration + run.drain + (run.scenario === 'scale' ? 600 : 0)) * 1000;
   const script = 'trap "" TERM INT; "$0" "$@"; rc=$?; cat /proc/$$/stat > "$LG_STAT"; exit $rc';
   return new Promise((resolve, reject) => {
     const m0 = machineCpu();
@@ -382,6 +411,9 @@ function summaryLine(rec) {
       return `held ${rec.lg.held}/${rec.conns}, ${d.userKB.toFixed(2)} KB/conn user space, ${d.kernelKB.toFixed(2)} KB/conn kernel, ` +
         `presence p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} p999 ${d.p999.toFixed(2)} ms, ` +
         `${Math.round(rec.lg.recv_rate)} deliveries/s, server ${d.cores.toFixed(2)} cores; ${err}`;
+    case 'floor':
+      return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${rec.lg.sent} transitions, to the last delivery ` +
+        `${d.max.toFixed(2)} ms (p50 ${d.p50.toFixed(2)}); ${err}`;
     case 'webhook': {
       const w = rec.webhook_metrics?.window || {};
       return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ` +
@@ -628,6 +660,9 @@ Scenarios (sizes in bench/bench.mjs, SIZES):
              at a receiver that never answers, and at a 204 receiver, back to
              back; then the sender alone: events/s drained from a backlog of
              hook entries to a 204 receiver, per batch size
+  floor      the kernel's floor: CPU per send() to each of N loopback
+             connections (herald-floor-probe) against one Herald gateway
+             fanning one transition out to N connections (scope all)
   store      stored DMs/s into the broker's SQLite store alone
              (herald-store-bench), per transaction size
   scale      Herald /ws at up to 100 000 connections: users with 1-3 tabs
@@ -697,8 +732,9 @@ async function main() {
   // binary that is being written).
   const bin = path.join(logRoot, 'bin');
   fs.mkdirSync(bin);
-  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen', 'herald-store-bench']) {
+  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen', 'herald-store-bench', 'herald-floor-probe']) {
     if (b === 'herald-store-bench' && !only.includes('store')) continue;
+    if (b === 'herald-floor-probe' && !only.includes('floor')) continue;
     fs.copyFileSync(path.join(BIN, b), path.join(bin, b));
     fs.chmodSync(path.join(bin, b), 0o755);
   }
@@ -776,6 +812,21 @@ async function main() {
       process.stderr.write(`store: failed: ${e.message}\n`);
     }
   }
+  let floor = null;
+  if (only.includes('floor') && o.target !== 'reference' && !interrupted) {
+    const f = SIZES[sizes].floor;
+    process.stderr.write(`floor: herald-floor-probe --conns ${f.conns.join(',')} --rounds ${f.rounds} ...\n`);
+    try {
+      floor = { session, sizes, at: new Date().toISOString(), ok: true, runs: runFloorProbe({ bin, conns: f.conns, rounds: f.rounds }) };
+      for (const r of floor.runs) {
+        process.stderr.write(`floor:   ${r.conns} conns: ${r.send_cpu_us.toFixed(2)} CPU-µs per send, last arrival ` +
+          `${r.last_ms.toFixed(2)} ms\n`);
+      }
+    } catch (e) {
+      floor = { session, sizes, ok: false, error: e.message };
+      process.stderr.write(`floor: failed: ${e.message}\n`);
+    }
+  }
   const wall = (Date.now() - t0) / 1000;
 
   // Keep what this session did not run (other scenarios or targets).
@@ -787,8 +838,9 @@ async function main() {
   const sessions = { ...(previous.meta?.sessions || {}), [session]: { sizes, wall_s: wall, only, target: o.target } };
   const storeSession = (store || previous.store)?.session;
   const webhookSession = (webhook || previous.webhook_throughput)?.session;
+  const floorSession = (floor || previous.floor_probe)?.session;
   for (const s of Object.keys(sessions)) {
-    if (!all.some((r) => r.session === s) && s !== storeSession && s !== webhookSession) delete sessions[s];
+    if (!all.some((r) => r.session === s) && s !== storeSession && s !== webhookSession && s !== floorSession) delete sessions[s];
   }
   const results = {
     meta: { ...machineInfo(), session, sizes, wall_s: wall, herald_env: benchEnvShown(),
@@ -797,12 +849,14 @@ async function main() {
     runs: all,
     store: store || previous.store,
     webhook_throughput: webhook || previous.webhook_throughput,
+    floor_probe: floor || previous.floor_probe,
   };
   fs.mkdirSync(path.dirname(o.results), { recursive: true });
   fs.writeFileSync(o.results, `${JSON.stringify(results, null, 1)}\n`);
   await writeReport(results, o.report, o.results);
   process.stdout.write(scenarioMarkdown(results, only));
-  const failed = [...records.filter((r) => !r.ok), ...(store && !store.ok ? [store] : []),
+  const failed = [...records.filter((r) => !r.ok && !r.skipped), ...(store && !store.ok ? [store] : []),
+    ...(floor && !floor.ok ? [floor] : []),
     ...(webhook ? webhook.runs.filter((r) => !r.ok) : [])];
   process.stderr.write(`bench: ${records.length} runs in ${(wall / 60).toFixed(1)} min, ${failed.length} failed; ` +
     `results ${path.relative(process.cwd(), o.results)}, report ${path.relative(process.cwd(), o.report)}\n`);

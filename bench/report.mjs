@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'webhook', 'store', 'scale'];
+export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'webhook', 'store', 'scale', 'floor'];
 const TARGET_KEYS = ['herald/ws', 'herald/sio', 'reference/sio'];
 const TARGET_NAMES = { 'herald/ws': 'Herald /ws', 'herald/sio': 'Herald Socket.IO', 'reference/sio': 'reference' };
 // Above this a load generator worker was busy most of the window: it may
@@ -74,7 +74,7 @@ export function derive(r) {
     const frontRamp = sum(Object.entries(lg.cpu_ramp_s || {}).filter(([n]) => isFront(n)).map(([, v]) => v));
     d.hsPerCore = frontRamp > 0 ? (lg.handshakes || 0) / frontRamp : 0;
     d.serverRampCpu = lg.server_cpu_ramp_s || 0;
-  } else if (r.scenario === 'presence') {
+  } else if (r.scenario === 'presence' || r.scenario === 'floor') {
     d.offered = (r.rate || 0) * (r.conns || 0);
     d.perChange = lg.sent > 0 ? lg.received_after_drain / lg.sent : 0;
     // Every watcher should see every change. Events still undelivered at
@@ -585,7 +585,52 @@ function scaleSection(results) {
   return s + failedNote(gs.flatMap((g) => Object.values(g.by)));
 }
 
-const SECTION = { scale: scaleSection, idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection,
+// The floor: herald-floor-probe's medians beside the Herald runs of the same N.
+export function floorRows(results) {
+  const probe = results.floor_probe?.ok ? results.floor_probe.runs : [];
+  const rows = [];
+  for (const r of results.runs.filter((x) => x.scenario === 'floor' && x.ok)) {
+    const k = probe.find((p) => p.conns === r.conns);
+    const d = derive(r);
+    const lg = r.lg;
+    const gwCpu = lg.cpu_measure_s?.gw1 ?? 0;
+    const deliveries = lg.received || 0;
+    rows.push({
+      conns: r.conns, kernel: k || null, transitions: lg.sent, deliveries,
+      lastMs: d.max, p50: d.p50,
+      gwUs: deliveries ? (gwCpu * 1e6) / deliveries : null,
+      serverUs: deliveries ? (d.cpu.total * 1e6) / deliveries : null,
+      timeRatio: k && k.last_ms > 0 ? d.max / k.last_ms : null,
+      cpuRatio: k && deliveries ? ((gwCpu * 1e6) / deliveries) / k.send_cpu_us : null,
+      noise: d.noise,
+    });
+  }
+  return rows;
+}
+
+function floorSection(results) {
+  const rows = floorRows(results);
+  if (!rows.length && !results.floor_probe) return '';
+  let s = `### Latency against the floor\n\n${sessionNote(results, 'floor')}` +
+    '*Kernel*: herald-floor-probe, one process send()ing 16 bytes to each of N accepted loopback TCP connections ' +
+    'in a loop, another reading them through epoll; the medians of its rounds: CPU-µs per send (on loopback that ' +
+    'includes the receiving side\'s TCP processing) and the time from the first send to the last arrival. ' +
+    '*Herald*: one gateway (scope all) holding N connections of the load generator while one user goes offline ' +
+    'and online about once a second; the time from a transition (close, or connect() of the user\'s connection) ' +
+    'to its last delivery is the largest latency seen (the worst transition), and the CPU per delivery is the ' +
+    'gateway\'s (all servers\' in brackets) over the status events delivered. Ratio: Herald ÷ kernel.\n\n';
+  if (results.floor_probe && !results.floor_probe.ok) s += `The probe failed: ${results.floor_probe.error}\n\n`;
+  s += table(['conns', 'kernel CPU-µs per send', 'kernel: last arrival ms', 'transitions', 'deliveries',
+    'Herald: to the last delivery ms (p50)', 'gateway CPU-µs per delivery (all servers)', 'time ratio', 'CPU ratio',
+    'machine noise'], rows.map((x) => [num(x.conns), x.kernel ? sig(x.kernel.send_cpu_us) : DASH,
+    x.kernel ? sig(x.kernel.last_ms) : DASH, num(x.transitions), num(x.deliveries), `${sig(x.lastMs)} (${sig(x.p50)})`,
+    x.gwUs === null ? DASH : `${sig(x.gwUs)} (${sig(x.serverUs)})`,
+    x.timeRatio === null ? DASH : `**${x.timeRatio.toFixed(2)}×**`, x.cpuRatio === null ? DASH : `${x.cpuRatio.toFixed(2)}×`,
+    x.noise === null ? DASH : `${x.noise.toFixed(2)}${x.noise > NOISE_FLAG ? ' ⚠' : ''}`]));
+  return s + failedNote(results.runs.filter((r) => r.scenario === 'floor'));
+}
+
+const SECTION = { floor: floorSection, scale: scaleSection, idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection,
   webhook: webhookSection, store: storeSection };
 
 // The tables of the given scenarios, as Markdown (what scripts/bench-* print).
