@@ -727,6 +727,32 @@ function targetRows(results) {
         ...heralds.map((k) => { const r = g.by[k]; if (!r?.ok) return 'not measured'; const d = derive(r); return `${latRatio(dr, d, 'p99')} ${ok(dr.p99 / d.p99 >= 5 && !d.p99Censored)}`; }), DASH]);
     }
   }
+  // Scale (issue 18): the largest scope-related run, the largest scope-all
+  // run that kept up, and the floor ratios.
+  const scale = results.runs.filter((r) => r.scenario === 'scale' && !r.skipped);
+  const related = scale.filter((r) => r.scope === 'related').sort((a, b) => a.conns - b.conns);
+  const bigR = related[related.length - 1];
+  if (bigR) {
+    const d = derive(bigR);
+    const held = bigR.lg?.held ?? 0;
+    rows.push([`connections held, scope related (${num(bigR.conns)} tried)`, '100 000, 0 errors',
+      bigR.ok ? `${num(held)}, ${num(d.errors)} errors ${ok(held >= 100000 && d.errors === 0)}` : `failed: ${bigR.error}`, DASH, DASH]);
+    rows.push([`presence p99, scope related, ${num(bigR.conns)} conns (transition to each related tab)`, '≤ 50 ms',
+      bigR.ok ? `${sig(d.p99)} ms (p50 ${sig(d.p50)}, p999 ${sig(d.p999)}) ${ok(d.p99 <= 50 && d.latCount > 0)}` : DASH, DASH, DASH]);
+  }
+  const alls = scale.filter((r) => r.scope === 'all').sort((a, b) => a.conns - b.conns);
+  if (alls.length) {
+    const kept = alls.filter(scaleKeptUp);
+    const best = kept[kept.length - 1];
+    const tried = alls.map((r) => num(r.conns)).join(', ');
+    rows.push([`scope all: largest size that keeps up (p99 ≤ 50 ms, 0 errors; tried ${tried})`, 'measured',
+      best ? `${num(best.conns)} (p99 ${sig(derive(best).p99)} ms)` : 'none of those tried', DASH, DASH]);
+  }
+  for (const f of floorRows(results)) {
+    if (f.timeRatio === null) continue;
+    rows.push([`fan-out to ${num(f.conns)} connections vs the kernel floor (time to the last delivery)`, '≤ 1.2×',
+      `${f.timeRatio.toFixed(2)}× ${ok(f.timeRatio <= 1.2)} (CPU per delivery ${f.cpuRatio.toFixed(2)}×)`, DASH, DASH]);
+  }
   // Stored DMs: herald-store-bench, the median of the runs at 64 per
   // transaction (a broker under load reads batches of that order).
   if (results.store?.ok) {
@@ -1012,7 +1038,7 @@ ${machineSection(m)}
 
 ## Targets
 
-The targets of issue 7, checked against this run (ratios are within the run).
+The targets of issue 7 (and issue 18's scale targets), checked against this run (ratios are within the run).
 
 ${table(['target', 'required', TARGET_NAMES['herald/ws'], TARGET_NAMES['herald/sio'], 'reference'], targets)}
 
@@ -1028,6 +1054,8 @@ ${methodSection(results)}
   out.push(`${dmSection(results)}${plot('dm-latency.png')}`);
   out.push(webhookSection(results));
   out.push(storeSection(results));
+  out.push(scaleSection(results));
+  out.push(floorSection(results));
   out.push(`${NOTES_OPEN}\n${notes}\n${NOTES_CLOSE}\n`);
   return out.filter(Boolean).join('\n\n');
 }
