@@ -2,9 +2,10 @@
 // bench/redis_ops.mjs - Redis commands per presence transition and per DM,
 // for docs/SCALE.md: a Herald stack (2 gateways) with `conns` idle users,
 // then herald-loadgen's presence mode (users coming and going, nothing
-// else) and its dm mode, each with Redis's INFO commandstats read before
-// and after; an idle period of the same length gives the background
+// else) and its dm mode, each with Redis's INFO commandstats sampled; a run
+// of the same shape with no changes gives the background
 // (heartbeats, leases) that is subtracted. Prints JSON on stdout.
+// Commands are counted over the measurement window only (sampled).
 //   node bench/redis_ops.mjs [--scope related|all] [--friends K]
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,43 +32,57 @@ function commandstats(port) {
 const diff = (a, b) => Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] || 0)]).filter(([, v]) => v > 0));
 const total = (x) => Object.values(x).reduce((s, v) => s + v, 0);
 
+// Samples commandstats every SAMPLE_MS while the load generator runs, so
+// that the measurement window alone is counted (not the ramp, not the
+// teardown when the load generator exits).
+const SAMPLE_MS = 250;
+
 async function measure(mode, extra) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-redis-ops-'));
   const churn = mode === 'presence' ? 20 : 0;
   const stack = await startHerald({ servers: 2, users: conns + churn, friends: Number(o.friends), logDir: dir, bin: BIN,
     secret: SECRET, env: { HERALD_PRESENCE_SCOPE: o.scope } });
   try {
-    // The background: the same time with nothing happening.
-    const i0 = commandstats(stack.redisPort);
-    await new Promise((r) => setTimeout(r, secs * 1000)); // an interval of wall time is the measurement itself
-    const idle = diff(i0, commandstats(stack.redisPort));
-    const a = commandstats(stack.redisPort);
-    const run = { scenario: mode, mode, proto: 'ws', target: 'herald', conns, tabs: 1, procs: 2, settle: 0.5, duration: secs,
+    const samples = [];
+    let stop = false;
+    const sampler = (async () => {
+      while (!stop) {
+        samples.push({ t: Date.now(), c: commandstats(stack.redisPort) });
+        await new Promise((r) => setTimeout(r, SAMPLE_MS));
+      }
+    })();
+    const t0 = Date.now();
+    const run = { scenario: mode, mode, proto: 'ws', target: 'herald', conns, tabs: 1, procs: 2, settle: 1, duration: secs,
       drain: 1, churnUsers: churn, ...extra };
     const lg = await runLoadgen(run, stack, { bin: BIN, dir, quiet: true });
-    const b = commandstats(stack.redisPort);
-    const d = diff(a, b);
-    const span = lg.ramp_s + 0.5 + lg.measure_s + 1 + 2; // + the drain wait
-    const bg = total(idle) * span / secs;
-    // The ramp's own commands (conns handshakes) are counted apart: a
-    // second pass with the rate 0 would double the time; the ramp costs
-    // are the connection events, reported as per-connection below.
-    return { lg: { sent: lg.sent, received: lg.received, ramp_s: lg.ramp_s, measure_s: lg.measure_s, handshakes: lg.handshakes },
-      commands: d, total: total(d), background_per_s: total(idle) / secs, background: bg };
+    stop = true;
+    await sampler;
+    // The samples inside the measurement window, its ends trimmed by a
+    // sample period.
+    const ws = t0 + (lg.ramp_s + run.settle) * 1000 + SAMPLE_MS;
+    const we = ws + lg.measure_s * 1000 - 2 * SAMPLE_MS;
+    const inside = samples.filter((x) => x.t >= ws && x.t <= we);
+    const a = inside[0], b = inside[inside.length - 1];
+    const secsIn = (b.t - a.t) / 1000;
+    const d = diff(a.c, b.c);
+    return { lg: { sent: lg.sent, received: lg.received, measure_s: lg.measure_s },
+      window_s: secsIn, commands: d, per_s: total(d) / secsIn, actions_per_s: lg.sent / lg.measure_s,
+      commands_per_s: Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v / secsIn])) };
   } finally {
     await stack.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-const ramp = await measure('presence', { rate: 0.0001 });
+const idle = await measure('presence', { rate: 0.0001 });
 const pres = await measure('presence', { rate: 100 });
 const dm = await measure('dm', { rate: 500 });
-const per = (m, n) => (m.total - ramp.total) / n;
+const per = (m) => (m.per_s - idle.per_s) / m.actions_per_s;
+const perCmd = (m) => Object.fromEntries(Object.entries(m.commands_per_s)
+  .map(([k, v]) => [k, +((v - (idle.commands_per_s[k] || 0)) / m.actions_per_s).toFixed(2)]).filter(([, v]) => Math.abs(v) >= 0.05));
 process.stdout.write(`${JSON.stringify({
   scope: o.scope, friends: Number(o.friends), conns,
-  ramp_only: ramp, presence: pres, dm,
-  per_connection_ramp: (ramp.total - ramp.background) / (conns + 20),
-  per_transition: per(pres, pres.lg.sent),
-  per_dm: per(dm, dm.lg.sent),
+  idle, presence: pres, dm,
+  per_transition: per(pres), per_transition_by_command: perCmd(pres),
+  per_dm: per(dm), per_dm_by_command: perCmd(dm),
 }, null, 1)}\n`);
