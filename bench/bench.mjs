@@ -166,11 +166,12 @@ function configs(scenario, sz) {
   } else if (scenario === 'floor') {
     for (const conns of sz.floor?.conns || []) {
       // One gateway; conns/10 users of 10 tabs, so the ramp announces 10
-      // users only; one churning user, ~1 transition per second (the rate is
-      // per worker pair: the one churning user sits on one of the two).
-      out.push({ ...base, settle: 1, duration: 6, drain: 1, series: 'floor', mode: 'presence', heraldOnly: true,
-        protos: ['ws'], servers: 1, conns, tabs: Math.max(1, Math.floor(conns / 10)), churnUsers: 1, rate: 2,
-        desc: `${conns} conns on one gateway, one transition/s to all (scope all)` });
+      // users only; one churning user, ~2 transitions per second (the rate
+      // is split over the two workers and the one churning user sits on one
+      // of them). Offline transitions are timed to their last delivery.
+      out.push({ ...base, settle: 1, duration: 10, drain: 1, series: 'floor', mode: 'presence', heraldOnly: true,
+        protos: ['ws'], servers: 1, conns, tabs: Math.max(1, Math.floor(conns / 10)), churnUsers: 1, rate: 4,
+        desc: `${conns} conns on one gateway, two transitions/s to all (scope all)` });
     }
   } else if (scenario === 'scale') {
     const c = sz.scale;
@@ -411,9 +412,11 @@ function summaryLine(rec) {
       return `held ${rec.lg.held}/${rec.conns}, ${d.userKB.toFixed(2)} KB/conn user space, ${d.kernelKB.toFixed(2)} KB/conn kernel, ` +
         `presence p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} p999 ${d.p999.toFixed(2)} ms, ` +
         `${Math.round(rec.lg.recv_rate)} deliveries/s, server ${d.cores.toFixed(2)} cores; ${err}`;
-    case 'floor':
-      return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${rec.lg.sent} transitions, to the last delivery ` +
-        `${d.max.toFixed(2)} ms (p50 ${d.p50.toFixed(2)}); ${err}`;
+    case 'floor': {
+      const l = rec.lg.offline_last_us || {};
+      return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${rec.lg.sent} transitions, offline to the last delivery ` +
+        `p50 ${((l.p50 || 0) / 1000).toFixed(2)} max ${((l.max || 0) / 1000).toFixed(2)} ms over ${l.count ?? 0}; ${err}`;
+    }
     case 'webhook': {
       const w = rec.webhook_metrics?.window || {};
       return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ` +

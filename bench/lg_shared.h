@@ -84,6 +84,10 @@ struct lg_stats {
      * ended and began again (each is two transitions). */
     uint64_t dm_sent, dm_received, watch_sent, sessions_ended, sessions_begun;
     uint64_t hist_dm[LG_BUCKETS];
+    /* Presence: per offline transition of a churning user, the time to
+     * its last delivery to any watcher (written when the user's next
+     * change replaces it). */
+    uint64_t hist_last[LG_BUCKETS];
     int ramp_done; /* every main connection attempted and settled */
     /* The phase this worker last acted on: written at the end of each tick,
      * so once it says PH_DRAIN the worker sends nothing more. */
@@ -99,6 +103,9 @@ struct lg_shared {
      * CLOCK_MONOTONIC time in ns with the lowest bit replaced by 1 for
      * online, 0 for offline (0 altogether: no change yet). */
     uint64_t *change;
+    /* Presence: per churning user, the latest arrival (CLOCK_MONOTONIC ns)
+     * at any watcher of an event about its current change (atomic max). */
+    uint64_t *last_arrival;
     struct lg_stats w[LG_MAX_WORKERS];
 };
 

@@ -261,6 +261,12 @@ static void on_status(struct conn *c, const char *s, size_t len)
     W.st->received++;
     if (lg_shm->phase >= PH_MEASURE)
         record_latency(t);
+    if (lg_opt.mode == LG_PRESENCE) {
+        uint64_t now = lg_now_ns(), seen = __atomic_load_n(&lg_shm->last_arrival[i], __ATOMIC_RELAXED);
+        while (seen < now && !__atomic_compare_exchange_n(&lg_shm->last_arrival[i], &seen, now, true,
+                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
 }
 
 static void on_error_event(struct conn *c, const char *s, size_t len)
@@ -603,6 +609,12 @@ static void churn_one(void)
         return;
     struct conn *c = &W.conns[W.n_main + (long)(W.rr++ % W.n_churn)];
     long i = W.churn_lo + (c - W.conns - W.n_main);
+    /* The change this one replaces: an offline one's time to its last
+     * delivery is final now (a late event about it no longer matches). */
+    uint64_t prev = __atomic_load_n(&lg_shm->change[i], __ATOMIC_ACQUIRE);
+    uint64_t last = __atomic_exchange_n(&lg_shm->last_arrival[i], 0, __ATOMIC_ACQ_REL);
+    if (prev && !(prev & 1) && last > prev && lg_shm->phase == PH_MEASURE)
+        W.st->hist_last[lg_hist_index((last - prev) / 1000)]++;
     /* Online is timed from connect(): the server may announce the user
      * before the handshake's last packet reaches us, never before that. */
     if (c->state == CS_READY) {

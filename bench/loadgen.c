@@ -198,6 +198,7 @@ static void totals(uint64_t *hist, uint64_t *count, struct lg_stats *sum)
         sum->sessions_begun += w->sessions_begun;
         for (unsigned b = 0; b < LG_BUCKETS; b++) {
             sum->hist_dm[b] += w->hist_dm[b];
+            sum->hist_last[b] += w->hist_last[b];
             hist[b] += w->hist[b];
             *count += w->hist[b];
         }
@@ -398,6 +399,16 @@ static void write_json(const struct snapshot *s0, const struct snapshot *s_ramp,
             " \"loadgen_max_util_measure\": %.3f,\n",
             sum_cpu(s_meas->gen, s_end->gen, lg_opt.procs), max_util(s0, s_ramp),
             max_util(s_meas, s_end));
+    if (lg_opt.mode == LG_PRESENCE) {
+        uint64_t n = 0;
+        for (unsigned b = 0; b < LG_BUCKETS; b++)
+            n += sum.hist_last[b];
+        fprintf(f,
+                "  \"offline_last_us\": {\"count\": %" PRIu64
+                ", \"p50\": %.1f, \"p90\": %.1f, \"max\": %.1f},\n",
+                n, hist_percentile(sum.hist_last, n, 50), hist_percentile(sum.hist_last, n, 90),
+                hist_percentile(sum.hist_last, n, 100));
+    }
     if (lg_opt.mode == LG_SCALE) {
         uint64_t dm_count = 0;
         for (unsigned b = 0; b < LG_BUCKETS; b++)
@@ -717,13 +728,14 @@ int main(int argc, char **argv)
 {
     parse_args(argc, argv);
     long changes = lg_opt.mode == LG_SCALE ? lg_opt.conns / 2 : lg_opt.churn_users;
-    size_t size = sizeof(struct lg_shared) + (size_t)changes * sizeof(uint64_t);
+    size_t size = sizeof(struct lg_shared) + 2 * (size_t)changes * sizeof(uint64_t);
     lg_shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (lg_shm == MAP_FAILED) {
         perror("mmap");
         return 1;
     }
     lg_shm->change = (uint64_t *)(lg_shm + 1);
+    lg_shm->last_arrival = lg_shm->change + changes;
     lg_shm->phase = PH_RAMP;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
