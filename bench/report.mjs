@@ -535,13 +535,20 @@ ${runs.length ? sessionNote(results, 'webhook') : ''}` +
   return s;
 }
 
-// Scale: the deliveries a run should have made are not known exactly (who
-// hears a transition depends on who is online), so the table gives what
-// arrived; a run that kept up has its p99 well under the offline time.
+// Scale, scope all: whether the servers kept up with the offered load, i.e.
+// every transition of the measurement reached every connection by the end
+// of the drain period (at least 99 % of transitions × connections held),
+// with every connection held and no error. A throughput test, not a latency
+// one: on a shared machine the latencies move with the other load, the
+// backlog does not stay. In scope related the listeners of a transition
+// are not known to the load generator, so there is no such count (null).
 export function scaleKeptUp(r) {
   if (!r?.ok) return false;
+  if (r.scope !== 'all') return null;
   const d = derive(r);
-  return d.errors === 0 && r.lg.held === r.conns && d.p99 <= 50 && d.latCount > 0;
+  const lg = r.lg;
+  const expected = (lg.sent || 0) * (lg.held || 0);
+  return d.errors === 0 && lg.held === r.conns && expected > 0 && lg.received_after_drain >= 0.99 * expected;
 }
 
 function scaleSection(results) {
@@ -564,7 +571,9 @@ function scaleSection(results) {
       r.ok && dm.count ? `${sig(dm.p50 / 1000)} / ${sig(dm.p99 / 1000)}` : DASH,
       r.ok ? `${num(d.cores, 2)} (gw ${num(d.cpu.front / (lg.measure_s || 1), 2)}, broker ${num((d.cpu.broker ?? 0) / (lg.measure_s || 1), 2)}, Redis ${num(d.cpu.redis / (lg.measure_s || 1), 2)})` : DASH,
       r.ok && lg.ramp_s ? `${num(lg.ramp_s, 1)} s` : DASH,
-      scaleKeptUp(r) ? 'yes' : 'no', util(d), noise(d)];
+      (() => { const k = scaleKeptUp(r); if (k === null) return DASH; const lg2 = r.lg || {};
+        const pct = lg2.sent && lg2.held ? ` (${num((100 * lg2.received_after_drain) / (lg2.sent * lg2.held), 1)} %)` : '';
+        return `${k ? 'yes' : 'no'}${pct}`; })(), util(d), noise(d)];
   }).filter(Boolean);
   let s = `### Scale\n\n${sessionNote(results, 'scale')}` +
     'Herald /ws only. conns/2 users, a third each with 1, 2 and 3 tabs, spread round robin over the gateways ' +
@@ -577,8 +586,10 @@ function scaleSection(results) {
     'scope all), in ms; *deliveries/s* counts those status events. Memory: RSS growth of all server processes ' +
     'from before the ramp to after the settle period ÷ connections held (user space; per gateway, broker and ' +
     'Redis beside it); kernel: TCP buffers and socket objects of both loopback ends (/proc/net/sockstat, and ' +
-    '/proc/slabinfo when readable). CPU: cores used by the server processes in the measurement. *Kept up*: held ' +
-    'every connection, no error, presence p99 ≤ 50 ms. Processes: gateways + load-generator workers.\n\n';
+    '/proc/slabinfo when readable). CPU: cores used by the server processes in the measurement. *Kept up* (scope ' +
+    'all): every connection held, no error, and by the end of the drain period at least 99 % of transitions × ' +
+    'connections delivered (the share in brackets): the servers kept pace with the load, whatever the latency. ' +
+    'Processes: gateways + load-generator workers.\n\n';
   s += table(['conns', 'scope', 'processes', 'held', 'errors', 'user space KiB/conn', 'per gateway KiB/conn',
     'broker KiB/conn', 'Redis KiB/conn', 'kernel KiB/conn', 'sessions ended', 'presence deliveries/s', 'p50 ms',
     'p99 ms', 'p999 ms', 'DM p50 / p99 ms', 'server CPU cores', 'ramp', 'kept up', 'loadgen util', 'machine noise'], rows);
@@ -753,7 +764,7 @@ function targetRows(results) {
     const kept = alls.filter(scaleKeptUp);
     const best = kept[kept.length - 1];
     const tried = alls.map((r) => num(r.conns)).join(', ');
-    rows.push([`scope all: largest size that keeps up (p99 ≤ 50 ms, 0 errors; tried ${tried})`, 'measured',
+    rows.push([`scope all: largest size that keeps up (every transition to every connection by the end of the drain, 0 errors; tried ${tried})`, 'measured',
       best ? `${num(best.conns)} (p99 ${sig(derive(best).p99)} ms)` : 'none of those tried', DASH, DASH]);
   }
   for (const f of floorRows(results)) {
