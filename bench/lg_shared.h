@@ -88,6 +88,9 @@ struct lg_stats {
      * its last delivery to any watcher (written when the user's next
      * change replaces it). */
     uint64_t hist_last[LG_BUCKETS];
+    /* Scale: the deliveries of online transitions alone (hist has both
+     * directions): an online one includes the returning tab's handshake. */
+    uint64_t hist_online[LG_BUCKETS];
     int ramp_done; /* every main connection attempted and settled */
     /* The phase this worker last acted on: written at the end of each tick,
      * so once it says PH_DRAIN the worker sends nothing more. */

@@ -259,8 +259,12 @@ static void on_status(struct conn *c, const char *s, size_t len)
     if (t == 0 || online != (bool)(t & 1))
         return; /* an event about an older change */
     W.st->received++;
-    if (lg_shm->phase >= PH_MEASURE)
+    if (lg_shm->phase >= PH_MEASURE) {
         record_latency(t);
+        uint64_t now = lg_now_ns();
+        if (lg_opt.mode == LG_SCALE && online && now >= t)
+            W.st->hist_online[lg_hist_index((now - t) / 1000)]++;
+    }
     if (lg_opt.mode == LG_PRESENCE) {
         uint64_t now = lg_now_ns(), seen = __atomic_load_n(&lg_shm->last_arrival[i], __ATOMIC_RELAXED);
         while (seen < now && !__atomic_compare_exchange_n(&lg_shm->last_arrival[i], &seen, now, true,

@@ -199,6 +199,7 @@ static void totals(uint64_t *hist, uint64_t *count, struct lg_stats *sum)
         for (unsigned b = 0; b < LG_BUCKETS; b++) {
             sum->hist_dm[b] += w->hist_dm[b];
             sum->hist_last[b] += w->hist_last[b];
+            sum->hist_online[b] += w->hist_online[b];
             hist[b] += w->hist[b];
             *count += w->hist[b];
         }
@@ -410,9 +411,17 @@ static void write_json(const struct snapshot *s0, const struct snapshot *s_ramp,
                 hist_percentile(sum.hist_last, n, 100));
     }
     if (lg_opt.mode == LG_SCALE) {
-        uint64_t dm_count = 0;
-        for (unsigned b = 0; b < LG_BUCKETS; b++)
+        uint64_t dm_count = 0, on_count = 0;
+        for (unsigned b = 0; b < LG_BUCKETS; b++) {
             dm_count += sum.hist_dm[b];
+            on_count += sum.hist_online[b];
+        }
+        fprintf(f,
+                "  \"online_latency_us\": {\"count\": %" PRIu64 ", \"p50\": %.1f, \"p99\": %.1f,"
+                " \"p999\": %.1f},\n",
+                on_count, hist_percentile(sum.hist_online, on_count, 50),
+                hist_percentile(sum.hist_online, on_count, 99),
+                hist_percentile(sum.hist_online, on_count, 99.9));
         fprintf(f,
                 "  \"scale\": {\"users\": %ld, \"settle_extra_s\": %.2f, \"offline_s\": %g, \"dm_rate\": %g,"
                 " \"watch_rate\": %g, \"sessions_ended\": %" PRIu64 ", \"sessions_begun\": %" PRIu64
