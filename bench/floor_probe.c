@@ -221,16 +221,16 @@ int main(int argc, char **argv)
             for (char *s = argv[++i], *tok; (tok = strsep(&s, ",")) && nn < 16;)
                 ns[nn++] = atol(tok);
         } else {
-            fprintf(stderr, "usage: herald-floor-probe --conns N[,N...] [--rounds R]\n"
-                            "One JSON line per N: CPU-us per send() of %d bytes to each of N\n"
-                            "loopback TCP connections, and the time to the last arrival.\n",
+            fprintf(stderr,
+                    "usage: herald-floor-probe --conns N[,N...] [--rounds R]\n"
+                    "One JSON line per N: CPU-us per send() of %d bytes to each of N\n"
+                    "loopback TCP connections, and the time to the last arrival.\n",
                     FP_MSG);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
     if (nn == 0 || rounds < 1 || rounds > FP_MAX_ROUNDS) {
-        fprintf(stderr, "herald-floor-probe: --conns is required; --rounds 1..%d\n",
-                FP_MAX_ROUNDS);
+        fprintf(stderr, "herald-floor-probe: --conns is required; --rounds 1..%d\n", FP_MAX_ROUNDS);
         return 2;
     }
     struct rlimit rl;

@@ -54,12 +54,12 @@ enum conn_state { CS_NONE, CS_CONNECTING, CS_UPGRADING, CS_EIO_OPEN, CS_SIO_CONN
 struct conn {
     struct bufferevent *bev; /* owned; NULL when not connected */
     struct ws_parser parser;
-    long gidx;     /* global index: main connections 0..conns-1, churners after */
-    int64_t user;  /* user id of this connection */
-    uint8_t state; /* enum conn_state */
-    bool churn;    /* presence: a user that comes and goes */
+    long gidx;        /* global index: main connections 0..conns-1, churners after */
+    int64_t user;     /* user id of this connection */
+    uint8_t state;    /* enum conn_state */
+    bool churn;       /* presence: a user that comes and goes */
     int64_t watching; /* scale: the user whose profile this one watches, 0 none */
-    char key[25];  /* Sec-WebSocket-Key sent */
+    char key[25];     /* Sec-WebSocket-Key sent */
 };
 
 struct worker {
@@ -90,7 +90,7 @@ struct worker {
     struct away_entry {
         long u;
         uint64_t back_ns;
-    } *back; /* owned */
+    } * back; /* owned */
     long back_head, back_len;
     uint64_t dm_done, watch_done;
     uint64_t rng;
@@ -266,9 +266,10 @@ static void on_status(struct conn *c, const char *s, size_t len)
             W.st->hist_online[lg_hist_index((now - t) / 1000)]++;
     }
     if (lg_opt.mode == LG_PRESENCE) {
-        uint64_t now = lg_now_ns(), seen = __atomic_load_n(&lg_shm->last_arrival[i], __ATOMIC_RELAXED);
-        while (seen < now && !__atomic_compare_exchange_n(&lg_shm->last_arrival[i], &seen, now, true,
-                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        uint64_t now = lg_now_ns(),
+                 seen = __atomic_load_n(&lg_shm->last_arrival[i], __ATOMIC_RELAXED);
+        while (seen < now && !__atomic_compare_exchange_n(&lg_shm->last_arrival[i], &seen, now,
+                                                          true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             ;
     }
 }

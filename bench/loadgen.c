@@ -423,7 +423,8 @@ static void write_json(const struct snapshot *s0, const struct snapshot *s_ramp,
                 hist_percentile(sum.hist_online, on_count, 99),
                 hist_percentile(sum.hist_online, on_count, 99.9));
         fprintf(f,
-                "  \"scale\": {\"users\": %ld, \"settle_extra_s\": %.2f, \"offline_s\": %g, \"dm_rate\": %g,"
+                "  \"scale\": {\"users\": %ld, \"settle_extra_s\": %.2f, \"offline_s\": %g, "
+                "\"dm_rate\": %g,"
                 " \"watch_rate\": %g, \"sessions_ended\": %" PRIu64 ", \"sessions_begun\": %" PRIu64
                 ", \"dm_sent\": %" PRIu64 ", \"dm_received\": %" PRIu64 ", \"watch_sent\": %" PRIu64
                 ",\n    \"dm_latency_us\": {\"count\": %" PRIu64

@@ -7,10 +7,9 @@
  *   herald-admin user bulk PREFIX COUNT           COUNT users PREFIX<id>, prints the first id
  *   herald-admin user del NAME
  *   herald-admin friend add NAME NAME
- *   herald-admin friend bulk FIRST COUNT K        ring of COUNT users from id FIRST, ~K friends each
- *   herald-admin stats set NAME WINS LOSSES
- *   herald-admin token NAME [--ttl S]             prints a signed token
- *   herald-admin demo                             demo users and friendships
+ *   herald-admin friend bulk FIRST COUNT K        ring of COUNT users from id FIRST, ~K friends
+ * each herald-admin stats set NAME WINS LOSSES herald-admin token NAME [--ttl S]             prints
+ * a signed token herald-admin demo                             demo users and friendships
  *   herald-admin [--redis-url U] status           the live picture from Redis
  */
 #include "bk.h"

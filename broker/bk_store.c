@@ -679,8 +679,8 @@ int64_t bk_store_friends_add_ring(struct bk_store *s, int64_t first, int64_t cou
     }
     if (present != count) {
         if (present >= 0)
-            snprintf(s->err, sizeof(s->err), "users %lld..%lld: only %lld exist",
-                     (long long)first, (long long)(first + count - 1), (long long)present);
+            snprintf(s->err, sizeof(s->err), "users %lld..%lld: only %lld exist", (long long)first,
+                     (long long)(first + count - 1), (long long)present);
         else
             fail(s, "count users");
         return rollback(s);
