@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { BIN, ROOT, SECRET, heraldBenchEnv, redisCli, serversFor, startHerald, startStack } from './stack.mjs';
 import { startReceiver } from './receiver.mjs';
 import { freePort, metrics, waitFor } from '../tests/integration/harness.mjs';
-import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
+import { derive, machineInfo, NOISE_FLAG, scaleKeptUp, scenarioMarkdown, writeReport, SCENARIOS } from './report.mjs';
 
 // ---- sizes ---------------------------------------------------------------------
 //
@@ -50,6 +50,21 @@ import { derive, machineInfo, NOISE_FLAG, scenarioMarkdown, writeReport, SCENARI
 //            receiver, at each of `batches` events per POST, `repeats` times.
 // store:     `count` DMs per batch size into the SQLite store alone
 //            (herald-store-bench), no network.
+// scale:     Herald /ws only, `conns` connections (multiples of 6) of
+//            conns/2 users with 1, 2 or 3 tabs, each user with `friends`
+//            friends (a ring: herald-admin friend bulk), scope related; user
+//            sessions of `sessionMin` minutes (conns/(60 × sessionMin)
+//            connections close and reopen per second, a user's tabs
+//            together, `offline` s apart), `dmPer1k` DMs/s and `watchPer1k`
+//            watch-profile changes/s per 1 000 connections. Then the same in
+//            scope all at each of `allConns`, to find the largest that keeps
+//            up; `time` its own (a large ramp needs a longer settle).
+// floor:     at each of `conns`: herald-floor-probe (one small send() to
+//            each of N loopback connections, `rounds` times: the kernel's
+//            floor), and one Herald gateway (scope all) holding N
+//            connections while one user goes offline and online: the time
+//            from a transition to its last delivery, and the server CPU per
+//            delivery, against that floor.
 //
 // Why tabs: the contract announces every user's first connection to every
 // connection, so a ramp of N distinct users costs O(N^2) deliveries (60 000
@@ -66,6 +81,9 @@ export const SIZES = {
     dm: { conns: 2000, rate: 2000 },
     webhook: { rounds: 3, throughput: 200000, batches: [100, 1000], repeats: 3 },
     store: { count: 200000 },
+    floor: { conns: [1000, 10000], rounds: 9 },
+    scale: { conns: [30000, 100002], allConns: [5004, 10002, 20004], friends: 50, sessionMin: 20, offline: 2,
+      dmPer1k: 1, watchPer1k: 1, time: { settle: 5, measure: 30, drain: 3 } },
   },
   quick: {
     time: { settle: 1, measure: 4, drain: 1.5, hold: 1 },
@@ -77,6 +95,9 @@ export const SIZES = {
     dm: { conns: 1000, rate: 1000 },
     webhook: { rounds: 2, throughput: 20000, batches: [100, 1000], repeats: 1 },
     store: { count: 50000 },
+    floor: { conns: [1000], rounds: 5 },
+    scale: { conns: [6000], allConns: [3000], friends: 50, sessionMin: 20, offline: 1,
+      dmPer1k: 2, watchPer1k: 2, time: { settle: 2, measure: 8, drain: 2 } },
   },
 };
 
@@ -142,6 +163,32 @@ function configs(scenario, sz) {
     // for this comparison only): what storing costs per DM.
     out.push({ ...base, series: 'dm-nostore', dmStore: 'off', heraldOnly: true, conns: sz.dm.conns, tabs: 1,
       rate: sz.dm.rate, desc: `${sz.dm.conns / 2} pairs ${sz.dm.rate} DMs/s, DMs not stored` });
+  } else if (scenario === 'floor') {
+    for (const conns of sz.floor?.conns || []) {
+      // One gateway; conns/10 users of 10 tabs, so the ramp announces 10
+      // users only; one churning user, ~2 transitions per second (the rate
+      // is split over the two workers and the one churning user sits on one
+      // of them). Offline transitions are timed to their last delivery.
+      out.push({ ...base, settle: 1, duration: 10, drain: 1, series: 'floor', mode: 'presence', heraldOnly: true,
+        protos: ['ws'], servers: 1, conns, tabs: Math.max(1, Math.floor(conns / 10)), churnUsers: 1, rate: 4,
+        desc: `${conns} conns on one gateway, two transitions/s to all (scope all)` });
+    }
+  } else if (scenario === 'scale') {
+    const c = sz.scale;
+    if (!c) return out;
+    const t2 = { ...base, ...(c.time ? { settle: c.time.settle, duration: c.time.measure, drain: c.time.drain } : {}) };
+    const one = (conns, scope) => {
+      // A session ends and begins again: the user's tabs (2 on average)
+      // close and reopen, so conns/(60 × sessionMin) reconnects/s is half
+      // as many sessions/s.
+      const reconnects = conns / (60 * c.sessionMin);
+      return { ...t2, series: scope, scope, heraldOnly: true, protos: ['ws'], conns, tabs: 2,
+        friends: c.friends, rate: reconnects / 2, offline: c.offline,
+        dmRate: (conns / 1000) * c.dmPer1k, watchRate: (conns / 1000) * c.watchPer1k,
+        desc: `${conns} conns scope ${scope}, ${c.friends} friends, ${reconnects.toFixed(1)} reconnects/s` };
+    };
+    for (const conns of c.conns) out.push(one(conns, 'related'));
+    for (const conns of c.allConns || []) out.push(one(conns, 'all'));
   } else if (scenario === 'webhook') {
     // The dm load with the broker's webhook off, pointed at a receiver that
     // never answers, and at one that answers 204 at once: whether a hung
@@ -171,7 +218,7 @@ export function planRuns(sz, { only = SCENARIOS, targets = TARGETS } = {}) {
       for (const t of targets.filter((x) => (!cfg.heraldOnly || x.target === 'herald') &&
         (!cfg.protos || cfg.protos.includes(x.proto)))) {
         const users = Math.ceil(cfg.conns / cfg.tabs) + (cfg.churnUsers || 0);
-        runs.push({ scenario, ...t, ...cfg, users, servers: serversFor(cfg.conns),
+        runs.push({ scenario, ...t, ...cfg, users, servers: cfg.servers ?? serversFor(cfg.conns),
           procs: loadgenProcs(cfg.conns + (cfg.churnUsers || 0)) });
       }
     }
@@ -187,12 +234,18 @@ export function loadgenArgs(run, stack, jsonPath) {
     '--conns', String(run.conns), '--tabs', String(run.tabs), '--procs', String(run.procs),
     '--settle', String(run.settle), '--duration', String(run.duration), '--drain', String(run.drain),
     '--label', `${run.target}/${run.proto}`, '--json', jsonPath];
-  if (run.scenario === 'presence') a.push('--churn-users', String(run.churnUsers), '--rate', String(run.rate));
+  if (mode === 'presence') a.push('--churn-users', String(run.churnUsers), '--rate', String(run.rate));
   if (run.scenario === 'broadcast') {
     a.push('--rate', String(run.rate), '--burst', String(run.burst), '--senders', String(run.senders));
     if (run.window) a.push('--window', String(run.window));
   }
   if (mode === 'dm') a.push('--rate', String(run.rate));
+  if (mode === 'scale') {
+    // Source addresses spread over 127.0.0.2..127.0.0.251 (250 of them) so
+    // that no (source, gateway) pair comes near its ephemeral ports.
+    a.push('--rate', String(run.rate), '--dm-rate', String(run.dmRate), '--watch-rate', String(run.watchRate),
+      '--offline', String(run.offline), '--sources', '250');
+  }
   for (const p of stack.measured()) a.push('--pid', `${p.name}=${p.pid}`);
   return a;
 }
@@ -217,6 +270,17 @@ export function runStoreBench({ bin = BIN, count, dir } = {}) {
     out.push(JSON.parse(text));
   }
   return out;
+}
+
+// ---- the kernel's floor --------------------------------------------------------------
+//
+// herald-floor-probe (bench/floor_probe.c): CPU per send() of a small message
+// to each of N loopback connections and the time to the last arrival, the
+// medians of `rounds` rounds, one JSON line per N.
+export function runFloorProbe({ bin = BIN, conns, rounds }) {
+  const text = execFileSync(path.join(bin, 'herald-floor-probe'), ['--conns', conns.join(','), '--rounds', String(rounds)],
+    { encoding: 'utf8', timeout: 120000 });
+  return text.trim().split('\n').map((l) => JSON.parse(l));
 }
 
 // ---- CPU of everything else -------------------------------------------------------
@@ -274,7 +338,8 @@ export function runLoadgen(run, stack, { bin = BIN, dir, quiet = false } = {}) {
   const args = loadgenArgs(run, stack, json);
   if (quiet) args.push('--quiet');
   // Generous: a slow ramp (the reference at 60 000 connections) plus phases.
-  const limit = (60 + run.conns / 100 + run.settle + run.duration + run.drain) * 1000;
+  // Scale waits up to 600 s more for the ramp's announcements to stop.
+  const limit = (60 + run.conns / 100 + run.settle + run.duration + run.drain + (run.scenario === 'scale' ? 600 : 0)) * 1000;
   const script = 'trap "" TERM INT; "$0" "$@"; rc=$?; cat /proc/$$/stat > "$LG_STAT"; exit $rc';
   return new Promise((resolve, reject) => {
     const m0 = machineCpu();
@@ -343,6 +408,15 @@ function summaryLine(rec) {
     case 'broadcast':
       return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${Math.round(d.perCpu)} per server CPU-s, p99 ${d.p99.toFixed(2)} ms, ` +
         `undelivered ${d.loss}; ${err}`;
+    case 'scale':
+      return `held ${rec.lg.held}/${rec.conns}, ${d.userKB.toFixed(2)} KB/conn user space, ${d.kernelKB.toFixed(2)} KB/conn kernel, ` +
+        `presence p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} p999 ${d.p999.toFixed(2)} ms, ` +
+        `${Math.round(rec.lg.recv_rate)} deliveries/s, server ${d.cores.toFixed(2)} cores; ${err}`;
+    case 'floor': {
+      const l = rec.lg.offline_last_us || {};
+      return `${Math.round(rec.lg.recv_rate)} deliveries/s, ${rec.lg.sent} transitions, offline to the last delivery ` +
+        `p50 ${((l.p50 || 0) / 1000).toFixed(2)} max ${((l.max || 0) / 1000).toFixed(2)} ms over ${l.count ?? 0}; ${err}`;
+    }
     case 'webhook': {
       const w = rec.webhook_metrics?.window || {};
       return `${Math.round(rec.lg.recv_rate)} DMs/s, p50 ${d.p50.toFixed(2)} p99 ${d.p99.toFixed(2)} ms, lost ${d.loss}; ` +
@@ -363,6 +437,7 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
   let sampler = null;
   try {
     const env = run.dmStore ? { HERALD_DM_STORE: run.dmStore } : {};
+    if (run.scope) env.HERALD_PRESENCE_SCOPE = run.scope; // broker and gateways alike
     if (run.webhook) {
       // Every webhook run has the admin port, the one without a webhook too
       // (same broker work for /metrics in all three series).
@@ -373,7 +448,7 @@ export async function runOnce(run, { bin = BIN, logDir, quiet = false, session, 
         env.HERALD_WEBHOOK_SECRET = WEBHOOK_SECRET;
       }
     }
-    stack = await startStack(run.target, { servers: run.servers, users: run.users, logDir, bin, secret: SECRET, env });
+    stack = await startStack(run.target, { servers: run.servers, users: run.users, friends: run.friends || 0, logDir, bin, secret: SECRET, env });
     if (run.webhook) sampler = startWebhookSampler(`http://${env.HERALD_ADMIN_LISTEN}`);
     const t0 = Date.now();
     try {
@@ -588,8 +663,16 @@ Scenarios (sizes in bench/bench.mjs, SIZES):
              at a receiver that never answers, and at a 204 receiver, back to
              back; then the sender alone: events/s drained from a backlog of
              hook entries to a 204 receiver, per batch size
+  floor      the kernel's floor: CPU per send() to each of N loopback
+             connections (herald-floor-probe) against one Herald gateway
+             fanning one transition out to N connections (scope all)
   store      stored DMs/s into the broker's SQLite store alone
              (herald-store-bench), per transaction size
+  scale      Herald /ws at up to 100 000 connections: users with 1-3 tabs
+             and ~50 friends, 20-minute sessions, DMs and profile watches,
+             scope related; then scope all at smaller sizes. Connections
+             held, memory per connection, presence latency from each
+             transition to each related watcher, deliveries/s, server CPU
 
 Progress: one line per run on stderr, then herald-loadgen's own lines. At the
 end the tables of the scenarios that ran are printed on stdout. Binaries come
@@ -652,8 +735,9 @@ async function main() {
   // binary that is being written).
   const bin = path.join(logRoot, 'bin');
   fs.mkdirSync(bin);
-  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen', 'herald-store-bench']) {
+  for (const b of ['herald-gateway', 'herald-broker', 'herald-admin', 'herald-loadgen', 'herald-store-bench', 'herald-floor-probe']) {
     if (b === 'herald-store-bench' && !only.includes('store')) continue;
+    if (b === 'herald-floor-probe' && !only.includes('floor')) continue;
     fs.copyFileSync(path.join(BIN, b), path.join(bin, b));
     fs.chmodSync(path.join(bin, b), 0o755);
   }
@@ -664,8 +748,17 @@ async function main() {
   // --quick stays under 5 minutes).
   const maxRetries = o.quick ? 2 : Math.ceil(runs.length / 10);
   let retries = 0;
+  // Scale in scope all: sizes ascending; past the first that did not keep up
+  // the larger ones are skipped (their ramp alone is O(conns²) deliveries).
+  let allFailedAt = null;
   for (let i = 0; i < runs.length && !interrupted; i++) {
     const run = runs[i];
+    if (run.scenario === 'scale' && run.scope === 'all' && allFailedAt !== null) {
+      process.stderr.write(`[${i + 1}/${runs.length}] ${run.scenario} ${run.desc}: skipped (scope all did not keep up at ` +
+        `${allFailedAt} conns)\n`);
+      records.push({ ...run, session, sizes, ok: false, skipped: true, error: `skipped: scope all did not keep up at ${allFailedAt} conns` });
+      continue;
+    }
     process.stderr.write(`[${i + 1}/${runs.length}] ${run.scenario} ${run.target}/${run.proto} ${run.desc} ` +
       `(${run.servers} ${run.target === 'herald' ? 'gateways' : 'processes'}) ...\n`);
     const slug = `${String(i + 1).padStart(2, '0')}-${run.scenario}-${run.target}-${run.proto}-${run.conns}`;
@@ -686,6 +779,7 @@ async function main() {
         rec.noise_after_retry = again.ok ? derive(again).noise : null;
       }
     }
+    if (rec.scenario === 'scale' && rec.scope === 'all' && !scaleKeptUp(rec)) allFailedAt = rec.conns;
     records.push(rec);
   }
   let webhook = null;
@@ -721,6 +815,21 @@ async function main() {
       process.stderr.write(`store: failed: ${e.message}\n`);
     }
   }
+  let floor = null;
+  if (only.includes('floor') && o.target !== 'reference' && !interrupted) {
+    const f = SIZES[sizes].floor;
+    process.stderr.write(`floor: herald-floor-probe --conns ${f.conns.join(',')} --rounds ${f.rounds} ...\n`);
+    try {
+      floor = { session, sizes, at: new Date().toISOString(), ok: true, runs: runFloorProbe({ bin, conns: f.conns, rounds: f.rounds }) };
+      for (const r of floor.runs) {
+        process.stderr.write(`floor:   ${r.conns} conns: ${r.send_cpu_us.toFixed(2)} CPU-µs per send, last arrival ` +
+          `${r.last_ms.toFixed(2)} ms\n`);
+      }
+    } catch (e) {
+      floor = { session, sizes, ok: false, error: e.message };
+      process.stderr.write(`floor: failed: ${e.message}\n`);
+    }
+  }
   const wall = (Date.now() - t0) / 1000;
 
   // Keep what this session did not run (other scenarios or targets).
@@ -732,8 +841,9 @@ async function main() {
   const sessions = { ...(previous.meta?.sessions || {}), [session]: { sizes, wall_s: wall, only, target: o.target } };
   const storeSession = (store || previous.store)?.session;
   const webhookSession = (webhook || previous.webhook_throughput)?.session;
+  const floorSession = (floor || previous.floor_probe)?.session;
   for (const s of Object.keys(sessions)) {
-    if (!all.some((r) => r.session === s) && s !== storeSession && s !== webhookSession) delete sessions[s];
+    if (!all.some((r) => r.session === s) && s !== storeSession && s !== webhookSession && s !== floorSession) delete sessions[s];
   }
   const results = {
     meta: { ...machineInfo(), session, sizes, wall_s: wall, herald_env: benchEnvShown(),
@@ -742,12 +852,14 @@ async function main() {
     runs: all,
     store: store || previous.store,
     webhook_throughput: webhook || previous.webhook_throughput,
+    floor_probe: floor || previous.floor_probe,
   };
   fs.mkdirSync(path.dirname(o.results), { recursive: true });
   fs.writeFileSync(o.results, `${JSON.stringify(results, null, 1)}\n`);
   await writeReport(results, o.report, o.results);
   process.stdout.write(scenarioMarkdown(results, only));
-  const failed = [...records.filter((r) => !r.ok), ...(store && !store.ok ? [store] : []),
+  const failed = [...records.filter((r) => !r.ok && !r.skipped), ...(store && !store.ok ? [store] : []),
+    ...(floor && !floor.ok ? [floor] : []),
     ...(webhook ? webhook.runs.filter((r) => !r.ok) : [])];
   process.stderr.write(`bench: ${records.length} runs in ${(wall / 60).toFixed(1)} min, ${failed.length} failed; ` +
     `results ${path.relative(process.cwd(), o.results)}, report ${path.relative(process.cwd(), o.report)}\n`);

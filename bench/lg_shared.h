@@ -27,7 +27,7 @@
 #define LG_SUB 64
 #define LG_BUCKETS (2 * LG_SUB + 32 * LG_SUB)
 
-enum lg_mode { LG_IDLE, LG_PRESENCE, LG_BROADCAST, LG_DM };
+enum lg_mode { LG_IDLE, LG_PRESENCE, LG_BROADCAST, LG_DM, LG_SCALE, LG_MODES };
 enum lg_proto { LG_RAW, LG_SIO };
 enum lg_phase { PH_RAMP, PH_SETTLE, PH_MEASURE, PH_DRAIN, PH_STOP };
 
@@ -54,6 +54,11 @@ struct lg_opts {
     long senders;
     long window;
     long msg_size;
+    /* Scale: DMs/s and watch-profile changes/s in all, seconds a user whose
+     * session ended stays away before it comes back. */
+    double dm_rate;
+    double watch_rate;
+    double offline;
     const char *json_path;
     const char *label;
     struct {
@@ -74,6 +79,18 @@ struct lg_stats {
     uint64_t received; /* chat messages / DMs / status events received */
     uint64_t status_seen;
     uint64_t lat_negative;
+    /* Scale: DMs sent and received (with their own histogram: hist is the
+     * presence deliveries'), watch-profile changes sent, and sessions that
+     * ended and began again (each is two transitions). */
+    uint64_t dm_sent, dm_received, watch_sent, sessions_ended, sessions_begun;
+    uint64_t hist_dm[LG_BUCKETS];
+    /* Presence: per offline transition of a churning user, the time to
+     * its last delivery to any watcher (written when the user's next
+     * change replaces it). */
+    uint64_t hist_last[LG_BUCKETS];
+    /* Scale: the deliveries of online transitions alone (hist has both
+     * directions): an online one includes the returning tab's handshake. */
+    uint64_t hist_online[LG_BUCKETS];
     int ramp_done; /* every main connection attempted and settled */
     /* The phase this worker last acted on: written at the end of each tick,
      * so once it says PH_DRAIN the worker sends nothing more. */
@@ -84,11 +101,14 @@ struct lg_stats {
 
 struct lg_shared {
     volatile int phase;
-    /* Presence: per churning user, its last change in one word, so that a
+    /* Presence: per churning user (scale: per user), its last change in one word, so that a
      * reader never pairs one change's time with another's direction: the
      * CLOCK_MONOTONIC time in ns with the lowest bit replaced by 1 for
      * online, 0 for offline (0 altogether: no change yet). */
     uint64_t *change;
+    /* Presence: per churning user, the latest arrival (CLOCK_MONOTONIC ns)
+     * at any watcher of an event about its current change (atomic max). */
+    uint64_t *last_arrival;
     struct lg_stats w[LG_MAX_WORKERS];
 };
 
@@ -102,6 +122,14 @@ uint64_t lg_now_ns(void);
 
 /* The histogram bucket of a latency in microseconds. */
 unsigned lg_hist_index(uint64_t us);
+
+/* Scale mode's users: blocks of 6 connections hold 3 users with 1, 2 and 3
+ * tabs (2 on average), so conns must be a multiple of 6 and users are
+ * conns/2. The user index (from 0) of connection g, and the first
+ * connection and tab count of user index u. */
+long lg_scale_user_of(long g);
+long lg_scale_first_conn(long u);
+int lg_scale_tabs(long u);
 
 /* A worker's life: holds main connections [lo, hi) and churning users
  * [clo, chi) until the phase is PH_STOP. Returns the exit status. */

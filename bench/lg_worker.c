@@ -54,11 +54,12 @@ enum conn_state { CS_NONE, CS_CONNECTING, CS_UPGRADING, CS_EIO_OPEN, CS_SIO_CONN
 struct conn {
     struct bufferevent *bev; /* owned; NULL when not connected */
     struct ws_parser parser;
-    long gidx;     /* global index: main connections 0..conns-1, churners after */
-    int64_t user;  /* user id of this connection */
-    uint8_t state; /* enum conn_state */
-    bool churn;    /* presence: a user that comes and goes */
-    char key[25];  /* Sec-WebSocket-Key sent */
+    long gidx;        /* global index: main connections 0..conns-1, churners after */
+    int64_t user;     /* user id of this connection */
+    uint8_t state;    /* enum conn_state */
+    bool churn;       /* presence: a user that comes and goes */
+    int64_t watching; /* scale: the user whose profile this one watches, 0 none */
+    char key[25];     /* Sec-WebSocket-Key sent */
 };
 
 struct worker {
@@ -81,6 +82,18 @@ struct worker {
     size_t secret_len;
     char *pad; /* message padding */
     uint32_t mask_state;
+    /* Scale: this worker's users [ulo, ulo + nusers) (indexes from 0), which
+     * are away (a byte each), the away ones in the order they come back
+     * (a ring of nusers), and the DMs and watch changes done. */
+    long ulo, nusers;
+    uint8_t *away; /* owned */
+    struct away_entry {
+        long u;
+        uint64_t back_ns;
+    } * back; /* owned */
+    long back_head, back_len;
+    uint64_t dm_done, watch_done;
+    uint64_t rng;
 };
 
 static struct worker W;
@@ -139,7 +152,10 @@ static void on_ready(struct conn *c)
 {
     W.inflight--;
     c->state = CS_READY;
-    if (c->churn) {
+    if (lg_opt.mode == LG_SCALE && lg_shm->phase >= PH_MEASURE) {
+        W.st->churn_handshakes++; /* a session beginning again, not the ramp */
+        W.st->held++;
+    } else if (c->churn) {
         W.st->churn_handshakes++;
     } else {
         W.st->handshakes++;
@@ -197,6 +213,15 @@ static void on_message(struct conn *c, const char *s, size_t len)
         for (p++; p < end && *p >= '0' && *p <= '9'; p++)
             from = from * 10 + (*p - '0');
     }
+    if (lg_opt.mode == LG_SCALE) {
+        /* Scale: only DMs carry the mark; they have their own histogram. */
+        W.st->received--;
+        W.st->dm_received++;
+        uint64_t now = lg_now_ns();
+        if (lg_shm->phase >= PH_MEASURE && ns <= now)
+            W.st->hist_dm[lg_hist_index((now - ns) / 1000)]++;
+        return;
+    }
     if (lg_shm->phase >= PH_MEASURE)
         record_latency(ns);
     /* Saturation: a worker's probe connection paces that worker's senders. */
@@ -213,19 +238,40 @@ static void on_status(struct conn *c, const char *s, size_t len)
     W.st->status_seen++;
     if (c->churn)
         return; /* only the watchers are timed */
-    if (lg_opt.mode != LG_PRESENCE || !json_int_after(s, len, "\"userId\":", &user))
+    if ((lg_opt.mode != LG_PRESENCE && lg_opt.mode != LG_SCALE) ||
+        !json_int_after(s, len, "\"userId\":", &user))
         return;
-    long base = (long)(lg_opt.first_user + (lg_opt.conns + lg_opt.tabs - 1) / lg_opt.tabs);
-    long i = (long)user - base;
-    if (i < 0 || i >= lg_opt.churn_users)
-        return;
+    long i;
+    if (lg_opt.mode == LG_SCALE) {
+        /* Every user may come and go; only the changes a worker made during
+         * the run are in the table (the ramp's are not timed). */
+        i = (long)(user - lg_opt.first_user);
+        if (i < 0 || i >= lg_opt.conns / 2)
+            return;
+    } else {
+        long base = (long)(lg_opt.first_user + (lg_opt.conns + lg_opt.tabs - 1) / lg_opt.tabs);
+        i = (long)user - base;
+        if (i < 0 || i >= lg_opt.churn_users)
+            return;
+    }
     bool online = memmem(s, len, "\"online\"", 8) != NULL;
     uint64_t t = __atomic_load_n(&lg_shm->change[i], __ATOMIC_ACQUIRE);
     if (t == 0 || online != (bool)(t & 1))
         return; /* an event about an older change */
     W.st->received++;
-    if (lg_shm->phase >= PH_MEASURE)
+    if (lg_shm->phase >= PH_MEASURE) {
         record_latency(t);
+        uint64_t now = lg_now_ns();
+        if (lg_opt.mode == LG_SCALE && online && now >= t)
+            W.st->hist_online[lg_hist_index((now - t) / 1000)]++;
+    }
+    if (lg_opt.mode == LG_PRESENCE) {
+        uint64_t now = lg_now_ns(),
+                 seen = __atomic_load_n(&lg_shm->last_arrival[i], __ATOMIC_RELAXED);
+        while (seen < now && !__atomic_compare_exchange_n(&lg_shm->last_arrival[i], &seen, now,
+                                                          true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
 }
 
 static void on_error_event(struct conn *c, const char *s, size_t len)
@@ -568,6 +614,12 @@ static void churn_one(void)
         return;
     struct conn *c = &W.conns[W.n_main + (long)(W.rr++ % W.n_churn)];
     long i = W.churn_lo + (c - W.conns - W.n_main);
+    /* The change this one replaces: an offline one's time to its last
+     * delivery is final now (a late event about it no longer matches). */
+    uint64_t prev = __atomic_load_n(&lg_shm->change[i], __ATOMIC_ACQUIRE);
+    uint64_t last = __atomic_exchange_n(&lg_shm->last_arrival[i], 0, __ATOMIC_ACQ_REL);
+    if (prev && !(prev & 1) && last > prev && lg_shm->phase == PH_MEASURE)
+        W.st->hist_last[lg_hist_index((last - prev) / 1000)]++;
     /* Online is timed from connect(): the server may announce the user
      * before the handshake's last packet reaches us, never before that. */
     if (c->state == CS_READY) {
@@ -578,6 +630,132 @@ static void churn_one(void)
         __atomic_store_n(&lg_shm->change[i], lg_now_ns() | 1, __ATOMIC_RELEASE);
         conn_start(c);
         W.st->sent++;
+    }
+}
+
+/* ---- worker: scale (sessions that end and begin, DMs, profile watches) ---------- */
+
+static uint64_t scale_rand(void)
+{
+    W.rng = W.rng * 6364136223846793005ull + 1442695040888963407ull;
+    return W.rng >> 33;
+}
+
+/* A random connection of this worker that is ready, or NULL after a few
+ * misses (most are ready; the away ones are a small fraction). */
+static struct conn *scale_ready_conn(void)
+{
+    for (int tries = 0; tries < 8 && W.n_main > 0; tries++) {
+        struct conn *c = &W.conns[scale_rand() % (uint64_t)W.n_main];
+        if (c->state == CS_READY)
+            return c;
+    }
+    return NULL;
+}
+
+/* One session ends: a random user of this worker whose tabs are all ready
+ * closes them all (one offline transition, timed from here) and is queued
+ * to come back --offline seconds later. */
+static void scale_end_session(uint64_t now)
+{
+    for (int tries = 0; tries < 8 && W.nusers > 0 && W.back_len < W.nusers; tries++) {
+        long u = W.ulo + (long)(scale_rand() % (uint64_t)W.nusers);
+        if (W.away[u - W.ulo])
+            continue;
+        long first = lg_scale_first_conn(u) - W.conns[0].gidx;
+        int tabs = lg_scale_tabs(u);
+        bool ready = true;
+        for (int t = 0; t < tabs; t++)
+            ready = ready && W.conns[first + t].state == CS_READY;
+        if (!ready)
+            continue;
+        __atomic_store_n(&lg_shm->change[u], now & ~(uint64_t)1, __ATOMIC_RELEASE);
+        for (int t = 0; t < tabs; t++)
+            conn_drop(&W.conns[first + t]);
+        W.away[u - W.ulo] = 1;
+        W.back[(W.back_head + W.back_len++) % W.nusers] =
+            (struct away_entry){u, now + (uint64_t)(lg_opt.offline * 1e9)};
+        W.st->sessions_ended++;
+        W.st->sent++;
+        return;
+    }
+}
+
+/* The users whose time away is over open all their tabs again (the online
+ * transition is timed from the first connect()). */
+static void scale_return(uint64_t now)
+{
+    while (W.back_len > 0 && W.back[W.back_head].back_ns <= now) {
+        long u = W.back[W.back_head].u;
+        W.back_head = (W.back_head + 1) % W.nusers;
+        W.back_len--;
+        W.away[u - W.ulo] = 0;
+        long first = lg_scale_first_conn(u) - W.conns[0].gidx;
+        __atomic_store_n(&lg_shm->change[u], lg_now_ns() | 1, __ATOMIC_RELEASE);
+        for (int t = 0; t < lg_scale_tabs(u); t++)
+            conn_start(&W.conns[first + t]);
+        W.st->sessions_begun++;
+        W.st->sent++;
+    }
+}
+
+/* A DM from a random ready tab to the next user on the ring (a friend). */
+static void scale_dm(void)
+{
+    char buf[512];
+    struct conn *c = scale_ready_conn();
+    if (!c)
+        return;
+    long u = (long)(c->user - lg_opt.first_user);
+    int64_t to = lg_opt.first_user + (u + 1) % (lg_opt.conns / 2);
+    size_t n = chat_text(buf, sizeof(buf), to);
+    if (n == 0)
+        return;
+    send_text(c, buf, n);
+    W.st->dm_sent++;
+}
+
+/* A random ready tab stops watching the profile it watched and watches a
+ * user half the ring away (not a friend): that user's transitions then
+ * reach it too, as a watcher's. */
+static void scale_watch(void)
+{
+    char buf[128];
+    struct conn *c = scale_ready_conn();
+    if (!c)
+        return;
+    long users = lg_opt.conns / 2;
+    if (c->watching) {
+        int n = snprintf(buf, sizeof(buf), "{\"type\":\"unwatch-profile\",\"userId\":%" PRId64 "}",
+                         c->watching);
+        send_text(c, buf, (size_t)n);
+    }
+    long u = (long)(c->user - lg_opt.first_user);
+    c->watching = lg_opt.first_user + (u + users / 2 + (long)(scale_rand() % 64)) % users;
+    int n = snprintf(buf, sizeof(buf), "{\"type\":\"watch-profile\",\"userId\":%" PRId64 "}",
+                     c->watching);
+    send_text(c, buf, (size_t)n);
+    W.st->watch_sent++;
+}
+
+static void scale_tick(uint64_t now)
+{
+    double procs = lg_opt.procs, el = (double)(now - W.send_start_ns) / 1e9;
+    uint64_t due = (uint64_t)(lg_opt.rate / procs * el);
+    while (W.due_done < due) {
+        scale_end_session(now);
+        W.due_done++;
+    }
+    scale_return(now);
+    due = (uint64_t)(lg_opt.dm_rate / procs * el);
+    while (W.dm_done < due) {
+        scale_dm();
+        W.dm_done++;
+    }
+    due = (uint64_t)(lg_opt.watch_rate / procs * el);
+    while (W.watch_done < due) {
+        scale_watch();
+        W.watch_done++;
     }
 }
 
@@ -614,6 +792,8 @@ static void tick(int ph)
     try_connect();
     if (!W.st->ramp_done && W.next_connect >= W.n_main && W.inflight <= 0)
         W.st->ramp_done = 1;
+    if (lg_opt.mode == LG_SCALE && ph >= PH_DRAIN && W.back_len > 0)
+        scale_return(lg_now_ns()); /* everyone away comes back before the end */
     if (ph != PH_MEASURE || lg_opt.mode == LG_IDLE) {
         W.send_start_ns = 0;
         return;
@@ -622,6 +802,8 @@ static void tick(int ph)
     if (W.send_start_ns == 0) {
         W.send_start_ns = now;
         W.due_done = 0;
+        W.dm_done = 0;
+        W.watch_done = 0;
         W.rr = 0;
         if (lg_opt.mode == LG_BROADCAST && lg_opt.rate <= 0) {
             try_send();
@@ -630,6 +812,10 @@ static void tick(int ph)
     }
     if (lg_opt.mode == LG_BROADCAST && lg_opt.rate <= 0) {
         try_send(); /* in case the probe lost a message */
+        return;
+    }
+    if (lg_opt.mode == LG_SCALE) {
+        scale_tick(now);
         return;
     }
     double rate = lg_opt.rate / lg_opt.procs;
@@ -666,7 +852,18 @@ int lg_worker_main(int id, long lo, long hi, long clo, long chi)
     long users = (lg_opt.conns + lg_opt.tabs - 1) / lg_opt.tabs;
     for (long i = 0; i < W.n_main; i++) {
         W.conns[i].gidx = lo + i;
-        W.conns[i].user = lg_opt.first_user + (lo + i) / lg_opt.tabs;
+        W.conns[i].user = lg_opt.mode == LG_SCALE ? lg_opt.first_user + lg_scale_user_of(lo + i)
+                                                  : lg_opt.first_user + (lo + i) / lg_opt.tabs;
+    }
+    if (lg_opt.mode == LG_SCALE) {
+        /* Slices are whole blocks of 6 (loadgen.c), so whole users. */
+        W.ulo = lo / 2;
+        W.nusers = (hi - lo) / 2;
+        W.away = calloc((size_t)W.nusers + 1, 1);
+        W.back = calloc((size_t)W.nusers + 1, sizeof(*W.back));
+        W.rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + (uint64_t)id;
+        if (!W.away || !W.back)
+            return 1;
     }
     for (long j = 0; j < W.n_churn; j++) {
         struct conn *c = &W.conns[W.n_main + j];

@@ -48,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const mode_names[] = {"idle", "presence", "broadcast", "dm"};
+static const char *const mode_names[LG_MODES] = {"idle", "presence", "broadcast", "dm", "scale"};
 
 /* ---- histogram ---------------------------------------------------------------- */
 
@@ -191,7 +191,15 @@ static void totals(uint64_t *hist, uint64_t *count, struct lg_stats *sum)
         sum->sent += w->sent;
         sum->received += w->received;
         sum->lat_negative += w->lat_negative;
+        sum->dm_sent += w->dm_sent;
+        sum->dm_received += w->dm_received;
+        sum->watch_sent += w->watch_sent;
+        sum->sessions_ended += w->sessions_ended;
+        sum->sessions_begun += w->sessions_begun;
         for (unsigned b = 0; b < LG_BUCKETS; b++) {
+            sum->hist_dm[b] += w->hist_dm[b];
+            sum->hist_last[b] += w->hist_last[b];
+            sum->hist_online[b] += w->hist_online[b];
             hist[b] += w->hist[b];
             *count += w->hist[b];
         }
@@ -266,6 +274,45 @@ static bool ramp_finished(void)
         if (!lg_shm->w[i].ramp_done)
             return false;
     return true;
+}
+
+/* Scale: the ramp's announcements (in scope all, every user's first tab to
+ * every connection: O(conns^2)) may still be arriving after the settle
+ * period; the measurement starts once a whole second passes without a
+ * status event, or after SETTLE_QUIET_MAX_S more at most (then the backlog
+ * shows in the latencies). */
+#define SETTLE_QUIET_MAX_S 600
+static double settle_extra_s;
+
+static uint64_t status_total(void)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < lg_opt.procs; i++)
+        n += __atomic_load_n(&lg_shm->w[i].status_seen, __ATOMIC_RELAXED);
+    return n;
+}
+
+static void settle_quiet(uint64_t t0, struct snapshot *prev)
+{
+    uint64_t start = lg_now_ns(), mark = start, seen = status_total();
+    uint64_t next = start + 1000000000u;
+    while (!interrupted) {
+        uint64_t now = lg_now_ns(), n = status_total();
+        if (n != seen) {
+            seen = n;
+            mark = now;
+        } else if (now - mark >= 1000000000u) {
+            break;
+        }
+        if (now - start >= (uint64_t)SETTLE_QUIET_MAX_S * 1000000000u)
+            break;
+        if (now >= next) {
+            progress((double)(now - t0) / 1e9, "quiet?", prev);
+            next += 1000000000u;
+        }
+        usleep(20000);
+    }
+    settle_extra_s = (double)(lg_now_ns() - start) / 1e9;
 }
 
 static void json_proc_block(FILE *f, const char *key, const struct snapshot *a,
@@ -353,6 +400,42 @@ static void write_json(const struct snapshot *s0, const struct snapshot *s_ramp,
             " \"loadgen_max_util_measure\": %.3f,\n",
             sum_cpu(s_meas->gen, s_end->gen, lg_opt.procs), max_util(s0, s_ramp),
             max_util(s_meas, s_end));
+    if (lg_opt.mode == LG_PRESENCE) {
+        uint64_t n = 0;
+        for (unsigned b = 0; b < LG_BUCKETS; b++)
+            n += sum.hist_last[b];
+        fprintf(f,
+                "  \"offline_last_us\": {\"count\": %" PRIu64
+                ", \"p50\": %.1f, \"p90\": %.1f, \"max\": %.1f},\n",
+                n, hist_percentile(sum.hist_last, n, 50), hist_percentile(sum.hist_last, n, 90),
+                hist_percentile(sum.hist_last, n, 100));
+    }
+    if (lg_opt.mode == LG_SCALE) {
+        uint64_t dm_count = 0, on_count = 0;
+        for (unsigned b = 0; b < LG_BUCKETS; b++) {
+            dm_count += sum.hist_dm[b];
+            on_count += sum.hist_online[b];
+        }
+        fprintf(f,
+                "  \"online_latency_us\": {\"count\": %" PRIu64 ", \"p50\": %.1f, \"p99\": %.1f,"
+                " \"p999\": %.1f},\n",
+                on_count, hist_percentile(sum.hist_online, on_count, 50),
+                hist_percentile(sum.hist_online, on_count, 99),
+                hist_percentile(sum.hist_online, on_count, 99.9));
+        fprintf(f,
+                "  \"scale\": {\"users\": %ld, \"settle_extra_s\": %.2f, \"offline_s\": %g, "
+                "\"dm_rate\": %g,"
+                " \"watch_rate\": %g, \"sessions_ended\": %" PRIu64 ", \"sessions_begun\": %" PRIu64
+                ", \"dm_sent\": %" PRIu64 ", \"dm_received\": %" PRIu64 ", \"watch_sent\": %" PRIu64
+                ",\n    \"dm_latency_us\": {\"count\": %" PRIu64
+                ", \"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f}},\n",
+                lg_opt.conns / 2, settle_extra_s, lg_opt.offline, lg_opt.dm_rate, lg_opt.watch_rate,
+                sum.sessions_ended, sum.sessions_begun, sum.dm_sent, sum.dm_received,
+                sum.watch_sent, dm_count, hist_percentile(sum.hist_dm, dm_count, 50),
+                hist_percentile(sum.hist_dm, dm_count, 99),
+                hist_percentile(sum.hist_dm, dm_count, 99.9),
+                hist_percentile(sum.hist_dm, dm_count, 100));
+    }
     fprintf(f, "  \"rss_kb_before\": {");
     for (int i = 0; i < lg_opt.npids; i++)
         fprintf(f, "%s\"%s\": %ld", i ? ", " : "", lg_opt.pids[i].name, s0->srv[i].rss_kb);
@@ -396,8 +479,14 @@ static const char usage[] =
     "             --burst N sends N messages back to back\n"
     "  dm         --conns/2 pairs of users (neighbours: different gateways) exchange\n"
     "             direct messages at --rate messages/s in all; latency and loss\n"
+    "  scale      --conns (a multiple of 6) connections of conns/2 users with 1, 2 or 3\n"
+    "             tabs (ids from --first-user, the friendship ring of `herald-admin\n"
+    "             friend bulk`); --rate sessions/s end (all of a user's tabs close)\n"
+    "             and begin again --offline s later; --dm-rate DMs/s to the next\n"
+    "             user on the ring, --watch-rate watch-profile changes/s; latency\n"
+    "             from each transition to every tab that hears it\n"
     "Options:\n"
-    "  --mode M            idle|presence|broadcast|dm (default idle)\n"
+    "  --mode M            idle|presence|broadcast|dm|scale (default idle)\n"
     "  --proto P           ws (raw /ws JSON) or sio (Socket.IO over WebSocket; default ws)\n"
     "  --host A            server address (default 127.0.0.1)\n"
     "  --ports P,P,...     server ports; connections are spread round robin (required)\n"
@@ -418,6 +507,9 @@ static const char usage[] =
     "  --senders N         broadcast senders per worker (default 4)\n"
     "  --window N          saturation: messages in flight per worker (default 32)\n"
     "  --msg-size N        bytes of chat text (default 64)\n"
+    "  --dm-rate R         scale: DMs/s in all (default 0)\n"
+    "  --watch-rate R      scale: watch-profile changes/s in all (default 0)\n"
+    "  --offline S         scale: seconds a user stays away (default 1)\n"
     "  --pid NAME=PID      a server process to measure (CPU time, RSS); repeatable\n"
     "  --label L           name in the progress lines and the JSON (default herald)\n"
     "  --json FILE         write the summary there (default: stdout)\n"
@@ -476,6 +568,9 @@ static const struct lg_num_opt lg_num_opts[] = {
     LG_NUM("senders", senders, 'l', 1, 1000000),
     LG_NUM("window", window, 'l', 1, 1000000),
     LG_NUM("msg-size", msg_size, 'l', 0, 1000),
+    LG_NUM("dm-rate", dm_rate, 'd', 0, 0),
+    LG_NUM("watch-rate", watch_rate, 'd', 0, 0),
+    LG_NUM("offline", offline, 'd', 0, 0),
 };
 #define LG_NUM_COUNT (sizeof(lg_num_opts) / sizeof(lg_num_opts[0]))
 /* getopt_long's value for row i of lg_num_opts (past every single char). */
@@ -517,10 +612,10 @@ static bool set_other_opt(int ch, char *arg)
 {
     switch (ch) {
     case 'm':
-        for (lg_opt.mode = 0; lg_opt.mode < 4 && strcmp(arg, mode_names[lg_opt.mode]);
+        for (lg_opt.mode = 0; lg_opt.mode < LG_MODES && strcmp(arg, mode_names[lg_opt.mode]);
              lg_opt.mode++)
             ;
-        if (lg_opt.mode == 4) {
+        if (lg_opt.mode == LG_MODES) {
             fprintf(stderr, "herald-loadgen: unknown --mode %s\n", arg);
             exit(2);
         }
@@ -576,6 +671,10 @@ static void check_args(int argc)
         fprintf(stderr, "herald-loadgen: dm pairs users, so --tabs must be 1\n");
         exit(2);
     }
+    if (lg_opt.mode == LG_SCALE && (lg_opt.conns % 6 != 0 || lg_opt.proto != LG_RAW)) {
+        fprintf(stderr, "herald-loadgen: scale needs --conns a multiple of 6 and --proto ws\n");
+        exit(2);
+    }
     if (lg_opt.mode == LG_PRESENCE && lg_opt.churn_users == 0)
         lg_opt.churn_users = 100;
     if (lg_opt.mode != LG_PRESENCE)
@@ -619,6 +718,7 @@ static void parse_args(int argc, char **argv)
         .senders = 4,
         .window = 32,
         .msg_size = 64,
+        .offline = 1,
         .label = "herald",
         .secret = getenv("HERALD_JWT_SECRET"),
     };
@@ -637,13 +737,15 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
-    size_t size = sizeof(struct lg_shared) + (size_t)lg_opt.churn_users * sizeof(uint64_t);
+    long changes = lg_opt.mode == LG_SCALE ? lg_opt.conns / 2 : lg_opt.churn_users;
+    size_t size = sizeof(struct lg_shared) + 2 * (size_t)changes * sizeof(uint64_t);
     lg_shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (lg_shm == MAP_FAILED) {
         perror("mmap");
         return 1;
     }
     lg_shm->change = (uint64_t *)(lg_shm + 1);
+    lg_shm->last_arrival = lg_shm->change + changes;
     lg_shm->phase = PH_RAMP;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
@@ -671,6 +773,9 @@ int main(int argc, char **argv)
         if (lg_opt.mode == LG_DM) {
             lo &= ~1L;
             hi = i == lg_opt.procs - 1 ? lg_opt.conns : hi & ~1L;
+        } else if (lg_opt.mode == LG_SCALE) { /* whole blocks of 6: whole users */
+            lo = lg_opt.conns / 6 * i / lg_opt.procs * 6;
+            hi = lg_opt.conns / 6 * (i + 1) / lg_opt.procs * 6;
         }
         long clo = lg_opt.churn_users * i / lg_opt.procs,
              chi = lg_opt.churn_users * (i + 1) / lg_opt.procs;
@@ -693,6 +798,8 @@ int main(int argc, char **argv)
     snap(&s_ramp);
     lg_shm->phase = PH_SETTLE;
     wait_phase("settle", lg_opt.settle, NULL, t0, &prev);
+    if (lg_opt.mode == LG_SCALE)
+        settle_quiet(t0, &prev);
     snap(&s_meas);
     lg_shm->phase = PH_MEASURE;
     wait_phase("measure", lg_opt.duration, NULL, t0, &prev);

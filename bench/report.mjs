@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'webhook', 'store'];
+export const SCENARIOS = ['idle', 'presence', 'broadcast', 'dm', 'webhook', 'store', 'scale', 'floor'];
 const TARGET_KEYS = ['herald/ws', 'herald/sio', 'reference/sio'];
 const TARGET_NAMES = { 'herald/ws': 'Herald /ws', 'herald/sio': 'Herald Socket.IO', 'reference/sio': 'reference' };
 // Above this a load generator worker was busy most of the window: it may
@@ -58,7 +58,7 @@ export function derive(r) {
   };
   d.cores = lg.measure_s > 0 ? d.cpu.total / lg.measure_s : 0;
   const held = lg.held || 0;
-  if (r.scenario === 'idle') {
+  if (r.scenario === 'idle' || r.scenario === 'scale') {
     const before = lg.rss_kb_before || {};
     const after = lg.rss_kb_held || {};
     const fronts = Object.keys(after).filter(isFront);
@@ -74,7 +74,7 @@ export function derive(r) {
     const frontRamp = sum(Object.entries(lg.cpu_ramp_s || {}).filter(([n]) => isFront(n)).map(([, v]) => v));
     d.hsPerCore = frontRamp > 0 ? (lg.handshakes || 0) / frontRamp : 0;
     d.serverRampCpu = lg.server_cpu_ramp_s || 0;
-  } else if (r.scenario === 'presence') {
+  } else if (r.scenario === 'presence' || r.scenario === 'floor') {
     d.offered = (r.rate || 0) * (r.conns || 0);
     d.perChange = lg.sent > 0 ? lg.received_after_drain / lg.sent : 0;
     // Every watcher should see every change. Events still undelivered at
@@ -535,7 +535,121 @@ ${runs.length ? sessionNote(results, 'webhook') : ''}` +
   return s;
 }
 
-const SECTION = { idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection,
+// Scale, scope all: whether the servers kept up with the offered load, i.e.
+// every transition of the measurement reached every connection by the end
+// of the drain period (at least 99 % of transitions × connections held),
+// with every connection held and no error. A throughput test, not a latency
+// one: on a shared machine the latencies move with the other load, the
+// backlog does not stay. In scope related the listeners of a transition
+// are not known to the load generator, so there is no such count (null).
+export function scaleKeptUp(r) {
+  if (!r?.ok) return false;
+  if (r.scope !== 'all') return null;
+  const d = derive(r);
+  const lg = r.lg;
+  const expected = (lg.sent || 0) * (lg.held || 0);
+  return d.errors === 0 && lg.held === r.conns && expected > 0 && lg.received_after_drain >= 0.99 * expected;
+}
+
+function scaleSection(results) {
+  const gs = groups(results, 'scale');
+  if (!gs.length) return '';
+  const rows = gs.map((g) => {
+    const r = g.by['herald/ws'];
+    if (!r) return null;
+    const d = derive(r);
+    const lg = r.lg || {};
+    const sc = lg.scale || {};
+    const cpu = lg.cpu_measure_s || {};
+    const front = Object.keys(cpu).filter(isFront).length;
+    const dm = sc.dm_latency_us || {};
+    return [num(r.conns), r.scope, `${r.servers} + ${lg.workers ?? '?'}`, r.ok ? num(lg.held) : DASH, num(d.errors),
+      r.ok ? `**${sig(d.userKB)}**` : DASH, r.ok ? sig(d.frontKB) : DASH, r.ok && d.brokerKB !== null ? sig(d.brokerKB) : DASH,
+      r.ok ? sig(d.redisKB) : DASH, r.ok ? sig(d.kernelKB) : DASH,
+      r.ok ? num(sc.sessions_ended) : DASH, r.ok ? big(lg.recv_rate) : DASH,
+      r.ok ? sig(d.p50) : DASH, r.ok ? `**${sig(d.p99)}**` : DASH, r.ok ? sig(d.p999) : DASH,
+      r.ok && dm.count ? `${sig(dm.p50 / 1000)} / ${sig(dm.p99 / 1000)}` : DASH,
+      r.ok ? `${num(d.cores, 2)} (gw ${num(d.cpu.front / (lg.measure_s || 1), 2)}, broker ${num((d.cpu.broker ?? 0) / (lg.measure_s || 1), 2)}, Redis ${num(d.cpu.redis / (lg.measure_s || 1), 2)})` : DASH,
+      r.ok && lg.ramp_s ? `${num(lg.ramp_s, 1)} s` : DASH,
+      (() => { const k = scaleKeptUp(r); if (k === null) return DASH; const lg2 = r.lg || {};
+        const pct = lg2.sent && lg2.held ? ` (${num((100 * lg2.received_after_drain) / (lg2.sent * lg2.held), 1)} %)` : '';
+        return `${k ? 'yes' : 'no'}${pct}`; })(), util(d), noise(d)];
+  }).filter(Boolean);
+  let s = `### Scale\n\n${sessionNote(results, 'scale')}` +
+    'Herald /ws only. conns/2 users, a third each with 1, 2 and 3 tabs, spread round robin over the gateways ' +
+    '(at most 19 000 connections each: the 20 000-descriptor limit) from 250 loopback source addresses; every user ' +
+    'has ~50 friends (a ring, `herald-admin friend bulk`). In the measurement, sessions end at conns ÷ 2 400 per ' +
+    'second (20-minute sessions: conns ÷ 1 200 reconnects/s, a user\'s tabs together), each user coming back ' +
+    'a few seconds later; DMs to a friend and watch-profile changes at about 1 per second per 1 000 connections each. ' +
+    '*Presence latency*: from a transition (the last tab\'s close, or the first tab\'s connect()) to each tab ' +
+    'that hears it (the user\'s friends\' tabs and its profile watchers in scope related; every connection in ' +
+    'scope all), in ms; *deliveries/s* counts those status events. Memory: RSS growth of all server processes ' +
+    'from before the ramp to after the settle period ÷ connections held (user space; per gateway, broker and ' +
+    'Redis beside it); kernel: TCP buffers and socket objects of both loopback ends (/proc/net/sockstat, and ' +
+    '/proc/slabinfo when readable). CPU: cores used by the server processes in the measurement. *Kept up* (scope ' +
+    'all): every connection held, no error, and by the end of the drain period at least 99 % of transitions × ' +
+    'connections delivered (the share in brackets): the servers kept pace with the load, whatever the latency. ' +
+    'Processes: gateways + load-generator workers.\n\n';
+  s += table(['conns', 'scope', 'processes', 'held', 'errors', 'user space KiB/conn', 'per gateway KiB/conn',
+    'broker KiB/conn', 'Redis KiB/conn', 'kernel KiB/conn', 'sessions ended', 'presence deliveries/s', 'p50 ms',
+    'p99 ms', 'p999 ms', 'DM p50 / p99 ms', 'server CPU cores', 'ramp', 'kept up', 'loadgen util', 'machine noise'], rows);
+  return s + failedNote(gs.flatMap((g) => Object.values(g.by)));
+}
+
+// The floor: herald-floor-probe's medians beside the Herald runs of the same N.
+export function floorRows(results) {
+  const probe = results.floor_probe?.ok ? results.floor_probe.runs : [];
+  const rows = [];
+  for (const r of results.runs.filter((x) => x.scenario === 'floor' && x.ok)) {
+    const k = probe.find((p) => p.conns === r.conns);
+    const d = derive(r);
+    const lg = r.lg;
+    const gwCpu = lg.cpu_measure_s?.gw1 ?? 0;
+    const deliveries = lg.received || 0;
+    // The median over the offline transitions of the time to their last
+    // delivery (no handshake in it, unlike an online one's); the largest
+    // latency of any delivery when the run predates that count.
+    const last = lg.offline_last_us?.count ? lg.offline_last_us : null;
+    const lastMs = last ? last.p50 / 1000 : d.max;
+    rows.push({
+      conns: r.conns, kernel: k || null, transitions: lg.sent, deliveries, timed: last ? last.count : null,
+      lastMs, lastMax: last ? last.max / 1000 : d.max, p50: d.p50,
+      gwUs: deliveries ? (gwCpu * 1e6) / deliveries : null,
+      serverUs: deliveries ? (d.cpu.total * 1e6) / deliveries : null,
+      timeRatio: k && k.last_ms > 0 ? lastMs / k.last_ms : null,
+      cpuRatio: k && deliveries ? ((gwCpu * 1e6) / deliveries) / k.send_cpu_us : null,
+      noise: d.noise,
+    });
+  }
+  return rows;
+}
+
+function floorSection(results) {
+  const rows = floorRows(results);
+  if (!rows.length && !results.floor_probe) return '';
+  let s = `### Latency against the floor\n\n${sessionNote(results, 'floor')}` +
+    '*Kernel*: herald-floor-probe, one process send()ing 16 bytes to each of N accepted loopback TCP connections ' +
+    'in a loop, another reading them through epoll; the medians of its rounds: CPU-µs per send (on loopback that ' +
+    'includes the receiving side\'s TCP processing) and the time from the first send to the last arrival. ' +
+    '*Herald*: one gateway (scope all) holding N connections of the load generator while one user goes offline ' +
+    'and online about twice a second; for each offline transition, the time from the close of the user\'s ' +
+    'connection to the last of its N deliveries: the median over the transitions (the worst in brackets; online ' +
+    'transitions include the user\'s handshake and are left out). *Delivery p50*: of every delivery, both ' +
+    'directions. CPU per delivery: the gateway\'s (all servers\' in brackets) over the status events delivered. ' +
+    'Ratio: Herald ÷ kernel.\n\n';
+  if (results.floor_probe && !results.floor_probe.ok) s += `The probe failed: ${results.floor_probe.error}\n\n`;
+  s += table(['conns', 'kernel CPU-µs per send', 'kernel: last arrival ms', 'transitions (offline timed)', 'deliveries',
+    'Herald: to the last delivery ms (worst)', 'delivery p50 ms', 'gateway CPU-µs per delivery (all servers)', 'time ratio',
+    'CPU ratio', 'machine noise'], rows.map((x) => [num(x.conns), x.kernel ? sig(x.kernel.send_cpu_us) : DASH,
+    x.kernel ? sig(x.kernel.last_ms) : DASH, `${num(x.transitions)} (${x.timed ?? DASH})`, num(x.deliveries),
+    `${sig(x.lastMs)} (${sig(x.lastMax)})`, sig(x.p50),
+    x.gwUs === null ? DASH : `${sig(x.gwUs)} (${sig(x.serverUs)})`,
+    x.timeRatio === null ? DASH : `**${x.timeRatio.toFixed(2)}×**`, x.cpuRatio === null ? DASH : `${x.cpuRatio.toFixed(2)}×`,
+    x.noise === null ? DASH : `${x.noise.toFixed(2)}${x.noise > NOISE_FLAG ? ' ⚠' : ''}`]));
+  return s + failedNote(results.runs.filter((r) => r.scenario === 'floor'));
+}
+
+const SECTION = { floor: floorSection, scale: scaleSection, idle: idleSection, presence: presenceSection, broadcast: broadcastSection, dm: dmSection,
   webhook: webhookSection, store: storeSection };
 
 // The tables of the given scenarios, as Markdown (what scripts/bench-* print).
@@ -631,6 +745,32 @@ function targetRows(results) {
       rows.push([`presence p99 vs the reference at ${where}`, '≥ 5× better',
         ...heralds.map((k) => { const r = g.by[k]; if (!r?.ok) return 'not measured'; const d = derive(r); return `${latRatio(dr, d, 'p99')} ${ok(dr.p99 / d.p99 >= 5 && !d.p99Censored)}`; }), DASH]);
     }
+  }
+  // Scale (issue 18): the largest scope-related run, the largest scope-all
+  // run that kept up, and the floor ratios.
+  const scale = results.runs.filter((r) => r.scenario === 'scale' && !r.skipped);
+  const related = scale.filter((r) => r.scope === 'related').sort((a, b) => a.conns - b.conns);
+  const bigR = related[related.length - 1];
+  if (bigR) {
+    const d = derive(bigR);
+    const held = bigR.lg?.held ?? 0;
+    rows.push([`connections held, scope related (${num(bigR.conns)} tried)`, '100 000, 0 errors',
+      bigR.ok ? `${num(held)}, ${num(d.errors)} errors ${ok(held >= 100000 && d.errors === 0)}` : `failed: ${bigR.error}`, DASH, DASH]);
+    rows.push([`presence p99, scope related, ${num(bigR.conns)} conns (transition to each related tab)`, '≤ 50 ms',
+      bigR.ok ? `${sig(d.p99)} ms (p50 ${sig(d.p50)}, p999 ${sig(d.p999)}) ${ok(d.p99 <= 50 && d.latCount > 0)}` : DASH, DASH, DASH]);
+  }
+  const alls = scale.filter((r) => r.scope === 'all').sort((a, b) => a.conns - b.conns);
+  if (alls.length) {
+    const kept = alls.filter(scaleKeptUp);
+    const best = kept[kept.length - 1];
+    const tried = alls.map((r) => num(r.conns)).join(', ');
+    rows.push([`scope all: largest size that keeps up (every transition to every connection by the end of the drain, 0 errors; tried ${tried})`, 'measured',
+      best ? `${num(best.conns)} (p99 ${sig(derive(best).p99)} ms)` : 'none of those tried', DASH, DASH]);
+  }
+  for (const f of floorRows(results)) {
+    if (f.timeRatio === null) continue;
+    rows.push([`fan-out to ${num(f.conns)} connections vs the kernel floor (time to the last delivery)`, '≤ 1.2×',
+      `${f.timeRatio.toFixed(2)}× ${ok(f.timeRatio <= 1.2)} (CPU per delivery ${f.cpuRatio.toFixed(2)}×)`, DASH, DASH]);
   }
   // Stored DMs: herald-store-bench, the median of the runs at 64 per
   // transaction (a broker under load reads batches of that order).
@@ -917,7 +1057,7 @@ ${machineSection(m)}
 
 ## Targets
 
-The targets of issue 7, checked against this run (ratios are within the run).
+The targets of issue 7 (and issue 18's scale targets), checked against this run (ratios are within the run).
 
 ${table(['target', 'required', TARGET_NAMES['herald/ws'], TARGET_NAMES['herald/sio'], 'reference'], targets)}
 
@@ -933,6 +1073,8 @@ ${methodSection(results)}
   out.push(`${dmSection(results)}${plot('dm-latency.png')}`);
   out.push(webhookSection(results));
   out.push(storeSection(results));
+  out.push(scaleSection(results));
+  out.push(floorSection(results));
   out.push(`${NOTES_OPEN}\n${notes}\n${NOTES_CLOSE}\n`);
   return out.filter(Boolean).join('\n\n');
 }

@@ -215,9 +215,11 @@ class BenchStack {
 }
 
 // Herald: redis-server, `herald-admin init` and `user bulk lg USERS`, the
-// broker and `servers` gateways, all with heraldBenchEnv(). Resolves when
-// every gateway answers /healthz 200 (which needs the broker alive).
-export async function startHerald({ servers = 2, users = 0, logDir, bin = BIN, secret = SECRET, env = {} } = {}) {
+// broker and `servers` gateways, all with heraldBenchEnv(). `friends` (K > 0)
+// puts the users on a friendship ring, ~K friends each (`herald-admin friend
+// bulk`). Resolves when every gateway answers /healthz 200 (which needs the
+// broker alive).
+export async function startHerald({ servers = 2, users = 0, friends = 0, logDir, bin = BIN, secret = SECRET, env = {} } = {}) {
   const s = new BenchStack('herald', { servers, logDir, bin, secret });
   try {
     await startRedis(s);
@@ -229,6 +231,7 @@ export async function startHerald({ servers = 2, users = 0, logDir, bin = BIN, s
     if (users > 0) {
       s.firstUser = Number(admin('user', 'bulk', 'lg', String(users)).split('\n').pop());
       if (!(s.firstUser > 0)) throw new Error('herald-admin user bulk printed no first id');
+      if (friends > 0) s.friendPairs = Number(admin('friend', 'bulk', String(s.firstUser), String(users), String(friends)));
     }
     const common = { ...heraldBenchEnv(secret, bin), HERALD_REDIS_URL: s.redisUrl, HERALD_DB: db,
       HERALD_WEB_ROOT: path.join(ROOT, 'web'), ...env };

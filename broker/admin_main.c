@@ -7,9 +7,9 @@
  *   herald-admin user bulk PREFIX COUNT           COUNT users PREFIX<id>, prints the first id
  *   herald-admin user del NAME
  *   herald-admin friend add NAME NAME
- *   herald-admin stats set NAME WINS LOSSES
- *   herald-admin token NAME [--ttl S]             prints a signed token
- *   herald-admin demo                             demo users and friendships
+ *   herald-admin friend bulk FIRST COUNT K        ring of COUNT users from id FIRST, ~K friends
+ * each herald-admin stats set NAME WINS LOSSES herald-admin token NAME [--ttl S]             prints
+ * a signed token herald-admin demo                             demo users and friendships
  *   herald-admin [--redis-url U] status           the live picture from Redis
  */
 #include "bk.h"
@@ -56,6 +56,9 @@ static const char admin_usage[] =
     "                                print the first id (the others follow it)\n"
     "  user del NAME                 delete a user (friendships and stats go too)\n"
     "  friend add NAME NAME          make two users friends\n"
+    "  friend bulk FIRST COUNT K     users FIRST..FIRST+COUNT-1 on a ring, each befriended\n"
+    "                                with its K/2 neighbours either side (benchmarks);\n"
+    "                                prints the pairs added\n"
     "  stats set NAME WINS LOSSES    set a user's game stats\n"
     "  token NAME [--ttl SECONDS]    print an access token (default ttl 3600)\n"
     "  demo                          add demo users (alice, bob, carol, dave, erin)\n"
@@ -252,6 +255,18 @@ static int run(struct bk_store *s, const struct admin_config *cfg, int argc, cha
         if (bk_store_friend_add(s, argv[2], argv[3]) != 0)
             return die(s->err, NULL);
         printf("%s and %s are friends\n", argv[2], argv[3]);
+        return 0;
+    }
+    if (strcmp(c1, "friend") == 0 && strcmp(c2, "bulk") == 0 && argc == 5) {
+        char *e1, *e2, *e3;
+        long long first = strtoll(argv[2], &e1, 10), n = strtoll(argv[3], &e2, 10);
+        long k = strtol(argv[4], &e3, 10);
+        if (*e1 || *e2 || *e3 || e1 == argv[2] || e2 == argv[3] || e3 == argv[4] || k > 100000)
+            return die("usage", "friend bulk FIRST COUNT K");
+        int64_t added = bk_store_friends_add_ring(s, first, n, (int)k);
+        if (added < 0)
+            return die(s->err, NULL);
+        printf("%lld\n", (long long)added);
         return 0;
     }
     if (strcmp(c1, "stats") == 0 && strcmp(c2, "set") == 0 && argc == 5) {

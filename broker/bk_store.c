@@ -656,6 +656,52 @@ int bk_store_friend_add(struct bk_store *s, const char *a, const char *b)
     return tx_commit(s) != 0 ? rollback(s) : 0;
 }
 
+int64_t bk_store_friends_add_ring(struct bk_store *s, int64_t first, int64_t count, int k)
+{
+    if (count < 3 || count > 10000000 || k < 2 || first < 1) {
+        snprintf(s->err, sizeof(s->err), "need first >= 1, count 3..10000000 and k >= 2");
+        return -1;
+    }
+    int half = k / 2;
+    if (half > (count - 1) / 2)
+        half = (int)((count - 1) / 2); /* past that the ring would wrap onto itself */
+    if (tx_begin(s) != 0)
+        return -1;
+    int64_t present = -1;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM users WHERE id >= ? AND id < ?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, first);
+        sqlite3_bind_int64(st, 2, first + count);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            present = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (present != count) {
+        if (present >= 0)
+            snprintf(s->err, sizeof(s->err), "users %lld..%lld: only %lld exist", (long long)first,
+                     (long long)(first + count - 1), (long long)present);
+        else
+            fail(s, "count users");
+        return rollback(s);
+    }
+    /* One statement for the whole graph: user i and i+d (mod count) for
+     * d = 1..half, stored both ways; 100 000 users with 50 friends each
+     * (5 million rows) take seconds instead of 2.5 million transactions.
+     * The changes count only the rows inserted, both directions. */
+    int added = run(s,
+                    "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq"
+                    " WHERE n + 1 < ?),"
+                    " dist(d) AS (SELECT 1 UNION ALL SELECT d + 1 FROM dist WHERE d + 1 <= ?),"
+                    " pairs(a, b) AS (SELECT ? + n, ? + (n + d) % ? FROM seq, dist)"
+                    " INSERT OR IGNORE INTO friendships(user_id, friend_id)"
+                    " SELECT a, b FROM pairs UNION ALL SELECT b, a FROM pairs",
+                    "iiiii", count, (int64_t)half, first, first, count);
+    if (added < 0 || tx_commit(s) != 0)
+        return rollback(s);
+    return added / 2;
+}
+
 int bk_store_user_put(struct bk_store *s, int64_t id, const char *username, bool avatar_set,
                       const char *avatar, struct bk_user_row *before)
 {

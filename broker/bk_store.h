@@ -141,6 +141,16 @@ int bk_store_user_update(struct bk_store *s, int64_t id, const char *username, c
 /* Makes a and b friends (both directions). 0, or -1 (unknown user...). */
 int bk_store_friend_add(struct bk_store *s, const char *a, const char *b);
 /*
+ * Benchmarks' social graph, in one transaction: users first..first+count-1
+ * (which must all exist) on a ring, each befriended with its k/2 nearest
+ * neighbours on either side, so each has 2*(k/2) friends (k rounded down to
+ * even; fewer only when count <= k). Friendships already there are kept.
+ * Returns the number of friendship pairs added (each stored in both
+ * directions), or -1 with s->err set (nothing added: a missing user, k < 2,
+ * count < 3 or past 10 000 000).
+ */
+int64_t bk_store_friends_add_ring(struct bk_store *s, int64_t first, int64_t count, int k);
+/*
  * Provisioning by the application backend (PROTOCOL.md §6a): creates user
  * id, or sets its username and avatar. avatar_set false keeps the avatar
  * (a new user has none); true sets it to avatar, NULL clearing it. before

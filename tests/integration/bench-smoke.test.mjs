@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN } from '../../bench/stack.mjs';
-import { planRuns, runOnce, runWebhookThroughput, TARGETS } from '../../bench/bench.mjs';
+import { planRuns, runFloorProbe, runOnce, runWebhookThroughput, TARGETS } from '../../bench/bench.mjs';
 import { machineInfo, writeReport } from '../../bench/report.mjs';
 
 const OUT = process.env.HERALD_TEST_OUT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../out');
@@ -27,6 +27,15 @@ const SMOKE = {
   broadcast: { recipients: 100, tabs: 10, senders: 2, rates: [], window: 4, bursty: { rate: 20, burst: 5 } },
   dm: { conns: 100, rate: 100 },
 };
+// The scale scenario (Herald /ws only): 600 connections of 300 users with
+// 10 friends each, in scope related, then 300 in scope all; sessions end
+// fast (0.5-minute sessions: 10 a second) so that a 2-second measurement
+// sees a few dozen, back after 0.3 s. The floor probe at 100 connections.
+const SCALE = {
+  time: { settle: 0.3, measure: 2, drain: 1 },
+  scale: { conns: [600], allConns: [300], friends: 10, sessionMin: 0.5, offline: 0.3, dmPer1k: 20, watchPer1k: 20 },
+};
+const FLOOR_CONNS = 100;
 // The webhook scenario: the dm load above, one round of its three series;
 // the sender alone drains WEBHOOK_N entries.
 const WEBHOOK = { rounds: 1 };
@@ -63,6 +72,17 @@ function checkRun(rec) {
       assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
       break;
     }
+    case 'scale': {
+      // Counts only: sessions ended and came back, transitions reached
+      // related tabs and were timed, DMs and watches went out.
+      const sc = lg.scale;
+      assert.ok(sc.sessions_ended > 0 && sc.sessions_begun > 0, `${what}: ${JSON.stringify(sc)}`);
+      assert.ok(lg.received > 0 && lg.latency_us.count > 0, `${what}: no presence delivery timed`);
+      assert.ok(sc.dm_sent > 0 && sc.dm_received > 0 && sc.dm_latency_us.count > 0, `${what}: DMs ${JSON.stringify(sc)}`);
+      assert.ok(sc.watch_sent > 0, `${what}: no watch-profile sent`);
+      assert.equal(sc.users, rec.conns / 2, `${what}: users`);
+      break;
+    }
     case 'webhook': {
       // The DM checks below, and the webhook counters: counts, no timings.
       const wm = rec.webhook_metrics;
@@ -81,6 +101,7 @@ function checkRun(rec) {
     }
     // falls through
     case 'dm':
+
       assert.ok(lg.sent > 0, `${what}: nothing sent`);
       assert.equal(lg.received_after_drain, lg.sent, `${what}: DMs sent and received (loss)`);
       assert.ok(lg.latency_us.count > 0, `${what}: no latency recorded`);
@@ -133,6 +154,25 @@ test('webhook scenario, tiny', { timeout: 120000 }, async (t) => {
   });
 });
 
+// Scale (Herald /ws, scopes related and all) and the floor probe, while the
+// other scenarios run.
+test('scale scenario and floor probe, tiny', { timeout: 120000 }, async (t) => {
+  const runs = planRuns(SCALE, { only: ['scale'] });
+  assert.deepEqual(runs.map((r) => `${r.target}/${r.proto} ${r.scope} ${r.conns}`),
+    ['herald/ws related 600', 'herald/ws all 300']);
+  for (const run of runs) {
+    const logDir = path.join(OUT, 'bench-smoke', `scale-${run.scope}`);
+    const rec = await runOnce(run, { logDir, quiet: true, session: 'smoke' });
+    records.push(rec);
+    checkRun(rec);
+  }
+  await t.test('herald-floor-probe reaches every connection', () => {
+    const [r] = runFloorProbe({ conns: [FLOOR_CONNS], rounds: 2 });
+    assert.equal(r.conns, FLOOR_CONNS);
+    assert.ok(r.send_cpu_us > 0 && r.last_ms > 0, JSON.stringify(r));
+  });
+});
+
 test('report.mjs renders the tables and plots, and keeps the notes', { timeout: 60000 }, async () => {
   // Runs after the scenario tests (node:test runs top-level tests in order).
   assert.ok(records.length > 0, 'no runs to report');
@@ -145,7 +185,7 @@ test('report.mjs renders the tables and plots, and keeps the notes', { timeout: 
     const { plots } = await writeReport(results, report, path.join(dir, 'bench/results.json'));
     const md = fs.readFileSync(report, 'utf8');
     for (const h of ['## Machine', '## Targets', '## Method', '### Idle connections', '### Presence',
-      '### Broadcast (live chat)', '### Direct messages', '### Webhook', '#### The sender alone']) {
+      '### Broadcast (live chat)', '### Direct messages', '### Webhook', '#### The sender alone', '### Scale']) {
       assert.ok(md.includes(h), `report lacks ${h}`);
     }
     for (const name of ['Herald /ws', 'Herald Socket.IO', 'reference']) {

@@ -813,6 +813,38 @@ static void test_bulk(void)
     tmp_remove(path);
 }
 
+/* The benchmarks' friendship ring: each user gets k/2 neighbours either
+ * side, both directions, in one go; a range with a missing user adds
+ * nothing; running it again adds nothing new. */
+static void test_friends_ring(void)
+{
+    char path[64];
+    tmp_path(path, sizeof(path));
+    struct bk_store s;
+    CHECK_INT(bk_store_open(&s, path, true), 0);
+    CHECK_INT(bk_store_users_add_bulk(&s, "lg", 100), 1);
+    CHECK_INT(bk_store_friend_add(&s, "lg1", "lg2"), 0);
+    /* 100 users, 10 friends each: 500 pairs, one of them there already. */
+    CHECK_INT(bk_store_friends_add_ring(&s, 1, 100, 10), 499);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM friendships"), 1000);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM friendships WHERE user_id = 1"), 10);
+    CHECK_INT(sql_int(s.db, "SELECT count(DISTINCT user_id) FROM friendships"), 100);
+    /* Neighbours across the wrap: 1 with 96..100 and 2..6. */
+    CHECK_INT(bk_store_are_friends(&s, 1, 96), 1);
+    CHECK_INT(bk_store_are_friends(&s, 1, 6), 1);
+    CHECK_INT(bk_store_are_friends(&s, 1, 7), 0);
+    CHECK_INT(bk_store_are_friends(&s, 100, 5), 1);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM friendships WHERE user_id = friend_id"), 0);
+    CHECK_INT(bk_store_friends_add_ring(&s, 1, 100, 10), 0);
+    /* Odd k rounds down; a tiny ring never pairs a user with itself. */
+    CHECK_INT(bk_store_friends_add_ring(&s, 1, 3, 9), 0);
+    CHECK_INT(bk_store_friends_add_ring(&s, 1, 100, 1), -1);
+    CHECK_INT(bk_store_friends_add_ring(&s, 50, 100, 10), -1);
+    CHECK_INT(sql_int(s.db, "SELECT count(*) FROM friendships"), 1000);
+    bk_store_close(&s);
+    tmp_remove(path);
+}
+
 /* ---- the background checkpointer ------------------------------------------------- */
 
 /* Size of path's -wal file in bytes, -1 when there is none. */
@@ -1007,6 +1039,7 @@ int main(void)
     test_migration_v1();
     test_dms();
     test_bulk();
+    test_friends_ring();
     test_checkpoint_off_the_writer();
     test_checkpoint_restart_and_gate();
     test_checkpoint_refusals();
