@@ -401,8 +401,12 @@ static size_t sess_cap(const struct gw_eio *e, const struct gw_sess *s, uint8_t 
 /* Applies the session's cap to a WebSocket carrying it (close 1009 above). */
 static void ws_apply_cap(const struct gw_eio *e, const struct gw_sess *s, struct gw_conn *c)
 {
-    if (c)
-        c->wsp.max_msg = sess_cap(e, s, &c->msg_limit);
+    if (!c)
+        return;
+    size_t cap = sess_cap(e, s, &c->msg_limit);
+    /* --max-payload is bounded far below this by the config table. */
+    HERALD_ASSERT(cap <= WS_MAX_MSG_CAP);
+    c->wsp.max_msg = (uint32_t)cap;
 }
 
 void gw_eio_trust(struct gw_sess *s)

@@ -51,7 +51,6 @@ static void conn_free(struct gw_conn *c)
         n->h.on_closed(n, c);
     if (c->ev_flags)
         event_del(&c->ev);
-    TAILQ_REMOVE(&n->conns, c, link);
     RB_REMOVE(gw_conn_tree, &n->by_id, c);
     HERALD_ASSERT(n->nconns > 0);
     n->nconns--;
@@ -99,7 +98,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         malloc_trim(0);
     }
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &n->conns, link)
+    GW_NET_FOREACH(c, n)
     {
         if (c->flags & GW_CONN_DEAD)
             continue;
@@ -191,7 +190,6 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         c->out_tail = &c->out_head;
         c->last_seen_ms = gw_now_ms();
         c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
-        TAILQ_INSERT_TAIL(&n->conns, c, link);
         RB_INSERT(gw_conn_tree, &n->by_id, c);
         n->nconns++;
         n->n_accepted++;
@@ -205,6 +203,16 @@ struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id)
     key.id = id;
     struct gw_conn *c = RB_FIND(gw_conn_tree, &n->by_id, &key);
     return c && !(c->flags & GW_CONN_DEAD) ? c : NULL;
+}
+
+struct gw_conn *gw_net_first(struct gw_net *n)
+{
+    return RB_MIN(gw_conn_tree, &n->by_id);
+}
+
+struct gw_conn *gw_net_next(struct gw_conn *c)
+{
+    return RB_NEXT(gw_conn_tree, &c->net->by_id, c);
 }
 
 bool gw_net_id_used(struct gw_net *n, uint64_t id)
@@ -269,7 +277,6 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
     n->lim = *lim;
     n->h = *h;
     n->listen_fd = -1;
-    TAILQ_INIT(&n->conns);
     RB_INIT(&n->by_id);
     gw_ip_init(&n->ips, lim->conns_per_ip, lim->conn_rate_per_ip);
     gw_ip_set_chat(&n->ips, lim->chat_rate_per_ip, lim->chat_burst_per_ip);
@@ -327,7 +334,7 @@ void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason)
         n->listen_fd = -1;
     }
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &n->conns, link)
+    GW_NET_FOREACH(c, n)
     {
         if (c->flags & GW_CONN_WS)
             gw_conn_close(c, code, reason);
@@ -338,9 +345,8 @@ void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason)
 
 void gw_net_free(struct gw_net *n)
 {
-    struct gw_conn *c, *tmp;
-    TAILQ_FOREACH_SAFE(c, &n->conns, link, tmp)
-    {
+    struct gw_conn *c;
+    while ((c = RB_MIN(gw_conn_tree, &n->by_id)) != NULL) {
         c->flags |= GW_CONN_DEAD;
         conn_free(c);
     }

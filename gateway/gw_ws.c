@@ -148,7 +148,7 @@ void gw_ws_upgrade(struct gw *g, struct gw_conn *c, const struct http_request *r
 void gw_ws_announce_all(struct gw *g)
 {
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         /* One that is closing is not announced: its close follows. */
         if (gw_ws_is_client(c) && !(c->flags & (GW_CONN_DEAD | GW_CONN_CLOSE_SENT)) &&
@@ -160,7 +160,7 @@ void gw_ws_announce_all(struct gw *g)
 void gw_ws_mark_old(struct gw *g)
 {
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     if (gw_ws_is_client(c))
         c->flags |= GW_CONN_OLD_REG;
 }
@@ -169,7 +169,7 @@ size_t gw_ws_close_old(struct gw *g, uint16_t code, const char *reason)
 {
     size_t n = 0;
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         if (gw_ws_is_client(c) && (c->flags & GW_CONN_OLD_REG) &&
             !(c->flags & GW_CONN_CLOSE_SENT)) {
@@ -401,7 +401,7 @@ size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only)
     size_t n = 0;
     struct gw_conn *c;
     /* Encoded once above; every recipient queues a reference. */
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         if (!gw_ws_is_client(c) || (c->flags & GW_CONN_DEAD))
             continue;
