@@ -97,7 +97,7 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     struct gw_sess *s;
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
-        if (s->poll)
+        if (s->pl && s->pl->poll)
             parked++;
     }
     struct evbuffer *o = evbuffer_new();
