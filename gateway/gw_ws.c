@@ -19,12 +19,16 @@
 #include <string.h>
 
 /* c->app of a /ws connection. */
+/* One per /ws client: 24 bytes, a 32-byte glibc chunk (GW_WS_CLIENT_MAX_SIZE). */
 struct gw_ws_client {
     struct gw_token_life life; /* who, and until when */
-    bool open_sent;            /* the broker was told about it */
-    bool goodbye;              /* closed by us on purpose: it will not come back */
     uint32_t token;            /* its recovery token (gw_recover.h), 0: none */
+    bool open_sent : 1;        /* the broker was told about it */
+    bool goodbye : 1;          /* closed by us on purpose: it will not come back */
 };
+#define GW_WS_CLIENT_MAX_SIZE 24
+_Static_assert(sizeof(void *) != 8 || sizeof(struct gw_ws_client) <= GW_WS_CLIENT_MAX_SIZE,
+               "struct gw_ws_client grew past its glibc chunk: see GW_WS_CLIENT_MAX_SIZE");
 
 bool gw_ws_is_client(const struct gw_conn *c)
 {
