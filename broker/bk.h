@@ -131,9 +131,8 @@ struct evhttp;
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
-    char *id; /* owned */
-    LIST_HEAD(, bk_conn) conns;
-    size_t nconns;
+    char *id;        /* owned */
+    size_t nconns;   /* its connections (in b->conns with gw == this) */
     int64_t seen_ms; /* last entry, registration or Redis reconnect (lease grace) */
     /* Reaped while it had sessions that may come back: kept (fenced, not
      * in herald:gateways) only so that their events still reach its
@@ -168,7 +167,9 @@ struct bk_conn {
     struct bk_gw *gw; /* borrowed */
     uint64_t id;
     struct bk_user *user; /* borrowed; NULL for a guest */
-    LIST_ENTRY(bk_conn) gw_link;
+    /* No per-gateway list: one connection costs 16 bytes less (issue 18's
+     * memory target), and what walks a gateway's connections (its reap,
+     * its sync, a Redis reload) is rare enough to walk b->conns. */
     LIST_ENTRY(bk_conn) user_link;
     LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in (bk_rooms.c) */
     uint16_t nrooms;              /* profile rooms: at most max_rooms (4096) */

@@ -199,7 +199,6 @@ static void apply_fenced(struct bk *b, const struct ev_entry *e)
     memcpy(name, e->gw, e->gw_len);
     name[e->gw_len] = '\0';
     struct bk_gw gw = {.id = name};
-    LIST_INIT(&gw.conns);
     if (ev_is(e->type, e->type_len, "msg"))
         on_msg_unregistered(b, &gw, e);
     else if (ev_is(e->type, e->type_len, "req"))
