@@ -118,17 +118,18 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         }
         /* Engine.IO connections have their own heartbeat (gw_eio). */
         if ((c->flags & (GW_CONN_WS | GW_CONN_LINGER | GW_CONN_OWN_PING)) == GW_CONN_WS) {
-            if (now - c->last_seen_ms >= n->lim.ping_timeout_ms) {
+            uint32_t silent = gw_conn_elapsed_ms(now, c->last_seen_ms);
+            if (silent >= n->lim.ping_timeout_ms) {
                 log_info("conn %llu: no sign of life for %ld ms, dropping",
-                         (unsigned long long)c->id, (long)(now - c->last_seen_ms));
+                         (unsigned long long)c->id, (long)silent);
                 gw_conn_abort(c, "ping timeout");
                 continue;
             }
-            if (now - c->last_ping_ms >= n->lim.ping_interval_ms &&
+            if (gw_conn_elapsed_ms(now, c->last_ping_ms) >= n->lim.ping_interval_ms &&
                 !(c->flags & GW_CONN_CLOSE_SENT)) {
                 static const uint8_t ping[2] = {0x89, 0x00};
                 gw_conn_send(c, ping, sizeof(ping));
-                c->last_ping_ms = now;
+                c->last_ping_ms = (uint32_t)now;
             }
         }
         if (n->h.on_tick)
@@ -188,8 +189,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         c->fd = fd;
         c->id = ++n->next_id;
         c->out_tail = &c->out_head;
-        c->last_seen_ms = gw_now_ms();
-        c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
+        int64_t now = gw_now_ms();
+        c->last_seen_ms = (uint32_t)now;
+        c->deadline_ms = now + n->lim.header_timeout_ms;
         RB_INSERT(gw_conn_tree, &n->by_id, c);
         n->nconns++;
         n->n_accepted++;

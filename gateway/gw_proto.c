@@ -102,7 +102,7 @@ void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char
     c->flags |= GW_CONN_WS;
     c->flags &= ~(unsigned)GW_CONN_BUSY;
     c->deadline_ms = 0;
-    c->last_seen_ms = c->last_ping_ms = gw_now_ms();
+    c->last_seen_ms = c->last_ping_ms = (uint32_t)gw_now_ms();
     ws_parser_init(&c->wsp, true, c->net->lim.max_msg);
     c->msg_limit = GW_LIMIT_MESSAGE;
     gw_conn_update_events(c);
@@ -382,7 +382,8 @@ void gw_conn_read(struct gw_conn *c)
             gw_conn_abort(c, strerror(errno));
         return;
     }
-    c->last_seen_ms = gw_now_ms();
+    int64_t now = gw_now_ms();
+    c->last_seen_ms = (uint32_t)now;
     size_t len = (size_t)r, need = 0;
     uint8_t *base = buf;
     if (c->rbuf) {
@@ -403,7 +404,7 @@ void gw_conn_read(struct gw_conn *c)
      * (else one quick request would buy a slowloris a minute). */
     if (!held && c->rbuf && (c->flags & GW_CONN_SERVED) &&
         !(c->flags & (GW_CONN_WS | GW_CONN_BUSY | GW_CONN_FINISH | GW_CONN_LINGER)))
-        c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
+        c->deadline_ms = now + n->lim.header_timeout_ms;
 }
 
 /* Called when the application answered an asynchronous request: input that
