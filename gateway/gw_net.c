@@ -69,15 +69,9 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while (n->dead) {
         struct gw_conn *c = n->dead;
-        n->dead = c->next_dead;
-        /* It may still sit on the flush list: unlink it there first. */
-        if (c->flags & GW_CONN_DIRTY) {
-            for (struct gw_conn **pp = &n->dirty; *pp; pp = &(*pp)->next_dirty)
-                if (*pp == c) {
-                    *pp = c->next_dirty;
-                    break;
-                }
-        }
+        n->dead = c->u.next_dead;
+        /* Never on the flush list too: gw_conn_mark_dead() took it off. */
+        HERALD_ASSERT(!(c->flags & GW_CONN_DIRTY));
         conn_free(c);
     }
 }
@@ -188,7 +182,6 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         c->net = n;
         c->fd = fd;
         c->id = ++n->next_id;
-        c->out_tail = &c->out_head;
         int64_t now = gw_now_ms();
         c->last_seen_ms = (uint32_t)now;
         c->deadline_ms = now + n->lim.header_timeout_ms;

@@ -129,25 +129,32 @@ struct gw_buf {
  * list.
  */
 struct gw_conn {
-    RB_ENTRY(gw_conn) node;     /* in net->by_id */
-    struct gw_net *net;         /* borrowed */
-    struct gw_conn *next_dirty; /* borrowed: next on the flush list */
-    struct gw_conn *next_dead;  /* borrowed: next on the reap list */
+    RB_ENTRY(gw_conn) node; /* in net->by_id */
+    struct gw_net *net;     /* borrowed */
+    /* borrowed: the next on the flush list (GW_CONN_DIRTY) or the reap list
+     * (GW_CONN_DEAD). Never both: marking a connection dead takes it off
+     * the flush list, and a dead one is never put back on it. */
+    union {
+        struct gw_conn *next_dirty;
+        struct gw_conn *next_dead;
+    } u;
     struct event ev;
-    uint64_t id;              /* unique in this gateway's lifetime and across restarts */
-    struct gw_buf *rbuf;      /* owned; NULL when no partial input is held */
-    struct gw_buf *msg;       /* owned; fragments of an open WebSocket message, or NULL */
-    struct gw_out *out_head;  /* owned queue */
-    struct gw_out **out_tail; /* borrowed: the last item's next (or &out_head) */
-    int64_t deadline_ms;      /* HTTP/linger: killed when passed (0: none) */
-    struct gw_sess *sess;     /* borrowed: Engine.IO session this carries, or NULL */
-    struct gw_ip *ip;         /* borrowed: its client address's entry (gw_ip) */
+    uint64_t id;         /* unique in this gateway's lifetime and across restarts */
+    struct gw_buf *rbuf; /* owned; NULL when no partial input is held */
+    struct gw_buf *msg;  /* owned; fragments of an open WebSocket message, or NULL */
+    /* owned: the output queue as a circular list, by its last item (whose
+     * next is the first; gw_conn_out_first()), NULL when empty: one pointer
+     * where a head and a tail pointer took two. */
+    struct gw_out *out_last;
+    struct gw_sess *sess; /* borrowed: Engine.IO session this carries, or NULL */
+    struct gw_ip *ip;     /* borrowed: its client address's entry (gw_ip) */
     /* The application's state for this connection, by one pointer, NULL on
      * most: this layer never reads it. Owned by the application, which
      * frees it in on_closed at the latest. The gateway keeps a /ws client
      * here once upgraded (gw_ws) and, on an HTTP connection, the request
      * waiting for the broker's answer (gw_routes). */
     void *app;
+    int64_t deadline_ms; /* HTTP/linger: killed when passed (0: none) */
     struct ws_parser wsp;
     int fd;
     uint32_t out_bytes;
@@ -161,9 +168,9 @@ struct gw_conn {
     uint8_t ev_flags;  /* EV_READ/EV_WRITE currently registered */
     uint8_t msg_limit; /* enum gw_limit that wsp.max_msg is, for /metrics */
 };
-/* 296 bytes is a 304-byte glibc chunk on x86-64; issue 18's memory target
+/* 280 bytes is a 288-byte glibc chunk on x86-64; issue 18's memory target
  * counts every byte of an idle connection, so growing this is a decision. */
-#define GW_CONN_MAX_SIZE 296
+#define GW_CONN_MAX_SIZE 280
 _Static_assert(sizeof(void *) != 8 || sizeof(struct gw_conn) <= GW_CONN_MAX_SIZE,
                "struct gw_conn grew past its glibc chunk: see GW_CONN_MAX_SIZE");
 _Static_assert(GW_CONN_OLD_REG <= UINT16_MAX, "GW_CONN_* flags must fit gw_conn.flags");
@@ -265,6 +272,12 @@ void gw_net_free(struct gw_net *n);
  * (HTTP connections waiting for an asynchronous answer are left to finish
  * it). */
 void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason);
+
+/* The first item of c's output queue, or NULL when it is empty. */
+static inline struct gw_out *gw_conn_out_first(const struct gw_conn *c)
+{
+    return c->out_last ? c->out_last->next : NULL;
+}
 
 /* Milliseconds of the monotonic clock (deadlines, rates; never wall time). */
 int64_t gw_now_ms(void);

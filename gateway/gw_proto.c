@@ -249,7 +249,7 @@ static size_t process_ws(struct gw_conn *c, uint8_t *buf, size_t len, size_t *ne
         switch (f.opcode) {
         case WS_OP_CLOSE:
             c->flags |= GW_CONN_CLOSE_RECV;
-            if ((c->flags & GW_CONN_CLOSE_SENT) && !c->out_head) {
+            if ((c->flags & GW_CONN_CLOSE_SENT) && !c->out_last) {
                 /* Our close was answered: the handshake is complete. */
                 gw_conn_mark_dead(c);
             } else if (c->flags & GW_CONN_CLOSE_SENT) {
