@@ -688,8 +688,8 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c)
 {
     char key[256], val[64];
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
-    snprintf(val, sizeof(val), "%lld:%c:%u", (long long)(c->user ? c->user->id : 0), c->kind,
-             (unsigned)c->token);
+    snprintf(val, sizeof(val), "%lld:%c:%u", (long long)(c->user ? c->user->id : 0),
+             bk_conn_kind(c), (unsigned)c->token);
     struct ev_args a;
     ev_args_init(&a);
     ev_args_adds(&a, "HSET");
@@ -723,7 +723,7 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
     c->gw = gw;
     c->id = id;
     c->user = u;
-    c->kind = kind;
+    c->sio = kind == 's';
     c->token = token;
     LIST_INIT(&c->rooms);
     RB_INSERT(bk_conn_tree, &b->conns, c);
@@ -761,7 +761,7 @@ static void detached_forget(struct bk *b, struct bk_conn *c)
     TAILQ_REMOVE(&b->detached_order, d, order);
     free(d);
     b->ndetached--;
-    c->flags &= (uint8_t)~BK_CONN_DETACHED;
+    c->flags = 0; /* BK_CONN_DETACHED cleared: its only flag (bk.h) */
 }
 
 /* Removes a detached connection for good: it left presence when it was
@@ -986,7 +986,7 @@ void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
             detached_remove(b, c);
             c = NULL;
         }
-        if (c && (c->user ? c->user->id : 0) == e->user && c->kind == kind) {
+        if (c && (c->user ? c->user->id : 0) == e->user && bk_conn_kind(c) == kind) {
             session_move(b, c, gw, e);
             return;
         }
