@@ -131,9 +131,8 @@ struct evhttp;
 
 struct bk_gw {
     RB_ENTRY(bk_gw) node;
-    char *id; /* owned */
-    LIST_HEAD(, bk_conn) conns;
-    size_t nconns;
+    char *id;        /* owned */
+    size_t nconns;   /* its connections (in b->conns with gw == this) */
     int64_t seen_ms; /* last entry, registration or Redis reconnect (lease grace) */
     /* Reaped while it had sessions that may come back: kept (fenced, not
      * in herald:gateways) only so that their events still reach its
@@ -168,21 +167,36 @@ struct bk_conn {
     struct bk_gw *gw; /* borrowed */
     uint64_t id;
     struct bk_user *user; /* borrowed; NULL for a guest */
-    LIST_ENTRY(bk_conn) gw_link;
+    /* No per-gateway list: one connection costs 16 bytes less (issue 18's
+     * memory target), and what walks a gateway's connections (its reap,
+     * its sync, a Redis reload) is rare enough to walk b->conns. */
     LIST_ENTRY(bk_conn) user_link;
     LIST_HEAD(, bk_member) rooms; /* profile rooms this connection is in (bk_rooms.c) */
-    uint16_t nrooms;              /* profile rooms: at most max_rooms (4096) */
-    uint16_t npresence;           /* presence watches: at most max_presence_watch */
-    char kind;                    /* 'w' raw, 's' Socket.IO */
-    uint8_t flags;                /* BK_CONN_* */
-    /* The session's recovery token (the gateway's, in its pid); 0: none.
-     * Kept in what was padding: a connection costs no more memory. */
+    /* The session's recovery token (the gateway's, in its pid); 0: none. */
     uint32_t token;
+    /* Counts and flags in one word, so that a connection is 88 bytes, a
+     * 96-byte glibc chunk (BK_CONN_MAX_SIZE): the config table bounds both
+     * counts below their widths (asserted where they grow, bk_rooms.c). */
+    uint32_t nrooms : 13;    /* profile rooms: at most max_rooms (4096) */
+    uint32_t npresence : 17; /* presence watches: at most max_presence_watch (100000) */
+    uint32_t sio : 1;        /* a Socket.IO client (bk_conn_kind() 's'), else raw /ws ('w') */
+    uint32_t flags : 1;      /* BK_CONN_* */
 };
+#define BK_CONN_MAX_SIZE 88
+_Static_assert(sizeof(void *) != 8 || sizeof(struct bk_conn) <= BK_CONN_MAX_SIZE,
+               "struct bk_conn grew past its glibc chunk: see BK_CONN_MAX_SIZE");
+#define BK_CONN_NROOMS_MAX 8191u /* the widths of nrooms and npresence */
+#define BK_CONN_NPRESENCE_MAX 131071u
+/* The client kind as events and the herald:conns hash spell it. */
+static inline char bk_conn_kind(const struct bk_conn *c)
+{
+    return c->sio ? 's' : 'w';
+}
 /* Closed, may come back (PROTOCOL.md §4a): still in its user's and rooms'
  * lists, so what it would have been sent is written to its gateway's
  * stream, but no longer counted (presence) nor in Redis. */
 #define BK_CONN_DETACHED 0x01u
+_Static_assert(BK_CONN_DETACHED == 1u, "BK_CONN_* flags must fit bk_conn.flags (one bit)");
 
 /* A detached connection's place in the expiry order (bk_presence.c). */
 struct bk_detached {

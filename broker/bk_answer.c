@@ -28,7 +28,7 @@ void bk_refusal_count(struct bk *b, const char *word)
 /* A Socket.IO event that asked for a callback is answered through it. */
 static bool wants_ack(const struct bk_origin *o)
 {
-    return o->c->kind == 's' && o->e->has_req;
+    return o->c->sio && o->e->has_req;
 }
 
 void bk_answer_error(struct bk *b, const struct bk_origin *o, int status, const char *word,

@@ -294,7 +294,7 @@ void bk_chat_push_unread(struct bk *b, struct bk_user *u)
 static void answer_list(struct bk *b, const struct bk_origin *o, const char *event,
                         struct json_object *obj, const char *member)
 {
-    if (o->c && o->c->kind == 's') {
+    if (o->c && o->c->sio) {
         struct json_object *arr;
         if (json_object_object_get_ex(obj, member, &arr))
             bk_answer_json(b, o, arr);

@@ -115,7 +115,7 @@ static void route_call(struct bk *b, const struct route *r, const struct bk_orig
  * never dropped in silence. */
 static void on_msg_unregistered(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
 {
-    struct bk_conn c = {.gw = gw, .id = e->conn, .kind = e->has_req ? 's' : 'w'};
+    struct bk_conn c = {.gw = gw, .id = e->conn, .sio = e->has_req};
     struct bk_origin o = {.gw = gw, .e = e, .c = &c};
     bk_answer_error(b, &o, 503, "unavailable",
                     "this connection is not registered with the broker: reconnect");
@@ -199,7 +199,6 @@ static void apply_fenced(struct bk *b, const struct ev_entry *e)
     memcpy(name, e->gw, e->gw_len);
     name[e->gw_len] = '\0';
     struct bk_gw gw = {.id = name};
-    LIST_INIT(&gw.conns);
     if (ev_is(e->type, e->type_len, "msg"))
         on_msg_unregistered(b, &gw, e);
     else if (ev_is(e->type, e->type_len, "req"))

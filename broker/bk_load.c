@@ -142,9 +142,11 @@ void bk_load_resync(struct bk *b)
          * copy), so a broker that starts later loads exactly these. */
         bk_cmd_strs(b, 2, (const char *[]){"DEL", key});
         struct bk_conn *c;
-        LIST_FOREACH(c, &gw->conns, gw_link)
-        if (!(c->flags & BK_CONN_DETACHED))
-            bk_conn_persist(b, c);
+        RB_FOREACH(c, bk_conn_tree, &b->conns)
+        {
+            if (c->gw == gw && !(c->flags & BK_CONN_DETACHED))
+                bk_conn_persist(b, c);
+        }
     }
     bk_hooks_resync(b);
     bk_consumer_group_create(b);

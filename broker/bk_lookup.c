@@ -92,7 +92,7 @@ void bk_lookup_online_users(struct bk *b, const struct bk_origin *o, struct json
     }
     i64v_free(&related);
     len += (size_t)snprintf(buf + len, cap - len, "]}");
-    if (c->kind == 's') {
+    if (c->sio) {
         /* Socket.IO: callback(number[]) -> ack arguments [[ids]]. */
         if (o->e->has_req) {
             /* {"users":[...]} -> [[...]]: ':' at 8 and the final '}'. */

@@ -446,7 +446,6 @@ struct bk_gw *bk_gw_get(struct bk *b, const char *id, size_t len, bool persist)
         free(gw);
         return NULL;
     }
-    LIST_INIT(&gw->conns);
     gw->seen_ms = bk_now(b);
     RB_INSERT(bk_gw_tree, &b->gws, gw);
     if (persist)
@@ -469,9 +468,9 @@ static void gw_clear(struct bk *b, struct bk_gw *gw, bool detach)
     snprintf(wkey, sizeof(wkey), "%s%s", BK_WATCH_PREFIX, gw->id);
     bk_cmd_strs(b, 3, (const char *[]){"DEL", key, wkey});
     struct bk_conn *c, *next;
-    for (c = LIST_FIRST(&gw->conns); c; c = next) {
-        next = LIST_NEXT(c, gw_link);
-        if (c->flags & BK_CONN_DETACHED)
+    RB_FOREACH_SAFE(c, bk_conn_tree, &b->conns, next)
+    {
+        if (c->gw != gw || (c->flags & BK_CONN_DETACHED))
             continue;
         if (detach)
             bk_conn_detach(b, c, false);
@@ -689,8 +688,8 @@ void bk_conn_persist(struct bk *b, const struct bk_conn *c)
 {
     char key[256], val[64];
     snprintf(key, sizeof(key), "%s%s", BK_CONNS_PREFIX, c->gw->id);
-    snprintf(val, sizeof(val), "%lld:%c:%u", (long long)(c->user ? c->user->id : 0), c->kind,
-             (unsigned)c->token);
+    snprintf(val, sizeof(val), "%lld:%c:%u", (long long)(c->user ? c->user->id : 0),
+             bk_conn_kind(c), (unsigned)c->token);
     struct ev_args a;
     ev_args_init(&a);
     ev_args_adds(&a, "HSET");
@@ -724,11 +723,10 @@ struct bk_conn *bk_conn_add(struct bk *b, struct bk_gw *gw, uint64_t id, struct 
     c->gw = gw;
     c->id = id;
     c->user = u;
-    c->kind = kind;
+    c->sio = kind == 's';
     c->token = token;
     LIST_INIT(&c->rooms);
     RB_INSERT(bk_conn_tree, &b->conns, c);
-    LIST_INSERT_HEAD(&gw->conns, c, gw_link);
     gw->nconns++;
     if (persist)
         bk_conn_persist(b, c);
@@ -763,7 +761,7 @@ static void detached_forget(struct bk *b, struct bk_conn *c)
     TAILQ_REMOVE(&b->detached_order, d, order);
     free(d);
     b->ndetached--;
-    c->flags &= (uint8_t)~BK_CONN_DETACHED;
+    c->flags = 0; /* BK_CONN_DETACHED cleared: its only flag (bk.h) */
 }
 
 /* Removes a detached connection for good: it left presence when it was
@@ -775,7 +773,6 @@ static void detached_remove(struct bk *b, struct bk_conn *c)
     detached_forget(b, c);
     hooks_conn_closing(b, c, false);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
-    LIST_REMOVE(c, gw_link);
     HERALD_ASSERT(gw->ndetached > 0);
     gw->ndetached--;
     if (u)
@@ -798,7 +795,6 @@ void bk_conn_remove(struct bk *b, struct bk_conn *c, bool persist)
         conn_hdel(b, c);
     hooks_conn_closing(b, c, persist);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
-    LIST_REMOVE(c, gw_link);
     /* The counts decide presence: one that went below zero would keep a
      * user online (or offline) for ever. */
     HERALD_ASSERT(gw->nconns > 0);
@@ -949,7 +945,6 @@ static void session_move(struct bk *b, struct bk_conn *c, struct bk_gw *to,
     else
         conn_unpersist(b, c, true);
     RB_REMOVE(bk_conn_tree, &b->conns, c);
-    LIST_REMOVE(c, gw_link);
     if (was_detached) {
         HERALD_ASSERT(from->ndetached > 0);
         from->ndetached--;
@@ -959,7 +954,6 @@ static void session_move(struct bk *b, struct bk_conn *c, struct bk_gw *to,
     }
     c->gw = to;
     RB_INSERT(bk_conn_tree, &b->conns, c);
-    LIST_INSERT_HEAD(&to->conns, c, gw_link);
     to->nconns++;
     bk_conn_persist(b, c);
     hooks_conn_persist(b, c, true);
@@ -992,7 +986,7 @@ void bk_presence_open(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
             detached_remove(b, c);
             c = NULL;
         }
-        if (c && (c->user ? c->user->id : 0) == e->user && c->kind == kind) {
+        if (c && (c->user ? c->user->id : 0) == e->user && bk_conn_kind(c) == kind) {
             session_move(b, c, gw, e);
             return;
         }
@@ -1067,10 +1061,11 @@ void bk_presence_sync(struct bk *b, struct bk_gw *gw, const struct ev_entry *e)
     }
     qsort(ids, n, sizeof(*ids), u64_cmp);
     size_t gone = 0;
-    struct bk_conn *c = LIST_FIRST(&gw->conns), *next;
-    for (; c; c = next) {
-        next = LIST_NEXT(c, gw_link);
-        if (!(c->flags & BK_CONN_DETACHED) && !bsearch(&c->id, ids, n, sizeof(*ids), u64_cmp)) {
+    struct bk_conn *c, *next;
+    RB_FOREACH_SAFE(c, bk_conn_tree, &b->conns, next)
+    {
+        if (c->gw == gw && !(c->flags & BK_CONN_DETACHED) &&
+            !bsearch(&c->id, ids, n, sizeof(*ids), u64_cmp)) {
             /* A close we never read: whether it may come back is unknown,
              * so it may. */
             bk_conn_detach(b, c, true);

@@ -171,10 +171,24 @@ static struct bk_member *member_find(struct bk_conn *c, int64_t target, uint8_t 
     return NULL;
 }
 
-/* The counter of c's memberships of that kind. */
-static uint16_t *member_count(struct bk_conn *c, uint8_t kind)
+/* The number of c's memberships of that kind. */
+static unsigned member_count(const struct bk_conn *c, uint8_t kind)
 {
-    return kind == BK_WATCH_PRESENCE ? &c->npresence : &c->nrooms;
+    return kind == BK_WATCH_PRESENCE ? c->npresence : c->nrooms;
+}
+
+/* Counts one membership of that kind more (delta 1) or less (-1). The
+ * config table keeps the limits checked before a join within the
+ * bit-fields' widths; a count never goes below zero. */
+static void member_count_add(struct bk_conn *c, uint8_t kind, int delta)
+{
+    if (kind == BK_WATCH_PRESENCE) {
+        HERALD_ASSERT(delta > 0 ? c->npresence < BK_CONN_NPRESENCE_MAX : c->npresence > 0);
+        c->npresence = (uint32_t)((int)c->npresence + delta) & BK_CONN_NPRESENCE_MAX;
+    } else {
+        HERALD_ASSERT(delta > 0 ? c->nrooms < BK_CONN_NROOMS_MAX : c->nrooms > 0);
+        c->nrooms = (uint32_t)((int)c->nrooms + delta) & BK_CONN_NROOMS_MAX;
+    }
 }
 
 static void room_free_if_empty(struct bk *b, struct bk_room *room)
@@ -193,7 +207,7 @@ static int room_join(struct bk *b, struct bk_conn *c, int64_t target, uint8_t ki
 {
     if (member_find(c, target, kind))
         return 0;
-    if (*member_count(c, kind) >=
+    if (member_count(c, kind) >=
         (kind == BK_WATCH_PRESENCE ? b->cfg.max_presence_watch : b->cfg.max_rooms))
         return -1;
     struct bk_room *room = room_find(b, target);
@@ -216,7 +230,7 @@ static int room_join(struct bk *b, struct bk_conn *c, int64_t target, uint8_t ki
     m->kind = kind;
     LIST_INSERT_HEAD(&room->members, m, in_room);
     LIST_INSERT_HEAD(&c->rooms, m, in_conn);
-    (*member_count(c, kind))++;
+    member_count_add(c, kind, 1);
     if (persist)
         watch_write(b, true, c, target, kind);
     return 1;
@@ -227,7 +241,7 @@ static void member_free(struct bk *b, struct bk_member *m)
     struct bk_room *room = m->room;
     LIST_REMOVE(m, in_room);
     LIST_REMOVE(m, in_conn);
-    (*member_count(m->conn, m->kind))--;
+    member_count_add(m->conn, m->kind, -1);
     free(m);
     room_free_if_empty(b, room);
 }
@@ -408,7 +422,7 @@ void bk_rooms_watch(struct bk *b, const struct bk_origin *o, struct json_object 
         return;
     }
     /* Only a Socket.IO callback gets the snapshot: skip building it else. */
-    if (o->c->kind == 's' && o->e->has_req) {
+    if (o->c->sio && o->e->has_req) {
         const struct bk_user *viewer = o->c->user;
         bool full = viewer && (viewer->id == target ||
                                bk_store_are_friends(&b->store, viewer->id, target) == 1);
@@ -569,7 +583,7 @@ static void rooms_free(struct bk *b)
         while ((m = LIST_FIRST(&room->members)) != NULL) {
             LIST_REMOVE(m, in_room);
             LIST_REMOVE(m, in_conn);
-            (*member_count(m->conn, m->kind))--;
+            member_count_add(m->conn, m->kind, -1);
             free(m);
         }
         RB_REMOVE(bk_room_tree, &b->rooms.tree, room);

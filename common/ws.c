@@ -141,7 +141,7 @@ void ws_parser_init(struct ws_parser *p, bool server, size_t max_msg)
 {
     memset(p, 0, sizeof(*p));
     p->server = server;
-    p->max_msg = max_msg;
+    p->max_msg = max_msg > WS_MAX_MSG_CAP ? WS_MAX_MSG_CAP : (uint32_t)max_msg;
     p->utf8_state = UTF8_ACCEPT;
     p->err = WS_OK;
 }
@@ -149,7 +149,7 @@ void ws_parser_init(struct ws_parser *p, bool server, size_t max_msg)
 /* Records a stream error; every later ws_parse() returns it again. */
 static enum ws_status ws_fail(struct ws_parser *p, enum ws_status st)
 {
-    p->err = st;
+    p->err = (uint8_t)st;
     return st;
 }
 
@@ -240,8 +240,10 @@ static enum ws_status ws_peek_text(struct ws_parser *p, const uint8_t *payload, 
         }
         i += n;
     }
-    p->peek_len = i;
-    p->peek_state = st;
+    /* i <= have <= the frame's payload <= max_msg: fits 32 bits; a state
+     * fits a byte (utf8.h). */
+    p->peek_len = (uint32_t)i;
+    p->peek_state = (uint8_t)st;
     return st == UTF8_REJECT ? WS_ERR_UTF8 : WS_OK;
 }
 
@@ -251,7 +253,7 @@ enum ws_status ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, size_t *c
     *consumed = 0;
     *need = 0;
     if (p->err != WS_OK)
-        return p->err;
+        return (enum ws_status)p->err;
 
     /* Header, byte by byte as far as it has arrived (§5.2). */
     if (len < 1) {
@@ -375,8 +377,9 @@ enum ws_status ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, size_t *c
         p->utf8_state = UTF8_ACCEPT;
     } else {
         p->msg_opcode = msg_op;
-        p->msg_len = (op == WS_OP_CONT ? p->msg_len : 0) + f->len;
-        p->utf8_state = u8;
+        /* Checked against max_msg above, so it fits 32 bits. */
+        p->msg_len = (uint32_t)((op == WS_OP_CONT ? p->msg_len : 0) + f->len);
+        p->utf8_state = (uint8_t)u8;
     }
     *consumed = total;
     return WS_OK;

@@ -77,18 +77,28 @@ struct ws_frame {
     size_t close_reason_len;
 };
 
+/*
+ * One per connection, so packed (20 bytes): lengths are 32-bit because a
+ * message cap is at most 4 GiB - 1 (ws_parser_init() clamps a larger one; a
+ * message that big could not be buffered anyway), and the UTF-8 validator's
+ * states fit a byte (utf8.h: (remaining << 4) | range).
+ */
 struct ws_parser {
-    size_t max_msg;      /* cap on a whole message, bytes; frames over it fail early */
-    bool server;         /* true: peer is a client, frames must be masked */
-    uint8_t msg_opcode;  /* TEXT/BINARY while a fragmented message is open, else 0 */
-    size_t msg_len;      /* bytes of the open message so far */
-    uint32_t utf8_state; /* utf8_feed() state of the open text message */
-    size_t peek_len;     /* payload bytes of a half-received text frame already UTF-8 checked */
-    uint32_t peek_state; /* utf8_feed() state after those bytes */
-    enum ws_status err;  /* sticky: once in error, ws_parse returns it again */
+    uint32_t max_msg;   /* cap on a whole message, bytes; frames over it fail early */
+    uint32_t msg_len;   /* bytes of the open message so far (<= max_msg) */
+    uint32_t peek_len;  /* payload bytes of a half-received text frame already UTF-8 checked */
+    uint8_t utf8_state; /* utf8_feed() state of the open text message */
+    uint8_t peek_state; /* utf8_feed() state after those peek_len bytes */
+    uint8_t err;        /* enum ws_status; sticky: once in error, ws_parse returns it again */
+    uint8_t msg_opcode; /* TEXT/BINARY while a fragmented message is open, else 0 */
+    bool server;        /* true: peer is a client, frames must be masked */
 };
 
-/* server: true when parsing what a client sent. max_msg: message cap. */
+/* The largest message cap a parser holds (caps above it are clamped). */
+#define WS_MAX_MSG_CAP UINT32_MAX
+
+/* server: true when parsing what a client sent. max_msg: message cap
+ * (clamped to WS_MAX_MSG_CAP). */
 void ws_parser_init(struct ws_parser *p, bool server, size_t max_msg);
 
 /*

@@ -238,21 +238,37 @@ bool gw_auth_chat_allowed(struct gw_auth *a, const struct gw_conn *via)
 
 /* ---- token lifecycle -------------------------------------------------------- */
 
+/* exp in the 32 bits struct gw_token_life keeps (see there). */
+static uint32_t exp32(int64_t exp)
+{
+    return exp <= 0 ? 0 : exp >= (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)exp;
+}
+
+/* The low 32 bits of the time of the next check after now_ms. */
+static uint32_t next_check(const struct gw_auth *a, int64_t now_ms)
+{
+    /* The wrap-safe comparison in gw_token_life_check() needs the next
+     * check well within 2^31 ms (the config table caps it at an hour). */
+    HERALD_ASSERT(a->cfg.token_recheck_ms >= 0 && a->cfg.token_recheck_ms < (1L << 30));
+    return (uint32_t)(now_ms + a->cfg.token_recheck_ms);
+}
+
 void gw_token_life_start(const struct gw_auth *a, struct gw_token_life *l, int64_t user_id,
                          int64_t exp, int64_t now_ms)
 {
     l->user_id = user_id;
-    l->exp = exp;
-    l->next_check_ms = now_ms + a->cfg.token_recheck_ms;
+    l->exp = exp32(exp);
+    l->next_check_ms = next_check(a, now_ms);
 }
 
 enum gw_token_status gw_token_life_check(const struct gw_auth *a, struct gw_token_life *l,
                                          int64_t now_ms)
 {
-    if (!l->user_id || now_ms < l->next_check_ms)
+    /* now_ms < next check, wrap-safe (struct gw_token_life). */
+    if (!l->user_id || (int32_t)((uint32_t)now_ms - l->next_check_ms) < 0)
         return GW_TOKEN_OK;
-    l->next_check_ms = now_ms + a->cfg.token_recheck_ms;
-    return (int64_t)time(NULL) >= l->exp ? GW_TOKEN_EXPIRED : GW_TOKEN_OK;
+    l->next_check_ms = next_check(a, now_ms);
+    return (int64_t)time(NULL) >= (int64_t)l->exp ? GW_TOKEN_EXPIRED : GW_TOKEN_OK;
 }
 
 enum gw_token_status gw_token_life_refresh(struct gw_auth *a, struct gw_token_life *l,
@@ -269,6 +285,6 @@ enum gw_token_status gw_token_life_refresh(struct gw_auth *a, struct gw_token_li
     /* A refresh may extend a session, never switch who it belongs to. */
     if (!l->user_id || *uid != l->user_id)
         return GW_TOKEN_OTHER_USER;
-    l->exp = exp;
+    l->exp = exp32(exp);
     return GW_TOKEN_OK;
 }

@@ -133,10 +133,18 @@ enum gw_token_status {
 
 /* The token a connection is on. Embedded in the endpoint's per-connection
  * state; no pointers. */
+/*
+ * One per authenticated connection, so 16 bytes: exp is Unix seconds in 32
+ * bits (clamped: 0 for a past one, UINT32_MAX for one after 2106, which
+ * time() does not reach before then either), and the next check is the low
+ * 32 bits of gw_now_ms(), compared wrap-safe: it is never more than
+ * --token-recheck-ms (at most an hour) ahead, and the sweep checks every
+ * connection far more often than every 24 days.
+ */
 struct gw_token_life {
-    int64_t user_id;       /* 0: guest (never expires, cannot refresh) */
-    int64_t exp;           /* exp claim of the token in use (Unix seconds) */
-    int64_t next_check_ms; /* next expiry check (gw_now_ms() clock) */
+    int64_t user_id;        /* 0: guest (never expires, cannot refresh) */
+    uint32_t exp;           /* exp claim of the token in use (Unix seconds, clamped) */
+    uint32_t next_check_ms; /* next expiry check (gw_now_ms() clock, low 32 bits) */
 };
 
 /* Starts the lifecycle for user_id (0: guest) with a token expiring at exp:

@@ -116,7 +116,7 @@ void gw_conn_update_events(struct gw_conn *c)
     if (!(c->flags & GW_CONN_DEAD)) {
         if (!(c->flags & GW_CONN_BUSY))
             want |= EV_READ;
-        if (c->out_head)
+        if (c->out_last)
             want |= EV_WRITE;
     }
     if (want == c->ev_flags)
@@ -136,7 +136,17 @@ void gw_conn_mark_dead(struct gw_conn *c)
         return;
     c->flags |= GW_CONN_DEAD;
     gw_conn_update_events(c);
-    c->next_dead = c->net->dead;
+    /* Off the flush list first: the link is the same field (struct
+     * gw_conn), and a dead connection is never flushed. */
+    if (c->flags & GW_CONN_DIRTY) {
+        struct gw_conn **pp = &c->net->dirty;
+        while (*pp && *pp != c)
+            pp = &(*pp)->u.next_dirty;
+        HERALD_ASSERT(*pp == c); /* every DIRTY connection is on the list */
+        *pp = c->u.next_dirty;
+        c->flags &= ~(unsigned)GW_CONN_DIRTY;
+    }
+    c->u.next_dead = c->net->dead;
     c->net->dead = c;
     event_active(c->net->reap_ev, EV_TIMEOUT, 0);
 }
@@ -155,7 +165,7 @@ void gw_conn_mark_dirty(struct gw_conn *c)
     if (c->flags & (GW_CONN_DIRTY | GW_CONN_DEAD))
         return;
     c->flags |= GW_CONN_DIRTY;
-    c->next_dirty = c->net->dirty;
+    c->u.next_dirty = c->net->dirty;
     c->net->dirty = c;
     struct gw_net *n = c->net;
     if (n->flush_armed)
@@ -177,16 +187,20 @@ void gw_conn_mark_dirty(struct gw_conn *c)
  * megabytes of our own queue. */
 static void drop_unsent(struct gw_conn *c)
 {
-    struct gw_out *keep = c->out_head;
+    struct gw_out *keep = gw_conn_out_first(c);
     if (!keep)
         return;
     if (keep->off == 0) {
         gw_conn_free_queue(c);
         return;
     }
-    gw_out_list_free(keep->next);
-    keep->next = NULL;
-    c->out_tail = &keep->next;
+    if (keep != c->out_last) {
+        struct gw_out *rest = keep->next;
+        c->out_last->next = NULL; /* open the circle behind the rest */
+        gw_out_list_free(rest);
+    }
+    keep->next = keep;
+    c->out_last = keep;
     c->out_bytes = keep->buf->len - keep->off;
 }
 
@@ -216,10 +230,21 @@ void gw_conn_send_shared(struct gw_conn *c, struct gw_shared *s)
         c->deadline_ms = gw_now_ms() + c->net->lim.close_timeout_ms;
         return;
     }
-    if (gw_out_append(&c->out_tail, s) != 0) {
+    struct gw_out *o = malloc(sizeof(*o));
+    if (!o) {
         gw_conn_mark_dead(c);
         return;
     }
+    s->refs++;
+    o->buf = s;
+    o->off = 0;
+    if (c->out_last) {
+        o->next = c->out_last->next;
+        c->out_last->next = o;
+    } else {
+        o->next = o;
+    }
+    c->out_last = o;
     c->out_bytes += s->len;
     c->net->n_frames_out++;
     gw_conn_mark_dirty(c);
@@ -270,9 +295,12 @@ void gw_out_list_free(struct gw_out *o)
 
 void gw_conn_free_queue(struct gw_conn *c)
 {
-    gw_out_list_free(c->out_head);
-    c->out_head = NULL;
-    c->out_tail = &c->out_head;
+    if (c->out_last) {
+        struct gw_out *first = c->out_last->next;
+        c->out_last->next = NULL; /* open the circle */
+        gw_out_list_free(first);
+    }
+    c->out_last = NULL;
     c->out_bytes = 0;
 }
 
@@ -291,12 +319,15 @@ static void start_linger(struct gw_conn *c)
 /* Writes as much of the queue as the socket takes. */
 void gw_conn_flush(struct gw_conn *c)
 {
-    while (c->out_head && !(c->flags & GW_CONN_DEAD)) {
+    while (c->out_last && !(c->flags & GW_CONN_DEAD)) {
         struct iovec iov[GW_WRITEV_MAX];
         int n = 0;
-        for (struct gw_out *o = c->out_head; o && n < GW_WRITEV_MAX; o = o->next, n++) {
+        for (struct gw_out *o = c->out_last->next; n < GW_WRITEV_MAX; o = o->next) {
             iov[n].iov_base = o->buf->data + o->off;
             iov[n].iov_len = o->buf->len - o->off;
+            n++;
+            if (o == c->out_last)
+                break;
         }
         ssize_t w = writev(c->fd, iov, n);
         if (w > 0)
@@ -311,24 +342,25 @@ void gw_conn_flush(struct gw_conn *c)
         }
         size_t left = (size_t)w;
         c->out_bytes -= (uint32_t)w;
-        while (left > 0 && c->out_head) {
-            struct gw_out *o = c->out_head;
+        while (left > 0 && c->out_last) {
+            struct gw_out *o = c->out_last->next;
             size_t rem = o->buf->len - o->off;
             if (left < rem) {
                 o->off += (uint32_t)left;
                 break;
             }
             left -= rem;
-            c->out_head = o->next;
+            if (o == c->out_last)
+                c->out_last = NULL;
+            else
+                c->out_last->next = o->next;
             gw_shared_unref(o->buf);
             free(o);
         }
-        if (!c->out_head)
-            c->out_tail = &c->out_head;
-        if ((size_t)w < iov[0].iov_len && c->out_head)
+        if ((size_t)w < iov[0].iov_len && c->out_last)
             break; /* short write: the socket buffer is full */
     }
-    if (!c->out_head && (c->flags & GW_CONN_FINISH) && !(c->flags & GW_CONN_LINGER))
+    if (!c->out_last && (c->flags & GW_CONN_FINISH) && !(c->flags & GW_CONN_LINGER))
         start_linger(c);
     gw_conn_update_events(c);
 }
@@ -338,15 +370,16 @@ void gw_net_on_flush(evutil_socket_t fd, short what, void *arg)
     struct gw_net *n = arg;
     (void)fd;
     (void)what;
-    struct gw_conn *c = n->dirty;
-    n->dirty = NULL;
+    /* One at a time off the list, so that every GW_CONN_DIRTY connection
+     * is always on it (gw_conn_mark_dead() unlinks from it). A connection
+     * is not made dirty again by its own flush. */
     n->flush_armed = false;
-    while (c) {
-        struct gw_conn *next = c->next_dirty;
+    struct gw_conn *c;
+    while ((c = n->dirty) != NULL) {
+        n->dirty = c->u.next_dirty;
         c->flags &= ~(unsigned)GW_CONN_DIRTY;
-        if (!(c->flags & GW_CONN_DEAD))
+        if (!(c->flags & GW_CONN_DEAD)) /* cannot be: dead ones leave the list */
             gw_conn_flush(c);
-        c = next;
     }
 }
 
@@ -370,7 +403,7 @@ void gw_conn_close(struct gw_conn *c, uint16_t code, const char *reason)
     if (c->flags & (GW_CONN_DEAD | GW_CONN_LINGER))
         return;
     if (!(c->flags & GW_CONN_WS)) {
-        if (c->out_head) {
+        if (c->out_last) {
             c->flags |= GW_CONN_FINISH;
             gw_conn_mark_dirty(c);
         } else {

@@ -27,7 +27,7 @@ static int id_cmp(const struct gw_sess *a, const struct gw_sess *b)
 {
     return a->id < b->id ? -1 : a->id > b->id;
 }
-RB_GENERATE_INTERNAL(gw_sess_sid_tree, gw_sess, by_sid, sid_cmp, static __attribute__((unused)))
+RB_GENERATE_INTERNAL(gw_sess_sid_tree, gw_sess, u.by_sid, sid_cmp, static __attribute__((unused)))
 RB_GENERATE_INTERNAL(gw_sess_id_tree, gw_sess, by_id, id_cmp, static __attribute__((unused)))
 
 enum { EIO_E_TRANSPORT = 0, EIO_E_SID = 1, EIO_E_METHOD = 2, EIO_E_BAD = 3, EIO_E_VERSION = 5 };
@@ -47,14 +47,17 @@ static void eio_error(struct gw_conn *c, int code)
 /* Queues a packet (already typed: "2", "4hello", "b<base64>") for polling. */
 static void queue_packet(struct gw_sess *s, struct gw_shared *pkt)
 {
-    if (gw_out_append(&s->q_tail, pkt) == 0)
-        s->q_bytes += pkt->len;
+    /* A WebSocket-only session has no polling queue: without its
+     * WebSocket (closing) there is nothing to send on. */
+    if (s->pl && gw_out_append(&s->pl->q_tail, pkt) == 0)
+        s->pl->q_bytes += pkt->len;
 }
 
+/* Answers the parked GET (s->pl->poll, not NULL). */
 static void respond_poll(struct gw_sess *s, const char *body, size_t len)
 {
-    struct gw_conn *c = s->poll;
-    s->poll = NULL;
+    struct gw_conn *c = s->pl->poll;
+    s->pl->poll = NULL;
     c->sess = NULL;
     gw_http_respond(c, 200, "text/plain; charset=UTF-8", NULL, body, len, true);
 }
@@ -62,23 +65,24 @@ static void respond_poll(struct gw_sess *s, const char *body, size_t len)
 /* Answers a parked GET with everything queued, packets joined by 0x1e. */
 static void flush_poll(struct gw_sess *s)
 {
-    if (!s->poll)
+    struct gw_sess_poll *pl = s->pl;
+    if (!pl || !pl->poll)
         return;
     if (s->flags & GW_SESS_UPGRADING) {
         /* The client moves to WebSocket: end this poll cleanly. */
         respond_poll(s, "6", 1);
         return;
     }
-    if (!s->q_head)
+    if (!pl->q_head)
         return;
     size_t total = 0, n = 0;
-    for (struct gw_out *o = s->q_head; o; o = o->next, n++)
+    for (struct gw_out *o = pl->q_head; o; o = o->next, n++)
         total += o->buf->len;
     char *body = malloc(total + n);
     if (!body)
         return;
     size_t pos = 0;
-    struct gw_out *o = s->q_head;
+    struct gw_out *o = pl->q_head;
     while (o) {
         struct gw_out *next = o->next;
         if (pos)
@@ -89,9 +93,9 @@ static void flush_poll(struct gw_sess *s)
         free(o);
         o = next;
     }
-    s->q_head = NULL;
-    s->q_tail = &s->q_head;
-    s->q_bytes = 0;
+    pl->q_head = NULL;
+    pl->q_tail = &pl->q_head;
+    pl->q_bytes = 0;
     respond_poll(s, body, pos);
     free(body);
 }
@@ -178,12 +182,14 @@ void gw_eio_msg_release(struct gw_eio_msg *m)
 
 /* ---- session life ---------------------------------------------------------- */
 
-static void free_queue(struct gw_sess *s)
+/* Frees the polling state and what it still queues (none: no-op). */
+static void free_poll_state(struct gw_sess *s)
 {
-    gw_out_list_free(s->q_head);
-    s->q_head = NULL;
-    s->q_tail = &s->q_head;
-    s->q_bytes = 0;
+    if (!s->pl)
+        return;
+    gw_out_list_free(s->pl->q_head);
+    free(s->pl);
+    s->pl = NULL;
 }
 
 /* poll_reply: what a parked GET gets ("1" close, or "6" noop when the client
@@ -198,7 +204,7 @@ static void sess_close(struct gw_sess *s, uint16_t code, const char *reason, con
     log_debug("session %llu: closed: %s", (unsigned long long)s->id, reason);
     if (e->h.on_close)
         e->h.on_close(e, s, reason);
-    if (s->poll)
+    if (s->pl && s->pl->poll)
         respond_poll(s, poll_reply, strlen(poll_reply));
     if (s->ws) {
         struct gw_conn *c = s->ws;
@@ -206,9 +212,9 @@ static void sess_close(struct gw_sess *s, uint16_t code, const char *reason, con
         c->sess = NULL;
         gw_conn_close(c, code, reason);
     }
-    if (s->probe) {
-        struct gw_conn *c = s->probe;
-        s->probe = NULL;
+    if (s->pl && s->pl->probe) {
+        struct gw_conn *c = s->pl->probe;
+        s->pl->probe = NULL;
         c->sess = NULL;
         gw_conn_close(c, code, reason);
     }
@@ -217,7 +223,7 @@ static void sess_close(struct gw_sess *s, uint16_t code, const char *reason, con
     RB_REMOVE(gw_sess_id_tree, &e->ids, s);
     TAILQ_REMOVE(&e->all, s, link);
     e->nsess--;
-    s->next_dead = e->dead;
+    s->u.next_dead = e->dead; /* the sid-tree entry is free from here on */
     e->dead = s;
     event_active(e->reap_ev, EV_TIMEOUT, 0);
 }
@@ -234,8 +240,8 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while (e->dead) {
         struct gw_sess *s = e->dead;
-        e->dead = s->next_dead;
-        free_queue(s);
+        e->dead = s->u.next_dead;
+        free_poll_state(s);
         free(s);
     }
 }
@@ -246,16 +252,17 @@ static bool sess_advance(struct gw_sess *s, int64_t now)
 {
     if (s->flags & GW_SESS_CLOSED)
         return false;
-    if (s->pong_deadline_ms && now >= s->pong_deadline_ms) {
+    if ((s->flags & GW_SESS_PING_OUT) && now >= s->hb_ms) {
         sess_close(s, 1000, "ping timeout", "1");
         return false;
     }
-    if (!s->pong_deadline_ms && now >= s->next_ping_ms) {
+    if (!(s->flags & GW_SESS_PING_OUT) && now >= s->hb_ms) {
         /* The deadline counts from when the ping was due, as a timer would
          * have sent it, not from when this sweep noticed. */
-        s->pong_deadline_ms = s->next_ping_ms + s->eio->cfg.ping_timeout_ms;
+        s->hb_ms += s->eio->cfg.ping_timeout_ms;
+        s->flags |= GW_SESS_PING_OUT;
         send_packet(s, "2", 1);
-        if (now >= s->pong_deadline_ms) {
+        if (now >= s->hb_ms) {
             sess_close(s, 1000, "ping timeout", "1");
             return false;
         }
@@ -265,9 +272,9 @@ static bool sess_advance(struct gw_sess *s, int64_t now)
 
 static void on_pong(struct gw_sess *s, int64_t now)
 {
-    if (s->pong_deadline_ms) {
-        s->pong_deadline_ms = 0;
-        s->next_ping_ms = now + s->eio->cfg.ping_interval_ms;
+    if (s->flags & GW_SESS_PING_OUT) {
+        s->flags &= ~(unsigned)GW_SESS_PING_OUT;
+        s->hb_ms = now + s->eio->cfg.ping_interval_ms;
     }
 }
 
@@ -320,16 +327,23 @@ static void refuse_no_random(struct gw_conn *c)
 /* A new session with the random sid (gw_eio_random_id()), or NULL when out
  * of memory. */
 static struct gw_sess *sess_new(struct gw_eio *e, const struct http_request *req,
-                                const char sid[GW_EIO_ID_LEN + 1])
+                                const char sid[GW_EIO_ID_LEN + 1], bool polling)
 {
     struct gw_sess *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    if (polling) {
+        s->pl = calloc(1, sizeof(*s->pl));
+        if (!s->pl) {
+            free(s);
+            return NULL;
+        }
+        s->pl->q_tail = &s->pl->q_head;
+    }
     s->eio = e;
     s->id = ++e->net->next_id;
     memcpy(s->sid, sid, GW_EIO_ID_LEN + 1);
-    s->q_tail = &s->q_head;
-    s->next_ping_ms = gw_now_ms() + e->cfg.ping_interval_ms;
+    s->hb_ms = gw_now_ms() + e->cfg.ping_interval_ms;
     RB_INSERT(gw_sess_sid_tree, &e->sids, s);
     RB_INSERT(gw_sess_id_tree, &e->ids, s);
     TAILQ_INSERT_TAIL(&e->all, s, link);
@@ -401,15 +415,20 @@ static size_t sess_cap(const struct gw_eio *e, const struct gw_sess *s, uint8_t 
 /* Applies the session's cap to a WebSocket carrying it (close 1009 above). */
 static void ws_apply_cap(const struct gw_eio *e, const struct gw_sess *s, struct gw_conn *c)
 {
-    if (c)
-        c->wsp.max_msg = sess_cap(e, s, &c->msg_limit);
+    if (!c)
+        return;
+    size_t cap = sess_cap(e, s, &c->msg_limit);
+    /* --max-payload is bounded far below this by the config table. */
+    HERALD_ASSERT(cap <= WS_MAX_MSG_CAP);
+    c->wsp.max_msg = (uint32_t)cap;
 }
 
 void gw_eio_trust(struct gw_sess *s)
 {
     s->flags |= GW_SESS_TRUSTED;
     ws_apply_cap(s->eio, s, s->ws);
-    ws_apply_cap(s->eio, s, s->probe);
+    if (s->pl)
+        ws_apply_cap(s->eio, s, s->pl->probe);
 }
 
 /* ---- incoming packets ------------------------------------------------------ */
@@ -453,7 +472,7 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
     struct gw_sess *s = c->sess;
     if (!s || !sess_advance(s, gw_now_ms()))
         return;
-    if (c == s->probe) {
+    if (s->pl && c == s->pl->probe) {
         /* Upgrade: "2probe" -> "3probe", then "5" switches transports. */
         if (opcode == WS_OP_TEXT && len == 6 && memcmp(data, "2probe", 6) == 0) {
             gw_ws_send_text(c, "3probe", 6);
@@ -461,14 +480,15 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
             flush_poll(s);
         } else if (opcode == WS_OP_TEXT && len == 1 && data[0] == EIO_UPGRADE &&
                    (s->flags & GW_SESS_PROBED)) {
+            struct gw_sess_poll *pl = s->pl;
             s->ws = c;
-            s->probe = NULL;
+            pl->probe = NULL;
             s->flags &= ~(uint32_t)(GW_SESS_UPGRADING | GW_SESS_PROBED);
             /* What was queued for polling now goes over the WebSocket. */
-            struct gw_out *o = s->q_head;
-            s->q_head = NULL;
-            s->q_tail = &s->q_head;
-            s->q_bytes = 0;
+            struct gw_out *o = pl->q_head;
+            pl->q_head = NULL;
+            pl->q_tail = &pl->q_head;
+            pl->q_bytes = 0;
             while (o) {
                 struct gw_out *next = o->next;
                 if (o->buf->len && o->buf->data[0] == 'b') {
@@ -489,7 +509,7 @@ void gw_eio_ws_message(struct gw_eio *e, struct gw_conn *c, uint8_t opcode, uint
                 free(o);
                 o = next;
             }
-            if (s->poll)
+            if (pl->poll)
                 respond_poll(s, "6", 1);
         }
         return;
@@ -524,11 +544,11 @@ void gw_eio_conn_closed(struct gw_eio *e, struct gw_conn *c)
     if (s->ws == c) {
         s->ws = NULL;
         sess_close(s, 1000, "transport close", "1");
-    } else if (s->probe == c) {
-        s->probe = NULL;
+    } else if (s->pl && s->pl->probe == c) {
+        s->pl->probe = NULL;
         s->flags &= ~(uint32_t)(GW_SESS_UPGRADING | GW_SESS_PROBED);
-    } else if (s->poll == c) {
-        s->poll = NULL;
+    } else if (s->pl && s->pl->poll == c) {
+        s->pl->poll = NULL;
     }
 }
 
@@ -639,9 +659,10 @@ static void ws_request(struct gw_eio *e, struct gw_conn *c, const struct http_re
         return;
     }
     gw_ws_accept(c, key, kl, NULL);
-    if (s && (s->ws || s->probe)) {
+    if (s && (s->ws || !s->pl || s->pl->probe)) {
         /* Already upgraded (or upgrading): like the reference server,
-         * accept the WebSocket and close it at once. */
+         * accept the WebSocket and close it at once. (A live session
+         * without polling state always has its WebSocket.) */
         gw_conn_close(c, 1008, "session already has a WebSocket");
         return;
     }
@@ -650,12 +671,12 @@ static void ws_request(struct gw_eio *e, struct gw_conn *c, const struct http_re
      * bounds every message of the session (close 1009). */
     ws_apply_cap(e, s, c);
     if (s) {
-        s->probe = c;
+        s->pl->probe = c;
         c->sess = s;
         return;
     }
     /* Direct WebSocket: the session starts here, open packet first. */
-    s = sess_new(e, req, new_sid);
+    s = sess_new(e, req, new_sid, false);
     if (!s) {
         gw_conn_close(c, 1011, "out of memory");
         return;
@@ -705,7 +726,7 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
             refuse_no_random(c);
             return;
         }
-        s = sess_new(e, req, new_sid);
+        s = sess_new(e, req, new_sid, true);
         if (!s) {
             gw_http_error(c, 503, "unavailable", "out of memory");
             return;
@@ -713,8 +734,9 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
         send_open(s, true, c);
         return;
     }
-    if (s->ws) {
-        /* Upgraded: polling requests for it are refused. */
+    if (s->ws || !s->pl) {
+        /* Upgraded (or WebSocket-only): polling requests for it are
+         * refused. */
         eio_error(c, EIO_E_BAD);
         return;
     }
@@ -726,16 +748,16 @@ void gw_eio_request(struct gw_eio *e, struct gw_conn *c, const struct http_reque
         eio_error(c, EIO_E_BAD);
         return;
     }
-    if (s->poll) {
+    if (s->pl->poll) {
         /* Two concurrent GETs: a broken client or a hijack attempt. */
         log_warn_rl(5, "session %llu: overlapping polls, closing", (unsigned long long)s->id);
         eio_error(c, EIO_E_BAD);
         sess_close(s, 1000, "overlapping polls", "1");
         return;
     }
-    s->poll = c;
+    s->pl->poll = c;
     c->sess = s;
-    if (s->q_head || (s->flags & GW_SESS_UPGRADING)) {
+    if (s->pl->q_head || (s->flags & GW_SESS_UPGRADING)) {
         flush_poll(s); /* answered now: never parked */
         return;
     }

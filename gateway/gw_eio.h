@@ -30,29 +30,49 @@ struct gw_eio;
 #define GW_SESS_CLOSED 0x01u    /* waiting for the reap point */
 #define GW_SESS_UPGRADING 0x02u /* probe answered: GETs get a noop */
 #define GW_SESS_PROBED 0x04u
-#define GW_SESS_TRUSTED 0x08u /* gw_eio_trust(): messages up to max_payload */
-#define GW_SESS_OLD_REG 0x10u /* a client of the registration the broker gave up */
+#define GW_SESS_TRUSTED 0x08u  /* gw_eio_trust(): messages up to max_payload */
+#define GW_SESS_OLD_REG 0x10u  /* a client of the registration the broker gave up */
+#define GW_SESS_PING_OUT 0x20u /* a ping is outstanding: hb_ms is its pong deadline */
 
-struct gw_sess {
-    RB_ENTRY(gw_sess) by_sid;
-    RB_ENTRY(gw_sess) by_id;
-    TAILQ_ENTRY(gw_sess) link;
-    struct gw_eio *eio;        /* borrowed */
-    struct gw_sess *next_dead; /* borrowed: next on the reap list */
-    uint64_t id;
-    char sid[GW_EIO_ID_LEN + 1]; /* random, unguessable: the polling credential */
-    uint32_t flags;
-    struct gw_conn *ws;     /* borrowed: WebSocket transport, NULL while polling */
+/* What only a session that polls needs: one that started on long-polling
+ * has it from its handshake to its end; a WebSocket-only session (the
+ * common case) never has one. */
+struct gw_sess_poll {
     struct gw_conn *probe;  /* borrowed: WebSocket being upgraded to */
     struct gw_conn *poll;   /* borrowed: the parked GET, or NULL */
-    struct gw_out *q_head;  /* owned: packets waiting for a GET (polling) */
+    struct gw_out *q_head;  /* owned: packets waiting for a GET */
     struct gw_out **q_tail; /* borrowed: the last item's next (or &q_head) */
     uint32_t q_bytes;
-    int64_t next_ping_ms;     /* when the next ping is due (0: one is outstanding) */
-    int64_t pong_deadline_ms; /* outstanding ping must be answered by then (0: none) */
-    /* Application state (Socket.IO layer). */
-    void *app; /* owned by the application; freed in on_close */
 };
+
+/*
+ * One per Socket.IO client, so kept small (GW_SESS_MAX_SIZE, checked at
+ * compile time): the polling state is a side struct, the two heartbeat
+ * deadlines share one field (only one is ever pending), and a closed
+ * session's reap-list link reuses its sid-tree entry.
+ */
+struct gw_sess {
+    union {
+        RB_ENTRY(gw_sess) by_sid;  /* live: in eio->sids */
+        struct gw_sess *next_dead; /* closed (out of eio->sids): next on the reap list */
+    } u;
+    RB_ENTRY(gw_sess) by_id;
+    TAILQ_ENTRY(gw_sess) link;
+    struct gw_eio *eio; /* borrowed */
+    uint64_t id;
+    struct gw_conn *ws;      /* borrowed: WebSocket transport, NULL while polling */
+    struct gw_sess_poll *pl; /* owned: polling state, NULL for a WebSocket-only session */
+    /* GW_SESS_PING_OUT clear: when the next ping is due; set: when the
+     * outstanding ping must have been answered. */
+    int64_t hb_ms;
+    /* Application state (Socket.IO layer). */
+    void *app;                   /* owned by the application; freed in on_close */
+    char sid[GW_EIO_ID_LEN + 1]; /* random, unguessable: the polling credential */
+    uint8_t flags;               /* GW_SESS_* */
+};
+#define GW_SESS_MAX_SIZE 152 /* a 160-byte glibc chunk on x86-64 */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct gw_sess) <= GW_SESS_MAX_SIZE,
+               "struct gw_sess grew past its glibc chunk: see GW_SESS_MAX_SIZE");
 
 struct gw_eio_config {
     long ping_interval_ms;

@@ -85,7 +85,7 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     size_t raw = 0, http = 0;
     unsigned long long queued = 0;
     struct gw_conn *x;
-    TAILQ_FOREACH(x, &g->net.conns, link)
+    GW_NET_FOREACH(x, &g->net)
     {
         queued += x->out_bytes;
         if (gw_ws_is_client(x))
@@ -97,7 +97,7 @@ void gw_metrics_respond(struct gw *g, struct gw_conn *c)
     struct gw_sess *s;
     TAILQ_FOREACH(s, &g->eio.all, link)
     {
-        if (s->poll)
+        if (s->pl && s->pl->poll)
             parked++;
     }
     struct evbuffer *o = evbuffer_new();

@@ -51,7 +51,6 @@ static void conn_free(struct gw_conn *c)
         n->h.on_closed(n, c);
     if (c->ev_flags)
         event_del(&c->ev);
-    TAILQ_REMOVE(&n->conns, c, link);
     RB_REMOVE(gw_conn_tree, &n->by_id, c);
     HERALD_ASSERT(n->nconns > 0);
     n->nconns--;
@@ -70,15 +69,9 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while (n->dead) {
         struct gw_conn *c = n->dead;
-        n->dead = c->next_dead;
-        /* It may still sit on the flush list: unlink it there first. */
-        if (c->flags & GW_CONN_DIRTY) {
-            for (struct gw_conn **pp = &n->dirty; *pp; pp = &(*pp)->next_dirty)
-                if (*pp == c) {
-                    *pp = c->next_dirty;
-                    break;
-                }
-        }
+        n->dead = c->u.next_dead;
+        /* Never on the flush list too: gw_conn_mark_dead() took it off. */
+        HERALD_ASSERT(!(c->flags & GW_CONN_DIRTY));
         conn_free(c);
     }
 }
@@ -99,7 +92,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         malloc_trim(0);
     }
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &n->conns, link)
+    GW_NET_FOREACH(c, n)
     {
         if (c->flags & GW_CONN_DEAD)
             continue;
@@ -119,17 +112,18 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         }
         /* Engine.IO connections have their own heartbeat (gw_eio). */
         if ((c->flags & (GW_CONN_WS | GW_CONN_LINGER | GW_CONN_OWN_PING)) == GW_CONN_WS) {
-            if (now - c->last_seen_ms >= n->lim.ping_timeout_ms) {
+            uint32_t silent = gw_conn_elapsed_ms(now, c->last_seen_ms);
+            if (silent >= n->lim.ping_timeout_ms) {
                 log_info("conn %llu: no sign of life for %ld ms, dropping",
-                         (unsigned long long)c->id, (long)(now - c->last_seen_ms));
+                         (unsigned long long)c->id, (long)silent);
                 gw_conn_abort(c, "ping timeout");
                 continue;
             }
-            if (now - c->last_ping_ms >= n->lim.ping_interval_ms &&
+            if (gw_conn_elapsed_ms(now, c->last_ping_ms) >= n->lim.ping_interval_ms &&
                 !(c->flags & GW_CONN_CLOSE_SENT)) {
                 static const uint8_t ping[2] = {0x89, 0x00};
                 gw_conn_send(c, ping, sizeof(ping));
-                c->last_ping_ms = now;
+                c->last_ping_ms = (uint32_t)now;
             }
         }
         if (n->h.on_tick)
@@ -188,10 +182,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         c->net = n;
         c->fd = fd;
         c->id = ++n->next_id;
-        c->out_tail = &c->out_head;
-        c->last_seen_ms = gw_now_ms();
-        c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
-        TAILQ_INSERT_TAIL(&n->conns, c, link);
+        int64_t now = gw_now_ms();
+        c->last_seen_ms = (uint32_t)now;
+        c->deadline_ms = now + n->lim.header_timeout_ms;
         RB_INSERT(gw_conn_tree, &n->by_id, c);
         n->nconns++;
         n->n_accepted++;
@@ -205,6 +198,16 @@ struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id)
     key.id = id;
     struct gw_conn *c = RB_FIND(gw_conn_tree, &n->by_id, &key);
     return c && !(c->flags & GW_CONN_DEAD) ? c : NULL;
+}
+
+struct gw_conn *gw_net_first(struct gw_net *n)
+{
+    return RB_MIN(gw_conn_tree, &n->by_id);
+}
+
+struct gw_conn *gw_net_next(struct gw_conn *c)
+{
+    return RB_NEXT(gw_conn_tree, &c->net->by_id, c);
 }
 
 bool gw_net_id_used(struct gw_net *n, uint64_t id)
@@ -269,7 +272,6 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
     n->lim = *lim;
     n->h = *h;
     n->listen_fd = -1;
-    TAILQ_INIT(&n->conns);
     RB_INIT(&n->by_id);
     gw_ip_init(&n->ips, lim->conns_per_ip, lim->conn_rate_per_ip);
     gw_ip_set_chat(&n->ips, lim->chat_rate_per_ip, lim->chat_burst_per_ip);
@@ -327,7 +329,7 @@ void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason)
         n->listen_fd = -1;
     }
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &n->conns, link)
+    GW_NET_FOREACH(c, n)
     {
         if (c->flags & GW_CONN_WS)
             gw_conn_close(c, code, reason);
@@ -338,9 +340,8 @@ void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason)
 
 void gw_net_free(struct gw_net *n)
 {
-    struct gw_conn *c, *tmp;
-    TAILQ_FOREACH_SAFE(c, &n->conns, link, tmp)
-    {
+    struct gw_conn *c;
+    while ((c = RB_MIN(gw_conn_tree, &n->by_id)) != NULL) {
         c->flags |= GW_CONN_DEAD;
         conn_free(c);
     }

@@ -112,29 +112,40 @@ const char *gw_limit_name(enum gw_limit l);
 struct gw_net;
 struct gw_sess;
 
+/* A connection's partial input or open WebSocket message: length and
+ * capacity in front of the bytes, one allocation, NULL while there is none
+ * (an idle connection holds neither). */
+struct gw_buf {
+    uint32_t len, cap;
+    uint8_t data[];
+};
+
+/*
+ * One per client connection, so kept small (GW_CONN_MAX_SIZE, checked at
+ * compile time): pointers and 64-bit times first, then the narrow fields
+ * packed together; buffers that only a connection with partial input needs
+ * live behind one pointer each (struct gw_buf). Every connection is in
+ * net->by_id, which is also how they are walked (GW_NET_FOREACH): no second
+ * list.
+ */
 struct gw_conn {
-    TAILQ_ENTRY(gw_conn) link;  /* in net->conns */
-    RB_ENTRY(gw_conn) node;     /* in net->by_id */
-    struct gw_net *net;         /* borrowed */
-    struct gw_conn *next_dirty; /* borrowed: next on the flush list */
-    struct gw_conn *next_dead;  /* borrowed: next on the reap list */
+    RB_ENTRY(gw_conn) node; /* in net->by_id */
+    struct gw_net *net;     /* borrowed */
+    /* borrowed: the next on the flush list (GW_CONN_DIRTY) or the reap list
+     * (GW_CONN_DEAD). Never both: marking a connection dead takes it off
+     * the flush list, and a dead one is never put back on it. */
+    union {
+        struct gw_conn *next_dirty;
+        struct gw_conn *next_dead;
+    } u;
     struct event ev;
-    int fd;
-    uint32_t flags;
-    short ev_flags;    /* EV_READ/EV_WRITE currently registered */
-    uint8_t msg_limit; /* enum gw_limit that wsp.max_msg is, for /metrics */
-    uint64_t id;       /* unique in this gateway's lifetime and across restarts */
-    uint8_t *rbuf;     /* owned; NULL when no partial input is held */
-    uint32_t rlen, rcap;
-    uint8_t *msg; /* owned; fragments of an open WebSocket message */
-    uint32_t msg_len, msg_cap;
-    struct ws_parser wsp;
-    struct gw_out *out_head;  /* owned queue */
-    struct gw_out **out_tail; /* borrowed: the last item's next (or &out_head) */
-    uint32_t out_bytes;
-    int64_t last_seen_ms; /* last byte received */
-    int64_t last_ping_ms; /* last ping frame sent */
-    int64_t deadline_ms;  /* HTTP/linger: killed when passed (0: none) */
+    uint64_t id;         /* unique in this gateway's lifetime and across restarts */
+    struct gw_buf *rbuf; /* owned; NULL when no partial input is held */
+    struct gw_buf *msg;  /* owned; fragments of an open WebSocket message, or NULL */
+    /* owned: the output queue as a circular list, by its last item (whose
+     * next is the first; gw_conn_out_first()), NULL when empty: one pointer
+     * where a head and a tail pointer took two. */
+    struct gw_out *out_last;
     struct gw_sess *sess; /* borrowed: Engine.IO session this carries, or NULL */
     struct gw_ip *ip;     /* borrowed: its client address's entry (gw_ip) */
     /* The application's state for this connection, by one pointer, NULL on
@@ -143,7 +154,26 @@ struct gw_conn {
      * here once upgraded (gw_ws) and, on an HTTP connection, the request
      * waiting for the broker's answer (gw_routes). */
     void *app;
+    int64_t deadline_ms; /* HTTP/linger: killed when passed (0: none) */
+    struct ws_parser wsp;
+    int fd;
+    uint32_t out_bytes;
+    /* The low 32 bits of gw_now_ms() at the last byte received / the last
+     * ping frame sent: only ever compared as time elapsed since (mod 2^32,
+     * gw_conn_elapsed_ms()), and the sweep drops a connection silent for
+     * --ping-timeout-ms long before 49 days could wrap it. */
+    uint32_t last_seen_ms;
+    uint32_t last_ping_ms;
+    uint16_t flags;    /* GW_CONN_* (all fit 16 bits) */
+    uint8_t ev_flags;  /* EV_READ/EV_WRITE currently registered */
+    uint8_t msg_limit; /* enum gw_limit that wsp.max_msg is, for /metrics */
 };
+/* 280 bytes is a 288-byte glibc chunk on x86-64; issue 18's memory target
+ * counts every byte of an idle connection, so growing this is a decision. */
+#define GW_CONN_MAX_SIZE 280
+_Static_assert(sizeof(void *) != 8 || sizeof(struct gw_conn) <= GW_CONN_MAX_SIZE,
+               "struct gw_conn grew past its glibc chunk: see GW_CONN_MAX_SIZE");
+_Static_assert(GW_CONN_OLD_REG <= UINT16_MAX, "GW_CONN_* flags must fit gw_conn.flags");
 
 struct gw_limits {
     struct http_limits http; /* max_body: the largest body any route takes */
@@ -193,7 +223,6 @@ struct gw_net_handlers {
     void *arg; /* borrowed: the application's context (n->h.arg) */
 };
 
-TAILQ_HEAD(gw_conn_list, gw_conn);
 RB_HEAD(gw_conn_tree, gw_conn);
 
 struct gw_net {
@@ -207,8 +236,7 @@ struct gw_net {
     struct event *sweep_ev;  /* owned */
     long tick_ms;
     int64_t last_trim_ms;      /* last malloc_trim() (on_sweep) */
-    struct gw_conn_list conns; /* owns every connection */
-    struct gw_conn_tree by_id; /* the same connections, by id */
+    struct gw_conn_tree by_id; /* owns every connection, by id */
     struct gw_conn *dirty;     /* borrowed: head of the flush list */
     bool flush_armed;          /* flush_ev is active or its delay runs */
     struct gw_conn *dead;      /* borrowed: head of the reap list (each freed there) */
@@ -245,12 +273,32 @@ void gw_net_free(struct gw_net *n);
  * it). */
 void gw_net_drain(struct gw_net *n, uint16_t code, const char *reason);
 
+/* The first item of c's output queue, or NULL when it is empty. */
+static inline struct gw_out *gw_conn_out_first(const struct gw_conn *c)
+{
+    return c->out_last ? c->out_last->next : NULL;
+}
+
 /* Milliseconds of the monotonic clock (deadlines, rates; never wall time). */
 int64_t gw_now_ms(void);
+/* Milliseconds from then (the low 32 bits of an earlier gw_now_ms(), as
+ * gw_conn keeps them) to now; right for spans under 49 days. */
+static inline uint32_t gw_conn_elapsed_ms(int64_t now, uint32_t then)
+{
+    return (uint32_t)now - then;
+}
 
 /* The live connection with this id, borrowed until the next reap point;
  * NULL when there is none or it is already marked dead. */
 struct gw_conn *gw_conn_find(struct gw_net *n, uint64_t id);
+/*
+ * Walks every connection, closing ones included, in id order. The body may
+ * queue, close or abort c (nothing is freed before the reap point) but must
+ * not change ids (gw_net_take_id()), which moves c in the order.
+ */
+struct gw_conn *gw_net_first(struct gw_net *n);
+struct gw_conn *gw_net_next(struct gw_conn *c);
+#define GW_NET_FOREACH(c, n) for ((c) = gw_net_first(n); (c); (c) = gw_net_next(c))
 /* Whether id names a connection here (closing ones included). */
 bool gw_net_id_used(struct gw_net *n, uint64_t id);
 /* c takes over id (a recovered /ws session keeps the id the broker knows

@@ -102,7 +102,7 @@ void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char
     c->flags |= GW_CONN_WS;
     c->flags &= ~(unsigned)GW_CONN_BUSY;
     c->deadline_ms = 0;
-    c->last_seen_ms = c->last_ping_ms = gw_now_ms();
+    c->last_seen_ms = c->last_ping_ms = (uint32_t)gw_now_ms();
     ws_parser_init(&c->wsp, true, c->net->lim.max_msg);
     c->msg_limit = GW_LIMIT_MESSAGE;
     gw_conn_update_events(c);
@@ -191,20 +191,27 @@ static void deliver(struct gw_conn *c, uint8_t opcode, uint8_t *data, size_t len
 /* Appends a fragment to the open message; returns 0 or -1 (out of memory). */
 static int msg_append(struct gw_conn *c, const uint8_t *p, size_t len)
 {
-    size_t want = (size_t)c->msg_len + len;
-    if (want > c->msg_cap) {
-        size_t cap = c->msg_cap ? c->msg_cap : 256;
+    size_t have = c->msg ? c->msg->len : 0, old_cap = c->msg ? c->msg->cap : 0;
+    size_t want = have + len;
+    /* The parser refused anything over the message cap, a 32-bit value
+     * (struct ws_parser), so the open message always fits a 32-bit length. */
+    HERALD_ASSERT(want <= UINT32_MAX);
+    if (want > old_cap || !c->msg) {
+        size_t cap = old_cap ? old_cap : 256;
         while (cap < want)
             cap *= 2;
-        uint8_t *m = realloc(c->msg, cap);
+        if (cap > UINT32_MAX)
+            cap = want;
+        struct gw_buf *m = realloc(c->msg, sizeof(*m) + cap);
         if (!m)
             return -1;
+        m->len = (uint32_t)have;
+        m->cap = (uint32_t)cap;
         c->msg = m;
-        c->msg_cap = (uint32_t)cap;
     }
     if (len)
-        memcpy(c->msg + c->msg_len, p, len);
-    c->msg_len = (uint32_t)want;
+        memcpy(c->msg->data + have, p, len);
+    c->msg->len = (uint32_t)want;
     return 0;
 }
 
@@ -212,7 +219,6 @@ static void msg_reset(struct gw_conn *c)
 {
     free(c->msg);
     c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
 }
 
 /* Parses frames from buf; returns bytes consumed. */
@@ -243,7 +249,7 @@ static size_t process_ws(struct gw_conn *c, uint8_t *buf, size_t len, size_t *ne
         switch (f.opcode) {
         case WS_OP_CLOSE:
             c->flags |= GW_CONN_CLOSE_RECV;
-            if ((c->flags & GW_CONN_CLOSE_SENT) && !c->out_head) {
+            if ((c->flags & GW_CONN_CLOSE_SENT) && !c->out_last) {
                 /* Our close was answered: the handshake is complete. */
                 gw_conn_mark_dead(c);
             } else if (c->flags & GW_CONN_CLOSE_SENT) {
@@ -278,7 +284,7 @@ static size_t process_ws(struct gw_conn *c, uint8_t *buf, size_t len, size_t *ne
                 return len;
             }
             if (f.msg_end) {
-                deliver(c, f.msg_opcode, c->msg, c->msg_len);
+                deliver(c, f.msg_opcode, c->msg->data, c->msg->len);
                 msg_reset(c);
             }
             break;
@@ -315,25 +321,27 @@ static int keep_rest(struct gw_conn *c, uint8_t *buf, size_t off, size_t len, si
     if (rest == 0) {
         free(c->rbuf);
         c->rbuf = NULL;
-        c->rlen = c->rcap = 0;
         return 0;
     }
-    if (buf == c->rbuf) {
-        memmove(c->rbuf, c->rbuf + off, rest);
-        c->rlen = (uint32_t)rest;
+    if (c->rbuf && buf == c->rbuf->data) {
+        memmove(c->rbuf->data, c->rbuf->data + off, rest);
+        c->rbuf->len = (uint32_t)rest;
         return 0;
     }
     /* Size the buffer for the whole frame when its length is known (bounded
-     * by the message cap the parser already enforced). */
+     * by the message cap the parser already enforced, and the head limit:
+     * both far below 4 GiB). */
     size_t cap = need > rest ? need : rest;
     if (cap < 256)
         cap = 256;
-    c->rbuf = malloc(cap);
-    if (!c->rbuf)
+    HERALD_ASSERT(cap <= UINT32_MAX);
+    struct gw_buf *b = malloc(sizeof(*b) + cap);
+    if (!b)
         return -1;
-    memcpy(c->rbuf, buf + off, rest);
-    c->rlen = (uint32_t)rest;
-    c->rcap = (uint32_t)cap;
+    memcpy(b->data, buf + off, rest);
+    b->len = (uint32_t)rest;
+    b->cap = (uint32_t)cap;
+    c->rbuf = b;
     return 0;
 }
 
@@ -343,20 +351,21 @@ void gw_conn_read(struct gw_conn *c)
     uint8_t *buf;
     size_t room;
     if (c->rbuf) {
-        if (c->rlen == c->rcap) {
+        if (c->rbuf->len == c->rbuf->cap) {
             /* Limits (head size, message cap) bound this growth: the parsers
              * fail before a peer can make it large. */
-            size_t cap = (size_t)c->rcap * 2;
-            uint8_t *nb = realloc(c->rbuf, cap);
+            size_t cap = (size_t)c->rbuf->cap * 2;
+            HERALD_ASSERT(cap <= UINT32_MAX);
+            struct gw_buf *nb = realloc(c->rbuf, sizeof(*nb) + cap);
             if (!nb) {
                 gw_conn_abort(c, "out of memory");
                 return;
             }
+            nb->cap = (uint32_t)cap;
             c->rbuf = nb;
-            c->rcap = (uint32_t)cap;
         }
-        buf = c->rbuf + c->rlen;
-        room = c->rcap - c->rlen;
+        buf = c->rbuf->data + c->rbuf->len;
+        room = c->rbuf->cap - c->rbuf->len;
     } else {
         buf = n->scratch;
         room = GW_SCRATCH_SIZE;
@@ -373,13 +382,14 @@ void gw_conn_read(struct gw_conn *c)
             gw_conn_abort(c, strerror(errno));
         return;
     }
-    c->last_seen_ms = gw_now_ms();
+    int64_t now = gw_now_ms();
+    c->last_seen_ms = (uint32_t)now;
     size_t len = (size_t)r, need = 0;
     uint8_t *base = buf;
     if (c->rbuf) {
-        c->rlen += (uint32_t)r;
-        base = c->rbuf;
-        len = c->rlen;
+        c->rbuf->len += (uint32_t)r;
+        base = c->rbuf->data;
+        len = c->rbuf->len;
     }
     bool held = c->rbuf != NULL;
     size_t used = process(c, base, len, &need);
@@ -394,7 +404,7 @@ void gw_conn_read(struct gw_conn *c)
      * (else one quick request would buy a slowloris a minute). */
     if (!held && c->rbuf && (c->flags & GW_CONN_SERVED) &&
         !(c->flags & (GW_CONN_WS | GW_CONN_BUSY | GW_CONN_FINISH | GW_CONN_LINGER)))
-        c->deadline_ms = c->last_seen_ms + n->lim.header_timeout_ms;
+        c->deadline_ms = now + n->lim.header_timeout_ms;
 }
 
 /* Called when the application answered an asynchronous request: input that
@@ -404,7 +414,7 @@ static void resume_pending(struct gw_conn *c)
     if (!c->rbuf || (c->flags & (GW_CONN_BUSY | GW_CONN_DEAD | GW_CONN_IN_PROCESS)))
         return;
     size_t need = 0;
-    size_t used = process(c, c->rbuf, c->rlen, &need);
-    if (!(c->flags & GW_CONN_DEAD) && keep_rest(c, c->rbuf, used, c->rlen, need) != 0)
+    size_t used = process(c, c->rbuf->data, c->rbuf->len, &need);
+    if (!(c->flags & GW_CONN_DEAD) && keep_rest(c, c->rbuf->data, used, c->rbuf->len, need) != 0)
         gw_conn_abort(c, "out of memory");
 }

@@ -28,19 +28,25 @@
 #include <string.h>
 
 /* Per-session state (s->app). */
+/* One per Socket.IO client beside its struct gw_sess, so packed into a
+ * 64-byte glibc chunk (GW_SIO_MAX_SIZE): 64-bit fields first, flags as
+ * bits. */
 struct gw_sio {
     struct gw_token_life life;   /* who (0: guest), and until when */
     int64_t connect_deadline_ms; /* until CONNECT to "/" arrives (0: connected) */
-    bool connected;              /* CONNECT to "/" accepted */
-    bool open_sent;              /* the broker knows this session */
-    bool goodbye;                /* closed on purpose: it will not come back */
-    uint32_t token;              /* its recovery token (gw_recover.h), 0: none */
     /* The token found on the request that opened the session, checked then. */
-    bool hs_token;
-    enum jwt_auth_status hs_status; /* JWT_AUTH_OK or why it was refused */
-    bool hs_forbidden;              /* cookie token from a foreign origin */
     int64_t hs_uid, hs_exp;
+    uint32_t token;        /* its recovery token (gw_recover.h), 0: none */
+    uint8_t hs_status;     /* enum jwt_auth_status: JWT_AUTH_OK or why it was refused */
+    bool connected : 1;    /* CONNECT to "/" accepted */
+    bool open_sent : 1;    /* the broker knows this session */
+    bool goodbye : 1;      /* closed on purpose: it will not come back */
+    bool hs_token : 1;     /* the opening request carried a token */
+    bool hs_forbidden : 1; /* cookie token from a foreign origin */
 };
+#define GW_SIO_MAX_SIZE 56
+_Static_assert(sizeof(void *) != 8 || sizeof(struct gw_sio) <= GW_SIO_MAX_SIZE,
+               "struct gw_sio grew past its glibc chunk: see GW_SIO_MAX_SIZE");
 
 static struct gw *sio_gw(struct gw_eio *e)
 {
@@ -111,7 +117,10 @@ static void sio_open(struct gw_eio *e, struct gw_sess *s, const struct http_requ
     st->connect_deadline_ms = gw_now_ms() + g->cfg.sio_connect_timeout_ms;
     /* A deleted account is refused at CONNECT, which checks every token it
      * takes (this one or the auth payload's) against the set as it is then. */
-    switch (gw_auth_identify(&g->auth, req, &st->hs_uid, &st->hs_exp, &st->hs_status)) {
+    enum jwt_auth_status jst = JWT_AUTH_OK;
+    enum gw_identity id = gw_auth_identify(&g->auth, req, &st->hs_uid, &st->hs_exp, &jst);
+    st->hs_status = (uint8_t)jst;
+    switch (id) {
     case GW_ID_NONE:
         return;
     case GW_ID_FOREIGN_ORIGIN:

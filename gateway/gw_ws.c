@@ -19,12 +19,16 @@
 #include <string.h>
 
 /* c->app of a /ws connection. */
+/* One per /ws client: 24 bytes, a 32-byte glibc chunk (GW_WS_CLIENT_MAX_SIZE). */
 struct gw_ws_client {
     struct gw_token_life life; /* who, and until when */
-    bool open_sent;            /* the broker was told about it */
-    bool goodbye;              /* closed by us on purpose: it will not come back */
     uint32_t token;            /* its recovery token (gw_recover.h), 0: none */
+    bool open_sent : 1;        /* the broker was told about it */
+    bool goodbye : 1;          /* closed by us on purpose: it will not come back */
 };
+#define GW_WS_CLIENT_MAX_SIZE 24
+_Static_assert(sizeof(void *) != 8 || sizeof(struct gw_ws_client) <= GW_WS_CLIENT_MAX_SIZE,
+               "struct gw_ws_client grew past its glibc chunk: see GW_WS_CLIENT_MAX_SIZE");
 
 bool gw_ws_is_client(const struct gw_conn *c)
 {
@@ -148,7 +152,7 @@ void gw_ws_upgrade(struct gw *g, struct gw_conn *c, const struct http_request *r
 void gw_ws_announce_all(struct gw *g)
 {
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         /* One that is closing is not announced: its close follows. */
         if (gw_ws_is_client(c) && !(c->flags & (GW_CONN_DEAD | GW_CONN_CLOSE_SENT)) &&
@@ -160,7 +164,7 @@ void gw_ws_announce_all(struct gw *g)
 void gw_ws_mark_old(struct gw *g)
 {
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     if (gw_ws_is_client(c))
         c->flags |= GW_CONN_OLD_REG;
 }
@@ -169,7 +173,7 @@ size_t gw_ws_close_old(struct gw *g, uint16_t code, const char *reason)
 {
     size_t n = 0;
     struct gw_conn *c;
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         if (gw_ws_is_client(c) && (c->flags & GW_CONN_OLD_REG) &&
             !(c->flags & GW_CONN_CLOSE_SENT)) {
@@ -401,7 +405,7 @@ size_t gw_ws_broadcast(struct gw *g, const struct ev_entry *e, bool auth_only)
     size_t n = 0;
     struct gw_conn *c;
     /* Encoded once above; every recipient queues a reference. */
-    TAILQ_FOREACH(c, &g->net.conns, link)
+    GW_NET_FOREACH(c, &g->net)
     {
         if (!gw_ws_is_client(c) || (c->flags & GW_CONN_DEAD))
             continue;
