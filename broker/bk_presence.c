@@ -123,22 +123,24 @@ static void hooks_user_idle(struct bk *b, struct bk_user *u)
     HOOKS_EACH(b, user_idle, b, u);
 }
 
-int64_t bk_now(const struct bk *b)
+/* b's test clock when it has one, else the system clock id, in ms. */
+static int64_t clock_ms(const struct bk *b, clockid_t id)
 {
     if (b->clock.now_ms)
         return b->clock.now_ms(b->clock.arg);
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bk_now(const struct bk *b)
+{
+    return clock_ms(b, CLOCK_MONOTONIC);
 }
 
 int64_t bk_wall_ms(const struct bk *b)
 {
-    if (b->clock.now_ms)
-        return b->clock.now_ms(b->clock.arg);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms(b, CLOCK_REALTIME);
 }
 
 /* ---- transitions ---------------------------------------------------------- */
