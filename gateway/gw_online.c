@@ -160,7 +160,8 @@ char *gw_online_answer(const struct gw_online *o, enum gw_online_form form, stru
             n = (size_t)limit;
             *next = o->ids.v[from + n];
         }
-        return id_array(o->ids.v + from, n, len);
+        /* An empty list has no array at all: no pointer arithmetic on it. */
+        return id_array(n ? o->ids.v + from : NULL, n, len);
     }
     /* IDS: those of the asked that are online, in the order asked; an id
      * that is not one is simply not online. */
