@@ -176,14 +176,21 @@ static void related_targets(struct bk *b, struct bk_user *u, struct bk_targets *
 /* Writes u's transition: the status event (to every connection in scope
  * all, to the related ones in scope related; every gateway's online list
  * follows it), and the hook. */
+/* The status event's data {userId, username, status} of u into js (192
+ * bytes); returns its length. Usernames are [A-Za-z0-9_.-]{1,64}
+ * (bk_username_valid): nothing to escape, and it always fits. */
+static size_t status_json(char *js, size_t size, const struct bk_user *u, bool online)
+{
+    int n = snprintf(js, size, "{\"userId\":%lld,\"username\":\"%s\",\"status\":\"%s\"}",
+                     (long long)u->id, u->username, online ? "online" : "offline");
+    HERALD_ASSERT(n > 0 && (size_t)n < size);
+    return (size_t)n;
+}
+
 static void emit(struct bk *b, struct bk_user *u, bool online)
 {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "userId", json_object_new_int64(u->id));
-    json_object_object_add(o, "username", json_object_new_string(u->username));
-    json_object_object_add(o, "status", json_object_new_string(online ? "online" : "offline"));
-    size_t jl;
-    const char *js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &jl);
+    char js[192];
+    size_t jl = status_json(js, sizeof(js), u, online);
     if (b->cfg.scope_related) {
         struct bk_targets t = {0};
         related_targets(b, u, &t);
@@ -192,7 +199,6 @@ static void emit(struct bk *b, struct bk_user *u, bool online)
     } else {
         bk_status(b, u->id, online, js, jl, NULL);
     }
-    json_object_put(o);
     u->announced = online;
     bk_feed_presence(b, u->id, u->username, online, u->online_since_ms, bk_wall_ms(b));
     b->counters.transitions++;
@@ -204,10 +210,7 @@ void bk_presence_tell(struct bk *b, const struct bk_user *about, const struct bk
     if (!about->announced || LIST_EMPTY(&to->conns))
         return;
     char js[192];
-    int n = snprintf(js, sizeof(js), "{\"userId\":%lld,\"username\":\"%s\",\"status\":\"online\"}",
-                     (long long)about->id, about->username);
-    HERALD_ASSERT(n > 0 && (size_t)n < sizeof(js)); /* usernames need no escaping */
-    bk_to_user(b, to, "status", js, (size_t)n);
+    bk_to_user(b, to, "status", js, status_json(js, sizeof(js), about, true));
 }
 
 /* A transition of u: written at once, or with presence_flush_ms held until

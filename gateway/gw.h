@@ -88,6 +88,7 @@ struct gw {
     struct gw_bus bus;          /* Redis */
     struct gw_recover *recover; /* owned: sessions coming back (gw_recover.c) */
     struct gw_online online;    /* who is online, from our stream (gw_online.c) */
+    bool scope_related;         /* cfg.presence_scope is "related" (main.c, at start) */
     char id[128];               /* this gateway's id (--gateway-id or host-pid) */
     int port;                   /* the port actually bound */
     int64_t started_ms;

@@ -96,6 +96,32 @@ int gw_online_parse(struct json_object *arg, bool count, enum gw_online_form *fo
     return 0;
 }
 
+enum gw_online_verdict gw_online_ask(const struct gw_online *o, struct json_object *arg, bool count,
+                                     bool related, int64_t self, struct gw_online_reply *r)
+{
+    int64_t cursor;
+    long limit;
+    memset(r, 0, sizeof(*r));
+    if (gw_online_parse(arg, count, &r->form, &cursor, &limit, &r->why) != 0) {
+        r->word = "bad-field";
+        return GW_ONLINE_REFUSED;
+    }
+    if (r->form == GW_ONLINE_ALL && (related || !o->known))
+        return GW_ONLINE_RELAY;
+    if (!o->known) {
+        r->word = "unavailable";
+        r->why = "the online list is loading: try again";
+        return GW_ONLINE_REFUSED;
+    }
+    r->value = gw_online_answer(o, r->form, arg, cursor, limit, self, &r->next, &r->len);
+    if (!r->value) {
+        r->word = "unavailable";
+        r->why = "out of memory";
+        return GW_ONLINE_REFUSED;
+    }
+    return GW_ONLINE_ANSWERED;
+}
+
 bool gw_online_ids_valid(struct json_object *arg)
 {
     struct json_object *v;

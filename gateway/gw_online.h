@@ -73,4 +73,28 @@ bool gw_online_ids_valid(struct json_object *arg);
 int gw_online_parse(struct json_object *arg, bool count, enum gw_online_form *form, int64_t *cursor,
                     long *limit, const char **why);
 
+/* What a client's question comes to (gw_online_ask()). */
+enum gw_online_verdict {
+    GW_ONLINE_ANSWERED, /* value holds the answer (caller frees it) */
+    GW_ONLINE_REFUSED,  /* word and why say why (static) */
+    GW_ONLINE_RELAY,    /* the broker answers it: the whole list in scope
+                         * related, or any whole list while ours loads */
+};
+struct gw_online_reply {
+    enum gw_online_form form;
+    char *value; /* owned: gw_online_answer()'s text */
+    size_t len;
+    int64_t next; /* PAGE: the next page's cursor, 0 at the end */
+    const char *word, *why;
+};
+/*
+ * A get-online-users (count: get-online-count) question with argument arg
+ * (may be NULL) from a connection of user self, both endpoints' one rule:
+ * parse (bad-field), relay the whole list in scope related or while the
+ * list loads, refuse the other forms while it loads (unavailable), else
+ * answer from the list.
+ */
+enum gw_online_verdict gw_online_ask(const struct gw_online *o, struct json_object *arg, bool count,
+                                     bool related, int64_t self, struct gw_online_reply *r);
+
 #endif

@@ -361,41 +361,31 @@ static void answer_error(struct gw_sess *s, int64_t ack, const char *word, const
 static bool online_question(struct gw *g, struct gw_sess *s, const struct ev_client_event *ev,
                             struct json_object *arg, int64_t ack, int64_t self)
 {
-    enum gw_online_form form;
-    int64_t cursor, next;
-    long limit;
-    const char *why;
-    if (gw_online_parse(arg, ev->flags & EV_CLIENT_COUNT, &form, &cursor, &limit, &why) != 0) {
-        answer_error(s, ack, "bad-field", why);
-        return true;
-    }
-    bool related = g->cfg.presence_scope && strcmp(g->cfg.presence_scope, "related") == 0;
-    if (form == GW_ONLINE_ALL && (related || !g->online.known))
+    struct gw_online_reply r;
+    switch (
+        gw_online_ask(&g->online, arg, ev->flags & EV_CLIENT_COUNT, g->scope_related, self, &r)) {
+    case GW_ONLINE_RELAY:
         return false;
-    if (!g->online.known) {
-        answer_error(s, ack, "unavailable", "the online list is loading: try again");
+    case GW_ONLINE_REFUSED:
+        answer_error(s, ack, r.word, r.why);
         return true;
+    case GW_ONLINE_ANSWERED:
+        break;
     }
-    if (ack < 0)
-        return true; /* a question without a callback has no one to answer */
-    size_t len;
-    char *v = gw_online_answer(&g->online, form, arg, cursor, limit, self, &next, &len);
-    char *out = v ? malloc(len + 64) : NULL;
-    if (!out) {
-        free(v);
-        answer_error(s, ack, "unavailable", "out of memory");
-        return true;
+    char *out = ack >= 0 ? malloc(r.len + 64) : NULL; /* no callback: no one to answer */
+    if (out) {
+        int n;
+        if (r.form == GW_ONLINE_PAGE && r.next)
+            n = snprintf(out, r.len + 64, "[{\"users\":%s,\"next\":%lld}]", r.value,
+                         (long long)r.next);
+        else if (r.form == GW_ONLINE_PAGE)
+            n = snprintf(out, r.len + 64, "[{\"users\":%s,\"next\":null}]", r.value);
+        else
+            n = snprintf(out, r.len + 64, "[%s]", r.value);
+        send_sio(s, SIO_ACK, ack, out, (size_t)n);
     }
-    int n;
-    if (form == GW_ONLINE_PAGE && next)
-        n = snprintf(out, len + 64, "[{\"users\":%s,\"next\":%lld}]", v, (long long)next);
-    else if (form == GW_ONLINE_PAGE)
-        n = snprintf(out, len + 64, "[{\"users\":%s,\"next\":null}]", v);
-    else
-        n = snprintf(out, len + 64, "[%s]", v);
-    send_sio(s, SIO_ACK, ack, out, (size_t)n);
     free(out);
-    free(v);
+    free(r.value);
     return true;
 }
 

@@ -243,43 +243,37 @@ static void refresh_token(struct gw *g, struct gw_conn *c, struct json_object *o
 static bool online_question(struct gw *g, struct gw_conn *c, const struct ev_client_event *ev,
                             struct json_object *arg)
 {
-    enum gw_online_form form;
-    int64_t cursor, next;
-    long limit;
-    const char *why;
-    if (gw_online_parse(arg, ev->flags & EV_CLIENT_COUNT, &form, &cursor, &limit, &why) != 0) {
-        send_raw_error(c, "bad-field", why);
-        return true;
-    }
-    bool related = g->cfg.presence_scope && strcmp(g->cfg.presence_scope, "related") == 0;
-    if (form == GW_ONLINE_ALL && (related || !g->online.known))
+    const struct gw_ws_client *cl = c->app;
+    struct gw_online_reply r;
+    switch (gw_online_ask(&g->online, arg, ev->flags & EV_CLIENT_COUNT, g->scope_related,
+                          cl->life.user_id, &r)) {
+    case GW_ONLINE_RELAY:
         return false;
-    if (!g->online.known) {
-        send_raw_error(c, "unavailable", "the online list is loading: try again");
+    case GW_ONLINE_REFUSED:
+        send_raw_error(c, r.word, r.why);
         return true;
+    case GW_ONLINE_ANSWERED:
+        break;
     }
-    size_t len;
-    struct gw_ws_client *cl = c->app;
-    char *v = gw_online_answer(&g->online, form, arg, cursor, limit, cl->life.user_id, &next, &len);
-    char *out = v ? malloc(len + 96) : NULL;
-    if (!out) {
-        free(v);
+    char *out = malloc(r.len + 96);
+    if (out) {
+        int n;
+        if (r.form == GW_ONLINE_COUNT)
+            n = snprintf(out, r.len + 96, "{\"type\":\"online_count\",\"count\":%s}", r.value);
+        else if (r.form == GW_ONLINE_PAGE && r.next)
+            n = snprintf(out, r.len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":%lld}",
+                         r.value, (long long)r.next);
+        else if (r.form == GW_ONLINE_PAGE)
+            n = snprintf(out, r.len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":null}",
+                         r.value);
+        else
+            n = snprintf(out, r.len + 96, "{\"type\":\"online_users\",\"users\":%s}", r.value);
+        gw_ws_send_text(c, out, (size_t)n);
+    } else {
         send_raw_error(c, "unavailable", "out of memory");
-        return true;
     }
-    int n;
-    if (form == GW_ONLINE_COUNT)
-        n = snprintf(out, len + 96, "{\"type\":\"online_count\",\"count\":%s}", v);
-    else if (form == GW_ONLINE_PAGE && next)
-        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":%lld}", v,
-                     (long long)next);
-    else if (form == GW_ONLINE_PAGE)
-        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s,\"next\":null}", v);
-    else
-        n = snprintf(out, len + 96, "{\"type\":\"online_users\",\"users\":%s}", v);
-    gw_ws_send_text(c, out, (size_t)n);
     free(out);
-    free(v);
+    free(r.value);
     return true;
 }
 

@@ -553,6 +553,7 @@ int main(int argc, char **argv)
         log_error("bad --presence-scope \"%s\": all or related", g->cfg.presence_scope);
         return 2;
     }
+    g->scope_related = strcmp(g->cfg.presence_scope, "related") == 0;
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     g->base = event_base_new();
