@@ -200,7 +200,10 @@ static void emit(struct bk *b, struct bk_user *u, bool online)
         bk_status(b, u->id, online, js, jl, NULL);
     }
     u->announced = online;
-    bk_feed_presence(b, u->id, u->username, online, u->online_since_ms, bk_wall_ms(b));
+    /* An online hook happened when the user went online (the offline
+     * hook's onlineSince is the same instant), even if a flush held it. */
+    bk_feed_presence(b, u->id, u->username, online, u->online_since_ms,
+                     online && u->online_since_ms ? u->online_since_ms : bk_wall_ms(b));
     b->counters.transitions++;
     log_info("user %lld (%s) is %s", (long long)u->id, u->username, online ? "online" : "offline");
 }

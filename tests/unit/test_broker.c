@@ -1187,6 +1187,12 @@ static void test_presence_flush(void)
     wait_ms(1);
     CHECK_INT(count_since(&F.rec, mark, "XADD herald:gw:g1 * t status u 1 s 1 ", NULL), 1);
     CHECK_INT(count_since(&F.rec, mark, "XADD herald:hooks * t user-online", NULL), 1);
+    /* The hook says when alice went online, not when the flush wrote it:
+     * the same instant as the later offline hook's onlineSince. */
+    char ts[48];
+    snprintf(ts, sizeof(ts), " ts %lld", (long long)(F.now - 100));
+    const char *hook = find_since(&F.rec, mark, "XADD herald:hooks * t user-online", NULL);
+    CHECK(hook != NULL && strstr(hook, ts) != NULL);
     /* A flap inside one window writes nothing; SREM/SADD still happen. */
     mark = F.rec.n;
     step("close g1 1");
