@@ -19,6 +19,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* The sweep timer's period; each event visits a slice of the sessions. */
+#define GW_EIO_SLICE_MS 20
+
 static int sid_cmp(const struct gw_sess *a, const struct gw_sess *b)
 {
     return strcmp(a->sid, b->sid);
@@ -221,6 +224,8 @@ static void sess_close(struct gw_sess *s, uint16_t code, const char *reason, con
     /* Unlinked now, so a request right after the close gets "unknown sid". */
     RB_REMOVE(gw_sess_sid_tree, &e->sids, s);
     RB_REMOVE(gw_sess_id_tree, &e->ids, s);
+    if (e->sweep_next == s)
+        e->sweep_next = TAILQ_NEXT(s, link);
     TAILQ_REMOVE(&e->all, s, link);
     e->nsess--;
     s->u.next_dead = e->dead; /* the sid-tree entry is free from here on */
@@ -278,20 +283,25 @@ static void on_pong(struct gw_sess *s, int64_t now)
     }
 }
 
+/* Every session is swept once per tick, a slice of them per timer event
+ * (as gw_net does with connections): the pings due in one tick leave
+ * spread over it instead of in one burst. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_eio *e = arg;
     (void)fd;
     (void)what;
     int64_t now = gw_now_ms();
-    struct gw_sess *s, *tmp;
-    TAILQ_FOREACH_SAFE(s, &e->all, link, tmp)
-    {
-        if (!sess_advance(s, now))
-            continue;
-        if (e->h.on_tick)
+    size_t quota = e->nsess / (size_t)e->tick_slices + 1;
+    struct gw_sess *s = e->sweep_next ? e->sweep_next : TAILQ_FIRST(&e->all);
+    for (size_t i = 0; i < quota && s; i++) {
+        /* A close (this one's or another's) moves sweep_next on past it. */
+        e->sweep_next = TAILQ_NEXT(s, link);
+        if (sess_advance(s, now) && e->h.on_tick)
             e->h.on_tick(e, s, now);
+        s = e->sweep_next;
     }
+    e->sweep_next = s;
 }
 
 bool gw_eio_random_id(char out[GW_EIO_ID_LEN + 1])
@@ -783,7 +793,9 @@ int gw_eio_init(struct gw_eio *e, struct gw_net *net, const struct gw_eio_config
      * exact anyway; the tick only bounds how late a ping leaves. */
     long tick = cfg->ping_interval_ms / 10;
     tick = tick < 5 ? 5 : tick > 1000 ? 1000 : tick;
-    struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
+    long slice = tick < GW_EIO_SLICE_MS ? tick : GW_EIO_SLICE_MS;
+    e->tick_slices = tick / slice;
+    struct timeval tv = {slice / 1000, (slice % 1000) * 1000};
     event_add(e->tick_ev, &tv);
     return 0;
 }

@@ -112,9 +112,11 @@ struct gw_eio {
     struct gw_sess_id_tree ids;
     struct gw_sess_list all;
     size_t nsess;
-    struct gw_sess *dead;  /* borrowed: head of the reap list (each freed there) */
-    struct event *reap_ev; /* owned */
-    struct event *tick_ev; /* owned */
+    long tick_slices;           /* the sweep visits every session once per tick, */
+    struct gw_sess *sweep_next; /* ... a slice per timer event: where the next starts */
+    struct gw_sess *dead;       /* borrowed: head of the reap list (each freed there) */
+    struct event *reap_ev;      /* owned */
+    struct event *tick_ev;      /* owned */
     uint64_t n_opened;
 };
 

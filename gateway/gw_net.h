@@ -18,7 +18,8 @@
  *
  * Timers: one sweep timer walks all connections (ping, ping timeout, header
  * and close-handshake deadlines, the application's own per-connection
- * checks), so an idle connection carries no timer of its own.
+ * checks), a slice of them every few milliseconds so that their pings
+ * leave spread out, so an idle connection carries no timer of its own.
  */
 #ifndef HERALD_GW_NET_H
 #define HERALD_GW_NET_H
@@ -230,11 +231,13 @@ struct gw_net {
     struct gw_limits lim;
     struct gw_net_handlers h;
     int listen_fd;
-    struct event *listen_ev; /* owned */
-    struct event *flush_ev;  /* owned */
-    struct event *reap_ev;   /* owned */
-    struct event *sweep_ev;  /* owned */
-    long tick_ms;
+    struct event *listen_ev;   /* owned */
+    struct event *flush_ev;    /* owned */
+    struct event *reap_ev;     /* owned */
+    struct event *sweep_ev;    /* owned */
+    long tick_ms;              /* every connection is swept once per tick */
+    long sweep_slices;         /* ... a slice of them per timer event */
+    uint64_t sweep_next;       /* the id the next slice starts at (0: the first) */
     int64_t last_trim_ms;      /* last malloc_trim() (on_sweep) */
     struct gw_conn_tree by_id; /* owns every connection, by id */
     struct gw_conn *dirty;     /* borrowed: head of the flush list */
