@@ -330,11 +330,22 @@ void gw_conn_flush(struct gw_conn *c)
                 break;
         }
         ssize_t w = writev(c->fd, iov, n);
-        if (w > 0)
+        if (w > 0) {
             c->net->n_writes++;
+            /* Room in a buffer that was full means the peer has been
+             * reading: a client working through a backlog is alive, though
+             * its pong still waits behind that backlog. One that stops
+             * reading stops making room, and its silence counts again. */
+            if (c->flags & GW_CONN_FULL) {
+                c->flags &= ~(unsigned)GW_CONN_FULL;
+                c->last_seen_ms = (uint32_t)gw_now_ms();
+            }
+        }
         if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->flags |= GW_CONN_FULL;
                 break;
+            }
             if (errno == EINTR)
                 continue;
             gw_conn_abort(c, strerror(errno));
@@ -357,8 +368,10 @@ void gw_conn_flush(struct gw_conn *c)
             gw_shared_unref(o->buf);
             free(o);
         }
-        if ((size_t)w < iov[0].iov_len && c->out_last)
+        if ((size_t)w < iov[0].iov_len && c->out_last) {
+            c->flags |= GW_CONN_FULL;
             break; /* short write: the socket buffer is full */
+        }
     }
     if (!c->out_last && (c->flags & GW_CONN_FINISH) && !(c->flags & GW_CONN_LINGER))
         start_linger(c);

@@ -77,6 +77,7 @@ void gw_out_list_free(struct gw_out *head);
 #define GW_CONN_FINISH 0x0040u     /* after the queue drains: half-close and linger */
 #define GW_CONN_LINGER 0x0080u     /* write side shut: discard input until EOF/deadline */
 #define GW_CONN_OWN_PING 0x0100u   /* upgraded by a layer with its own heartbeat (gw_eio) */
+#define GW_CONN_FULL 0x0200u       /* the socket buffer was full at the last write */
 #define GW_CONN_KEEPALIVE 0x0400u  /* the request being answered allows keep-alive */
 #define GW_CONN_IN_PROCESS 0x0800u /* its input is being parsed (re-entrancy guard) */
 #define GW_CONN_CUT 0x1000u        /* over the output cap: only the close frame may follow */
@@ -159,10 +160,11 @@ struct gw_conn {
     struct ws_parser wsp;
     int fd;
     uint32_t out_bytes;
-    /* The low 32 bits of gw_now_ms() at the last byte received / the last
-     * ping frame sent: only ever compared as time elapsed since (mod 2^32,
-     * gw_conn_elapsed_ms()), and the sweep drops a connection silent for
-     * --ping-timeout-ms long before 49 days could wrap it. */
+    /* The low 32 bits of gw_now_ms() at the last sign of life (a byte
+     * received, or room in a socket buffer that was full: the peer read)
+     * / the last ping frame sent: only ever compared as time elapsed since
+     * (mod 2^32, gw_conn_elapsed_ms()), and the sweep drops a connection
+     * silent for --ping-timeout-ms long before 49 days could wrap it. */
     uint32_t last_seen_ms;
     uint32_t last_ping_ms;
     uint16_t flags;    /* GW_CONN_* (all fit 16 bits) */

@@ -103,6 +103,13 @@ void gw_ws_accept(struct gw_conn *c, const char *key, size_t key_len, const char
     c->flags &= ~(unsigned)GW_CONN_BUSY;
     c->deadline_ms = 0;
     c->last_seen_ms = c->last_ping_ms = (uint32_t)gw_now_ms();
+    /* The first ping after between half the interval and all of it, by a
+     * hash of the id: connections opened in a storm (a gateway's clients
+     * coming back after a restart, a benchmark's ramp) ping spread over
+     * the interval rather than at the storm's rate, and stay spread. */
+    uint32_t half = (uint32_t)c->net->lim.ping_interval_ms / 2;
+    if (half)
+        c->last_ping_ms -= (uint32_t)((c->id * UINT64_C(0x9E3779B97F4A7C15)) >> 32) % half;
     ws_parser_init(&c->wsp, true, c->net->lim.max_msg);
     c->msg_limit = GW_LIMIT_MESSAGE;
     gw_conn_update_events(c);
