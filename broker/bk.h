@@ -56,6 +56,7 @@
 
 #include "bk_store.h"
 #include "event.h"
+#include "memtrim.h"
 #include "rds.h"
 
 #include <bsd/sys/cdefs.h>
@@ -328,7 +329,8 @@ struct bk_lead {
     bool connected_once;
     int64_t holdoff_until_ms;
     char term[160]; /* "<consumer> <pid>.<ms>": herald:broker:alive while leading */
-    int64_t last_heartbeat_ms, last_lease_check_ms, last_trim_ms, last_info_ms;
+    int64_t last_heartbeat_ms, last_lease_check_ms, last_info_ms;
+    struct memtrim trim; /* heap trims after bursts (on_tick) */
 };
 
 /* Every error word the broker answers a client or a relayed request with

@@ -26,7 +26,6 @@
 #include "log.h"
 
 #include <event2/event.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +37,6 @@
 /* Heartbeat period and TTL of herald:broker:alive. */
 #define BK_HEARTBEAT_MS 1000
 #define BK_HEARTBEAT_TTL_MS 5000
-/* How often free heap pages go back to the system (malloc_trim). */
-#define BK_TRIM_INTERVAL_MS 1000
 /* Most time between two tries of a standby for the lock. */
 #define BK_STANDBY_POLL_MS 250
 /* A bound on the XAUTOCLAIM loop, far above any backlog: rounds of 1000
@@ -129,10 +126,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     bk_presence_tick(b, now);
     bk_hooks_tick(b, now);
     /* As the gateways do: free pages back to the system after a burst. */
-    if (now - b->lead.last_trim_ms >= BK_TRIM_INTERVAL_MS) {
-        b->lead.last_trim_ms = now;
-        malloc_trim(0);
-    }
+    memtrim_tick(&b->lead.trim, now);
     if (now - b->lead.last_info_ms >= BK_HEARTBEAT_MS) {
         b->lead.last_info_ms = now;
         bk_admin_refresh(b);
@@ -336,6 +330,7 @@ static int become_leader(struct bk *b)
     if (rds_init(&b->cmd, b->base, b->cfg.redis_url, "cmd", on_cmd_state, b) != 0 ||
         bk_consumer_start(b) != 0 || bk_webhook_start(b) != 0)
         return -1;
+    memtrim_init(&b->lead.trim);
     b->lead.tick_ev = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval tv = {0, BK_TICK_MS * 1000};
     event_add(b->lead.tick_ev, &tv);
@@ -413,6 +408,7 @@ void bk_stop(struct bk *b)
     if (b->lead.tick_ev)
         event_free(b->lead.tick_ev);
     b->lead.tick_ev = NULL;
+    memtrim_free(&b->lead.trim);
     bk_webhook_stop(b);
     rds_free(&b->rd);
     if (b->cmd.up && b->lead.leading && !b->lead.lost_lock) {

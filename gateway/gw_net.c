@@ -16,7 +16,6 @@
 #include "log.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,10 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How often on_sweep returns free heap pages to the system. malloc_trim
- * walks the free lists: 0.1 to 2 ms for a gateway holding 15 000
- * connections (measured with a uprobe), at most 0.2 % of a core. */
-#define GW_TRIM_INTERVAL_MS 1000
 /* Connections accepted per listener wake-up, so a connect storm cannot
  * starve the connections already open. */
 #define GW_ACCEPT_BATCH 64
@@ -103,13 +98,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     int64_t now = gw_now_ms();
     gw_ip_prune(&n->ips, now);
     /* Hand the pages freed after a burst (fan-out queues, a ramp of
-     * handshakes) back to the system: glibc trims only the top of the heap
-     * by itself. Measured: a tenth of a gateway's RSS after a ramp of
-     * 5 000 connections with presence fan-out. */
-    if (now - n->last_trim_ms >= GW_TRIM_INTERVAL_MS) {
-        n->last_trim_ms = now;
-        malloc_trim(0);
-    }
+     * handshakes) back to the system once it is over (memtrim.h).
+     * Measured: a tenth of a gateway's RSS after a ramp of 5 000
+     * connections with presence fan-out. */
+    memtrim_tick(&n->trim, now);
     /* This slice's share of the connections, from where the last one
      * stopped; the end of the tree ends the round. Ids only grow while a
      * round runs (gw_net_take_id() aside, which can at worst make one
@@ -299,6 +291,7 @@ int gw_net_init(struct gw_net *n, struct event_base *base, const struct gw_limit
                 const struct gw_net_handlers *h, const char *host, int port, int *bound_port)
 {
     memset(n, 0, sizeof(*n));
+    memtrim_init(&n->trim);
     n->base = base;
     n->lim = *lim;
     n->h = *h;
@@ -391,6 +384,7 @@ void gw_net_free(struct gw_net *n)
     if (n->sweep_ev)
         event_free(n->sweep_ev);
     free(n->scratch);
+    memtrim_free(&n->trim);
     memset(n, 0, sizeof(*n));
     n->listen_fd = -1;
 }

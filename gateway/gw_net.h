@@ -26,6 +26,7 @@
 
 #include "gw_ip.h"
 #include "http.h"
+#include "memtrim.h"
 #include "ws.h"
 
 #include <bsd/sys/cdefs.h>
@@ -240,7 +241,7 @@ struct gw_net {
     long tick_ms;              /* every connection is swept once per tick */
     long sweep_slices;         /* ... a slice of them per timer event */
     uint64_t sweep_next;       /* the id the next slice starts at (0: the first) */
-    int64_t last_trim_ms;      /* last malloc_trim() (on_sweep) */
+    struct memtrim trim;       /* heap trims after bursts (on_sweep) */
     struct gw_conn_tree by_id; /* owns every connection, by id */
     struct gw_conn *dirty;     /* borrowed: head of the flush list */
     bool flush_armed;          /* flush_ev is active or its delay runs */
