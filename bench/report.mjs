@@ -618,6 +618,7 @@ export function floorRows(results) {
       serverUs: deliveries ? (d.cpu.total * 1e6) / deliveries : null,
       timeRatio: k && k.last_ms > 0 ? lastMs / k.last_ms : null,
       cpuRatio: k && deliveries ? ((gwCpu * 1e6) / deliveries) / k.send_cpu_us : null,
+      serverRatio: k && deliveries ? ((d.cpu.total * 1e6) / deliveries) / k.send_cpu_us : null,
       noise: d.noise,
     });
   }
@@ -632,19 +633,20 @@ function floorSection(results) {
     'in a loop, another reading them through epoll; the medians of its rounds: CPU-µs per send (on loopback that ' +
     'includes the receiving side\'s TCP processing) and the time from the first send to the last arrival. ' +
     '*Herald*: one gateway (scope all) holding N connections of the load generator while one user goes offline ' +
-    'and online about twice a second; for each offline transition, the time from the close of the user\'s ' +
+    'and online, 20 000/N times a second but at least twice (one fan-out at a time, about 20 000 deliveries/s); for each offline transition, the time from the close of the user\'s ' +
     'connection to the last of its N deliveries: the median over the transitions (the worst in brackets; online ' +
     'transitions include the user\'s handshake and are left out). *Delivery p50*: of every delivery, both ' +
     'directions. CPU per delivery: the gateway\'s (all servers\' in brackets) over the status events delivered. ' +
-    'Ratio: Herald ÷ kernel.\n\n';
+    'Ratios: Herald ÷ kernel; the target (issue 18) is the CPU ratio of all servers.\n\n';
   if (results.floor_probe && !results.floor_probe.ok) s += `The probe failed: ${results.floor_probe.error}\n\n`;
   s += table(['conns', 'kernel CPU-µs per send', 'kernel: last arrival ms', 'transitions (offline timed)', 'deliveries',
     'Herald: to the last delivery ms (worst)', 'delivery p50 ms', 'gateway CPU-µs per delivery (all servers)', 'time ratio',
-    'CPU ratio', 'machine noise'], rows.map((x) => [num(x.conns), x.kernel ? sig(x.kernel.send_cpu_us) : DASH,
+    'CPU ratio: all servers (gateway)', 'machine noise'], rows.map((x) => [num(x.conns), x.kernel ? sig(x.kernel.send_cpu_us) : DASH,
     x.kernel ? sig(x.kernel.last_ms) : DASH, `${num(x.transitions)} (${x.timed ?? DASH})`, num(x.deliveries),
     `${sig(x.lastMs)} (${sig(x.lastMax)})`, sig(x.p50),
     x.gwUs === null ? DASH : `${sig(x.gwUs)} (${sig(x.serverUs)})`,
-    x.timeRatio === null ? DASH : `**${x.timeRatio.toFixed(2)}×**`, x.cpuRatio === null ? DASH : `${x.cpuRatio.toFixed(2)}×`,
+    x.timeRatio === null ? DASH : `${x.timeRatio.toFixed(2)}×`,
+    x.serverRatio === null ? DASH : `**${x.serverRatio.toFixed(2)}×** (${x.cpuRatio.toFixed(2)}×)`,
     x.noise === null ? DASH : `${x.noise.toFixed(2)}${x.noise > NOISE_FLAG ? ' ⚠' : ''}`]));
   return s + failedNote(results.runs.filter((r) => r.scenario === 'floor'));
 }
@@ -768,9 +770,9 @@ function targetRows(results) {
       best ? `${num(best.conns)} (p99 ${sig(derive(best).p99)} ms)` : 'none of those tried', DASH, DASH]);
   }
   for (const f of floorRows(results)) {
-    if (f.timeRatio === null) continue;
-    rows.push([`fan-out to ${num(f.conns)} connections vs the kernel floor (time to the last delivery)`, '≤ 1.2×',
-      `${f.timeRatio.toFixed(2)}× ${ok(f.timeRatio <= 1.2)} (CPU per delivery ${f.cpuRatio.toFixed(2)}×)`, DASH, DASH]);
+    if (f.serverRatio === null) continue;
+    rows.push([`server CPU per presence delivery vs the kernel floor, fan-out to ${num(f.conns)} connections (all servers; the gateway alone, and the time to the last delivery, in brackets)`, '≤ 1.2×',
+      `${f.serverRatio.toFixed(2)}× ${ok(f.serverRatio <= 1.2)} (gateway ${f.cpuRatio.toFixed(2)}×, time ${f.timeRatio === null ? DASH : `${f.timeRatio.toFixed(2)}×`})`, DASH, DASH]);
   }
   // Stored DMs: herald-store-bench, the median of the runs at 64 per
   // transaction (a broker under load reads batches of that order).
