@@ -713,8 +713,9 @@ function targetRows(results) {
     return rs.reduce((a, b) => (b.r < a.r ? b : a));
   };
   if (steady.length) {
-    rows.push(['broadcast deliveries per server CPU-second vs the reference (worst of the fixed rates and saturation)', '≥ 2×',
-      ...heralds.map((k) => { const m = minRatio(steady, k); return m ? `${m.r.toFixed(1)}× (${m.c}) ${ok(m.r >= 2)}` : 'not measured'; }), DASH]);
+    // Issue 18 raised the bar from 2× to 5× at every rate.
+    rows.push(['live chat deliveries per server CPU-second vs the reference (worst of the fixed rates and saturation)', '≥ 5×',
+      ...heralds.map((k) => { const m = minRatio(steady, k); return m ? `${m.r.toFixed(1)}× (${m.c}) ${ok(m.r >= 5)}` : 'not measured'; }), DASH]);
   }
   if (bursty.length) {
     rows.push([`… on bursty chat (${bursty[0].cfg.case})`, '≥ 6×',
