@@ -64,8 +64,8 @@ import { derive, machineInfo, NOISE_FLAG, scaleKeptUp, scenarioMarkdown, writeRe
 //            floor), and one Herald gateway (scope all) holding N
 //            connections while one user goes offline and online: the time
 //            from a transition to its last delivery, and the server CPU per
-//            delivery, against that floor. The user changes about
-//            10 000 000 / N times a minute (20/s at 1 000, 2/s at 10 000):
+//            delivery, against that floor. The user changes 20 000/N
+//            times a second, 2 to 20 (20/s at 1 000, 2/s at 10 000):
 //            one fan-out at a time, yet enough of them that the servers'
 //            idle work (timers, heartbeats) is not what is measured.
 //
@@ -169,12 +169,12 @@ function configs(scenario, sz) {
   } else if (scenario === 'floor') {
     for (const conns of sz.floor?.conns || []) {
       // One gateway; conns/10 users of 10 tabs, so the ramp announces 10
-      // users only; one churning user, 20 000/N transitions per second but
-      // at least 2 (the rate is split over the two workers and the one
+      // users only; one churning user, 20 000/N transitions per second, 2 to
+      // 20 (the rate is split over the two workers and the one
       // churning user sits on one of them, hence twice that): about 20 000
       // deliveries/s, one fan-out at a time (a fan-out to N takes ~N × 15 µs).
       // Offline transitions are timed to their last delivery.
-      const perSec = Math.max(2, Math.round(20000 / conns));
+      const perSec = Math.min(20, Math.max(2, Math.round(20000 / conns)));
       out.push({ ...base, settle: 1, duration: 10, drain: 1, series: 'floor', mode: 'presence', heraldOnly: true,
         protos: ['ws'], servers: 1, conns, tabs: Math.max(1, Math.floor(conns / 10)), churnUsers: 1, rate: 2 * perSec,
         desc: `${conns} conns on one gateway, ${perSec} transitions/s to all (scope all)` });

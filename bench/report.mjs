@@ -633,7 +633,7 @@ function floorSection(results) {
     'in a loop, another reading them through epoll; the medians of its rounds: CPU-µs per send (on loopback that ' +
     'includes the receiving side\'s TCP processing) and the time from the first send to the last arrival. ' +
     '*Herald*: one gateway (scope all) holding N connections of the load generator while one user goes offline ' +
-    'and online, 20 000/N times a second but at least twice (one fan-out at a time, about 20 000 deliveries/s); for each offline transition, the time from the close of the user\'s ' +
+    'and online, 20 000/N times a second, 2 to 20 (one fan-out at a time, about 20 000 deliveries/s); for each offline transition, the time from the close of the user\'s ' +
     'connection to the last of its N deliveries: the median over the transitions (the worst in brackets; online ' +
     'transitions include the user\'s handshake and are left out). *Delivery p50*: of every delivery, both ' +
     'directions. CPU per delivery: the gateway\'s (all servers\' in brackets) over the status events delivered. ' +
