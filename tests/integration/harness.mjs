@@ -201,6 +201,15 @@ export class Stack {
 
   token(name, opts) { return makeToken(this.users[name], opts); }
 
+  // POST /live_chat_message as user `name` on gateway gi; the response.
+  chatOverHttp(name, message, gi = 0) {
+    return fetch(`${this.gateways[gi].url}/live_chat_message`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.token(name)}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ message }),
+    });
+  }
+
   // Adds a user with herald-admin (extra args e.g. '--avatar', url), records
   // its id in this.users and returns the id.
   addUser(name, ...args) {

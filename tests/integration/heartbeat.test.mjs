@@ -55,13 +55,8 @@ test('/ws: a client reading a long backlog is not dropped as silent; once it has
   sock.pause(); // the kernel buffers fill, then the gateway's queue
   const N = 240;
   const body = 'x'.repeat(50000);
-  const token = s.token('carol');
   for (let i = 0; i < N; i++) {
-    const r = await fetch(`${s.gateways[0].url}/live_chat_message`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ message: `${i}:${body}` }),
-    });
+    const r = await s.chatOverHttp('carol', `${i}:${body}`);
     assert.equal(r.status, 202);
   }
   const queued = async () => Number((await (await fetch(`${s.gateways[1].url}/metrics`)).text())

@@ -27,7 +27,6 @@ test('a consumer that stops reading is cut off; the others get every message', a
   slow.ws._socket.pause(); // stops reading: the kernel buffers fill, then our queue
   const N = 300;
   const body = 'x'.repeat(50000);
-  const token = s.token('carol');
   const metricsText = async () => (await fetch(`${s.gateways[0].url}/metrics`)).text();
   // The slow client reads again as soon as it has been cut: it must then
   // learn why (close 1013), not find its socket dropped (1006). The close
@@ -41,11 +40,7 @@ test('a consumer that stops reading is cut off; the others get every message', a
     return true;
   }, { what: 'the slow consumer cut', timeout: 30000 }).then(() => slow.ws._socket.resume());
   for (let i = 0; i < N; i++) {
-    const r = await fetch(`${s.gateways[0].url}/live_chat_message`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ message: `${i}:${body}` }),
-    });
+    const r = await s.chatOverHttp('carol', `${i}:${body}`);
     assert.equal(r.status, 202);
   }
   await resumed;
