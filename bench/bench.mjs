@@ -644,7 +644,7 @@ Runs the benchmark scenarios against Herald (/ws and Socket.IO) and the
 reference Socket.IO v4 server (bench/reference/) at the same sizes, writes the
 raw results and then the report with its plots.
 
-  --quick              small sizes, 4 s measurements (the whole run < 5 min)
+  --quick              small sizes, 4 s measurements (the whole run takes about 7 min)
   --only S[,S...]      scenarios to run: ${SCENARIOS.join(', ')} (default: all);
                        the results of the others are kept from the results file
   --target T           herald, reference or both (default both)
@@ -751,7 +751,7 @@ async function main() {
   const records = [];
   // Runs disturbed by the rest of the machine are done again once, at most
   // this many per session (so a busy machine cannot double the run time, and
-  // --quick stays under 5 minutes).
+  // --quick stays around 7 minutes).
   const maxRetries = o.quick ? 2 : Math.ceil(runs.length / 10);
   let retries = 0;
   // Scale in scope all: sizes ascending; past the first that did not keep up

@@ -1045,7 +1045,7 @@ notes section.
 
 \`\`\`sh
 scripts/bench            # every scenario at full size (Herald /ws, Herald Socket.IO, reference)
-scripts/bench --quick    # small sizes, under 5 minutes
+scripts/bench --quick    # small sizes, about 7 minutes
 scripts/bench-idle       # one scenario: also bench-presence, bench-broadcast, bench-dm, bench-webhook
 \`\`\`
 
