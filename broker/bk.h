@@ -88,7 +88,7 @@ struct bk_config {
      * sets scope_related), the presence list bound, and how long
      * transitions may be held to be written together (0: at once). */
     const char *presence_scope;
-    int scope_related;
+    bool scope_related;
     long max_presence_watch;
     long presence_flush_ms;
     long gateway_lease_ms;

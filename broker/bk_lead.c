@@ -362,12 +362,10 @@ int bk_init(struct bk *b)
         b->sink.arg = &b->cmd;
     }
     bk_presence_init(b);
-    const char *scope = b->cfg.presence_scope ? b->cfg.presence_scope : "all";
-    if (strcmp(scope, "all") != 0 && strcmp(scope, "related") != 0) {
-        log_error("bad --presence-scope \"%s\": all or related", scope);
+    if (!ev_presence_scope(b->cfg.presence_scope, &b->cfg.scope_related)) {
+        log_error("bad --presence-scope \"%s\": all or related", b->cfg.presence_scope);
         return -1;
     }
-    b->cfg.scope_related = strcmp(scope, "related") == 0;
     if (b->cfg.max_presence_watch <= 0)
         b->cfg.max_presence_watch = 1000;
     for (size_t i = 0; i < sizeof(bk_features) / sizeof(bk_features[0]); i++)

@@ -273,6 +273,17 @@ bool ev_id_split(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
            parse_u64(dash + 1, len - (size_t)(dash - s) - 1, seq) == 0;
 }
 
+bool ev_presence_scope(const char *word, bool *related)
+{
+    if (!word || strcmp(word, "all") == 0)
+        *related = false;
+    else if (strcmp(word, "related") == 0)
+        *related = true;
+    else
+        return false;
+    return true;
+}
+
 bool ev_offset_valid(const char *s, size_t len)
 {
     uint64_t ms, seq;

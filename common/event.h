@@ -142,6 +142,11 @@ struct ev_entry {
     size_t id_len;
 };
 
+/* --presence-scope, which broker and gateways must agree on: "all" (or
+ * unset) sets *related false, "related" true; anything else is false
+ * returned (the caller refuses to start). */
+bool ev_presence_scope(const char *word, bool *related);
+
 /* A stream entry id as an offset: "<ms>-<seq>", both decimal, at most
  * EV_OFFSET_MAX characters. */
 #define EV_OFFSET_MAX 41

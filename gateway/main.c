@@ -548,12 +548,10 @@ int main(int argc, char **argv)
     g->auth.h = (struct gw_auth_handlers){.on_claims = auth_on_claims, .arg = g};
     if (setup_jwt(g) != 0)
         return 2;
-    if (strcmp(g->cfg.presence_scope, "all") != 0 &&
-        strcmp(g->cfg.presence_scope, "related") != 0) {
+    if (!ev_presence_scope(g->cfg.presence_scope, &g->scope_related)) {
         log_error("bad --presence-scope \"%s\": all or related", g->cfg.presence_scope);
         return 2;
     }
-    g->scope_related = strcmp(g->cfg.presence_scope, "related") == 0;
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     g->base = event_base_new();

@@ -253,8 +253,22 @@ static void test_group_progress(void)
 #undef S
 }
 
+/* The scope word both processes parse the same way. */
+static void test_presence_scope(void)
+{
+    bool related = true;
+    CHECK(ev_presence_scope(NULL, &related) && !related);
+    CHECK(ev_presence_scope("all", &related) && !related);
+    CHECK(ev_presence_scope("related", &related) && related);
+    related = false;
+    CHECK(!ev_presence_scope("Related", &related) && !related);
+    CHECK(!ev_presence_scope("", &related));
+    CHECK(!ev_presence_scope("all ", &related));
+}
+
 int main(void)
 {
+    test_presence_scope();
     test_encoders();
     test_group_progress();
     test_from_reply();
